@@ -1,0 +1,65 @@
+"""Prepared splits as tokenized datasets for the trainer, with truncation counted."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from cadft.errors import CadftError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TokenizedSplit(torch.utils.data.Dataset):
+    """Token ids and labels of one split; `eids` stay here and are never logged."""
+
+    name: str
+    eids: np.ndarray
+    labels: np.ndarray
+    input_ids: list[list[int]]
+    truncated: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.input_ids[i], "labels": int(self.labels[i])}
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def sorted_by_length(self) -> TokenizedSplit:
+        """The same examples, longest first: evaluation batches with little padding."""
+        order = np.argsort([-len(ids) for ids in self.input_ids], kind="stable")
+        return TokenizedSplit(self.name, self.eids[order], self.labels[order], [self.input_ids[i] for i in order], self.truncated)
+
+
+def subsample(table: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:
+    """A stratified subsample of at most `limit` rows (same case fraction), or the table itself."""
+    if limit is None or table.height <= limit:
+        return table
+    fraction = limit / table.height
+    parts = [part.sample(n=max(1, round(part.height * fraction)), seed=seed) for _, part in table.group_by("label", maintain_order=True)]
+    return pl.concat(parts).sort("eid")
+
+
+def tokenize_split(table: pl.DataFrame, name: str, tokenizer, max_length: int) -> TokenizedSplit:
+    if table.height == 0:
+        raise CadftError(f"the {name} split is empty: check data.split.fractions and the cohort size")
+    full = tokenizer(table["text"].to_list(), add_special_tokens=True, truncation=False)["input_ids"]
+    truncated = sum(len(ids) > max_length for ids in full)
+    if truncated:
+        longest = max(len(ids) for ids in full)
+        log.warning(
+            "%s: %d of %d records are longer than train.max_length=%d tokens (longest %d) and are TRUNCATED: "
+            "they lose their last features. Raise train.max_length or shorten the text template.",
+            name, truncated, table.height, max_length, longest,
+        )
+    ids = [seq[:max_length] for seq in full]
+    return TokenizedSplit(name, table["eid"].to_numpy(), table["label"].to_numpy().astype(np.int64), ids, truncated)

@@ -1,0 +1,213 @@
+"""cadft-prepare: extract -> labels -> baseline features -> text -> split, as Parquet plus a data card.
+
+    cadft-prepare data.path=FILE [data.format=auto|showcase|tab|rap|parquet|seed_json] [task=hard_cad]
+                  [text=text|list] [paths.prepared_dir=DIR]
+
+The result is cached under `paths.prepared_dir` by a hash of the input file's identity (path, size,
+modification time) and the data, task and text config, so a sweep prepares once. The table has
+`eid, label, split, text` and one column per feature; the data card (JSON) has counts, exclusions,
+prevalence per split, missingness per feature, parse problems and token-length percentiles.
+Output is written to a temporary folder and renamed, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import hydra
+import numpy as np
+import polars as pl
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from cadft.cli import exit_on_user_error
+from cadft.errors import CadftError
+from cadft.features import build_features, check_no_leakage, fallback_fields, parse_features, required_fields
+from cadft.phenotype import LOST_FIELD, Definition, label
+from cadft.split import SPLITS, assign_splits
+from cadft.text import render_texts
+from cadft.ukb.read import read_extract
+from cadft.ukb.seed_json import read_seed_json
+
+log = logging.getLogger(__name__)
+PREPARE_VERSION = 1  # bump when the prepared table changes for the same input and config
+TOKEN_SAMPLE = 20_000  # records tokenized for the data card's length percentiles
+
+
+@dataclass(frozen=True)
+class Prepared:
+    directory: Path
+    key: str
+
+    @property
+    def table_path(self) -> Path:
+        return self.directory / "data.parquet"
+
+    @property
+    def card_path(self) -> Path:
+        return self.directory / "data_card.json"
+
+    def table(self) -> pl.DataFrame:
+        return pl.read_parquet(self.table_path)
+
+    @cached_property
+    def card(self) -> dict:
+        return json.loads(self.card_path.read_text())
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """The prepared table for this config: from the cache, or built now."""
+    key = cache_key(cfg)
+    root = Path(cfg.paths.prepared_dir).resolve()
+    prepared = Prepared(root / f"{_slug(cfg)}-{key[:12]}", key)
+    if prepared.table_path.is_file() and prepared.card_path.is_file():
+        log.info("prepared data from cache: %s", prepared.directory)
+        return prepared
+    table, card = build(cfg)
+    card["cache_key"] = key
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        table.write_parquet(staging / "data.parquet")
+        (staging / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
+        try:
+            staging.rename(prepared.directory)
+        except OSError:  # another process (a sweep job, a rank) finished the same key first
+            if not prepared.table_path.is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return prepared
+
+
+def cache_key(cfg: DictConfig) -> str:
+    path = Path(cfg.data.path).resolve()
+    if not path.is_file():
+        raise CadftError(f"data.path={cfg.data.path}: no such file")
+    stat = path.stat()
+    identity = {
+        "version": PREPARE_VERSION,
+        "file": [str(path), stat.st_size, stat.st_mtime_ns],
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "text": OmegaConf.to_container(cfg.text, resolve=True),
+        "tokenizer": OmegaConf.to_container(cfg.backbone, resolve=True),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _slug(cfg: DictConfig) -> str:
+    return "seed_json" if cfg.data.format == "seed_json" else str(cfg.task.name)
+
+
+def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
+    steps = tqdm(total=5, desc="prepare", unit="step", disable=None)
+    if cfg.data.format == "seed_json":
+        steps.set_postfix_str("reading seed JSON")
+        table = read_seed_json(cfg.data.path, text_key=cfg.data.text_key, label_key=cfg.data.label_key,
+                               id_key=cfg.data.id_key, encoding=cfg.data.encoding)
+        card = {"input": {"format": "seed_json", "rows": table.height}, "exclusions": {}, "features": []}
+        features = []
+        steps.update(3)
+    else:
+        definition = Definition.from_config(cfg.task)
+        features = parse_features(cfg.data.features)
+        check_no_leakage(features, definition)
+        steps.set_postfix_str("reading extract")
+        extract = read_extract(
+            cfg.data.path,
+            definition.required_fields() + required_fields(features),
+            optional_ids=(LOST_FIELD, *fallback_fields(features)),
+            fmt=cfg.data.format,
+            max_bad_fraction=float(cfg.data.max_bad_fraction),
+            encoding=cfg.data.encoding,
+        )
+        steps.update()
+        steps.set_postfix_str("labelling")
+        labels = label(extract, definition)
+        steps.update()
+        steps.set_postfix_str("features and text")
+        table = labels.filter(pl.col("included")).select("eid", "label").join(build_features(extract, features), on="eid", how="left")
+        table = table.with_columns(render_texts(table, features, cfg.text))
+        steps.update()
+        card = {
+            "input": {"format": extract.naming, "rows": extract.n, "absent_optional_fields": extract.absent_optional},
+            "exclusions": dict(labels.filter(~pl.col("included")).group_by("exclusion").len().sort("exclusion").iter_rows()),
+            "parse_problems": {"bad_values_set_missing": extract.bad_values, "labels_outside_registry": extract.unmapped_labels},
+            "features": [f.name for f in features],
+        }
+    if table.height == 0 or int(table["label"].sum()) == 0:
+        raise CadftError(
+            f"{cfg.data.path}: the cohort has {table.height} participants and no cases of task {cfg.task.name} after "
+            f"exclusions {card['exclusions']}; check the extract's outcome fields and task.definition"
+        )
+    steps.set_postfix_str("splitting")
+    table = table.with_columns(assign_splits(table, cfg.data.split.fractions, cfg.data.split.salt))
+    table = table.select("eid", "label", "split", "text", *[f.name for f in features]).sort("eid")
+    steps.update()
+    steps.set_postfix_str("token lengths")
+    card.update(_describe(table, [f.name for f in features], cfg))
+    steps.update()
+    steps.close()
+    return table, card
+
+
+def _describe(table: pl.DataFrame, feature_names: list[str], cfg: DictConfig) -> dict:
+    splits = {}
+    for name in SPLITS:
+        part = table.filter(pl.col("split") == name)
+        cases = int(part["label"].sum())
+        splits[name] = {"n": part.height, "cases": cases, "prevalence": round(cases / max(part.height, 1), 5)}
+    cases = int(table["label"].sum())
+    return {
+        "task": {k: cfg.task.get(k) for k in ("name", "description", "outcome", "horizon_years", "censor_date")}
+        if cfg.data.format != "seed_json" else {"name": "seed_json"},
+        "included": table.height,
+        "cases": cases,
+        "prevalence": round(cases / table.height, 5),
+        "splits": splits,
+        "missingness": {name: round(table[name].null_count() / table.height, 5) for name in feature_names},
+        "text": {"template": cfg.text.name if cfg.data.format != "seed_json" else "seed_json", "tokens": _token_lengths(table["text"], cfg)},
+    }
+
+
+def _token_lengths(texts: pl.Series, cfg: DictConfig) -> dict:
+    from cadft.backbone import load_tokenizer  # transformers is slow to import; only this step needs it
+
+    tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
+    sample = texts.sample(min(TOKEN_SAMPLE, texts.len()), seed=int(cfg.seed)).to_list()
+    lengths = np.array([len(ids) for ids in tokenizer(sample)["input_ids"]])
+    percentiles = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)}
+    return {"tokenizer": str(cfg.backbone.name), "sampled": len(sample), "mean": round(float(lengths.mean()), 1), **percentiles, "max": int(lengths.max())}
+
+
+def summary_lines(prepared: Prepared) -> list[str]:
+    card = prepared.card
+    lines = [f"prepared table: {prepared.table_path}", f"data card:      {prepared.card_path}",
+             f"included {card['included']} participants, {card['cases']} cases ({card['prevalence']:.2%})"]
+    if card["exclusions"]:
+        lines.append("excluded: " + ", ".join(f"{k} {v}" for k, v in card["exclusions"].items()))
+    lines += [f"  {name:<10} n={s['n']:<7} cases={s['cases']:<6} prevalence={s['prevalence']:.2%}" for name, s in card["splits"].items()]
+    tokens = card["text"]["tokens"]
+    lines.append(f"tokens per record ({tokens['tokenizer']}): median {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}")
+    return lines
+
+
+@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
+@exit_on_user_error("cadft-prepare")
+def main(cfg: DictConfig) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    prepared = prepare(cfg)
+    print("\n".join(summary_lines(prepared)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Fine-tuning strategies: build a 2-label sequence classifier from a backbone for `model=lora|qlora|full`,
+save it, and load it back for inference.
+
+One code path; the config decides three things: whether the frozen backbone is 4-bit (qlora), whether LoRA
+adapters are added (lora, qlora) and so which parameters train. With adapters, the `score` head is trained in
+full and saved with them (`modules_to_save`). A checkpoint folder also holds `cadft_model.json`, which says how
+to rebuild the model (strategy, base folder, dtype, quantization), so loading needs no config.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig, PreTrainedTokenizerBase
+
+from cadft.errors import CadftError
+
+STRATEGIES = ("lora", "qlora", "full")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPE_CHOICES = ("auto", *DTYPES)
+QUANT_TYPES = ("nf4", "fp4")
+ALL_LINEAR = "all-linear"
+HEAD = "score"  # the classification head of transformers' *ForSequenceClassification decoders
+NUM_LABELS = 2
+CHECKPOINT_INFO = "cadft_model.json"
+# Set on a built model; save_model writes it to CHECKPOINT_INFO.
+BUILD_INFO_ATTR = "cadft_build_info"
+
+
+def build_model(
+    model_cfg: Mapping,
+    backbone_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+) -> torch.nn.Module:
+    """A trainable classifier: adapters + score head (lora, qlora) or every weight (full)."""
+    cfg = _to_dict(model_cfg)
+    validate_model_cfg(cfg, device)
+    info = {
+        "strategy": cfg["name"],
+        "base_model": backbone_path,
+        "dtype": cfg["dtype"],
+        "quantization": cfg["quantization"],
+        "pad_token_id": tokenizer.pad_token_id,
+        "trust_remote_code": trust_remote_code,
+    }
+    model = _load_base(info, device, dtype_name=cfg["dtype"])
+    if cfg["gradient_checkpointing"]:
+        # Non-reentrant: works with frozen inputs (no enable_input_require_grads hack) and with DeepSpeed.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if cfg["lora"] is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = cfg["lora"]
+        _check_target_modules(model, lora["target_modules"])
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type="SEQ_CLS",
+                r=int(lora["r"]),
+                lora_alpha=float(lora["alpha"]),
+                lora_dropout=float(lora["dropout"]),
+                target_modules=lora["target_modules"],
+                modules_to_save=[HEAD],
+            ),
+        )
+    setattr(model, BUILD_INFO_ATTR, info)
+    return model
+
+
+def save_model(model: torch.nn.Module, out_dir: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+    """Adapters + score head (lora, qlora) or the whole model (full), plus CHECKPOINT_INFO (and the tokenizer if given)."""
+    info = getattr(model, BUILD_INFO_ATTR, None)
+    if info is None:
+        raise CadftError("save_model needs a model made by cadft.strategy.build_model (unwrap Trainer/DeepSpeed wrappers first)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)  # PeftModel: adapter weights + modules_to_save only
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    write_checkpoint_info(model, out)
+
+
+def write_checkpoint_info(model: torch.nn.Module, out_dir: str | Path) -> None:
+    """CHECKPOINT_INFO beside weights saved elsewhere (the Trainer's own checkpoints), so load_model can read them."""
+    info = getattr(model, BUILD_INFO_ATTR, None)
+    if info is None:
+        raise CadftError("the model was not made by cadft.strategy.build_model: nothing says how to rebuild it")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / CHECKPOINT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def load_model(checkpoint_dir: str | Path, *, device: str = "cpu", dtype: str | None = None) -> torch.nn.Module:
+    """The model save_model wrote, frozen and in eval mode. `dtype` (auto | bf16 | fp16 | fp32) overrides the trained one."""
+    checkpoint = Path(checkpoint_dir)
+    info_file = checkpoint / CHECKPOINT_INFO
+    if not info_file.is_file():
+        raise CadftError(f"{checkpoint} is not a cadft checkpoint: {CHECKPOINT_INFO} is missing")
+    info = json.loads(info_file.read_text())
+    dtype_name = dtype or info["dtype"]
+    if info["strategy"] == "full":
+        model = _load_base({**info, "base_model": str(checkpoint)}, device, dtype_name)
+    else:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(_load_base(info, device, dtype_name), checkpoint)
+    setattr(model, BUILD_INFO_ATTR, info)
+    model.requires_grad_(False)  # for inference; resuming training goes through the Trainer's own checkpoints
+    return model.eval()
+
+
+def trainable_parameter_summary(model: torch.nn.Module) -> dict:
+    """Trainable and total parameter counts; a 4-bit weight counts its unpacked size, not its packed storage."""
+    trainable = total = 0
+    for param in model.parameters():
+        quant_state = getattr(param, "quant_state", None)  # bitsandbytes Params4bit keeps the original shape there
+        count = quant_state.shape.numel() if quant_state is not None else param.numel()
+        total += count
+        trainable += count if param.requires_grad else 0
+    return {"trainable": trainable, "total": total, "trainable_fraction": trainable / total if total else 0.0}
+
+
+def validate_model_cfg(cfg: Mapping, device: str = "cpu") -> None:
+    """Raise a ValueError naming the key and the allowed values for anything build_model cannot honour."""
+    _check_choice("model.name", cfg["name"], STRATEGIES)
+    _check_choice("model.dtype", cfg["dtype"], DTYPE_CHOICES)
+    quantized, adapters = cfg["name"] == "qlora", cfg["name"] != "full"
+    if (cfg["quantization"] is not None) != quantized:
+        raise CadftError(f"model.quantization must be {'set' if quantized else 'null'} for model.name={cfg['name']}")
+    if (cfg["lora"] is not None) != adapters:
+        raise CadftError(f"model.lora must be {'set' if adapters else 'null'} for model.name={cfg['name']}")
+    if quantized:
+        quant = cfg["quantization"]
+        _check_choice("model.quantization.quant_type", quant["quant_type"], QUANT_TYPES)
+        _check_choice("model.quantization.compute_dtype", quant["compute_dtype"], DTYPE_CHOICES)
+        _check_choice("model.quantization.quant_storage", quant["quant_storage"], DTYPE_CHOICES)
+        _require_bitsandbytes(device)
+    if adapters:
+        targets = cfg["lora"]["target_modules"]
+        if not (targets == ALL_LINEAR or isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)):
+            raise CadftError(f"model.lora.target_modules={targets!r} must be {ALL_LINEAR!r} or a list of module names")
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """`auto` is bf16 on CUDA and fp32 elsewhere (fp32 is faster than bf16 on CPU)."""
+    _check_choice("dtype", name, DTYPE_CHOICES)
+    if name == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def _load_base(info: Mapping, device: str, dtype_name: str) -> torch.nn.Module:
+    """The pretrained folder as a 2-label classifier on `device`; 4-bit and frozen if `info['quantization']` is set."""
+    quant = info["quantization"]
+    dtype = resolve_dtype(dtype_name, device)
+    if quant:
+        _require_bitsandbytes(device)
+    # No device_map even for 4-bit: DeepSpeed ZeRO-3 must place the weights itself (transformers then
+    # quantizes on the current CUDA device, or on the CPU without CUDA).
+    model = AutoModelForSequenceClassification.from_pretrained(
+        info["base_model"],
+        num_labels=NUM_LABELS,
+        dtype=dtype,
+        quantization_config=_bnb_config(quant, device) if quant else None,
+        trust_remote_code=info["trust_remote_code"],
+    )
+    model.config.pad_token_id = info["pad_token_id"]
+    model.config.use_cache = False  # a classifier never generates; also silences the checkpointing warning
+    if quant:
+        from peft import prepare_model_for_kbit_training
+
+        # Freezes the base and upcasts its non-4-bit weights to fp32 (in training and reloading alike).
+        # Checkpointing is enabled by build_model for every strategy (peft would call a deprecated method).
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model.to(device)
+
+
+def _bnb_config(quant: Mapping, device: str) -> BitsAndBytesConfig:
+    compute_dtype = resolve_dtype(quant["compute_dtype"], device)
+    storage = compute_dtype if quant["quant_storage"] == "auto" else resolve_dtype(quant["quant_storage"], device)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant["quant_type"],
+        bnb_4bit_use_double_quant=bool(quant["double_quant"]),
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=storage,
+        # The head is trained in full (modules_to_save); its 2 outputs would also break the CPU 4-bit kernel.
+        llm_int8_skip_modules=[HEAD],
+    )
+
+
+def _require_bitsandbytes(device: str) -> None:
+    try:
+        import bitsandbytes
+    except ImportError as error:
+        raise CadftError("model=qlora needs bitsandbytes: pip install 'bitsandbytes>=0.48,<0.51' (or use model=lora)") from error
+    device_type = torch.device(device).type
+    supported = sorted(getattr(bitsandbytes, "supported_torch_devices", ()))
+    if device_type not in supported:
+        raise CadftError(
+            f"model=qlora: bitsandbytes {bitsandbytes.__version__} has no backend for device {device!r} "
+            f"(it supports: {', '.join(supported) or 'none'}); use model=lora or model=full"
+        )
+
+
+def _check_target_modules(model: torch.nn.Module, targets: str | list[str]) -> None:
+    """Every listed name must match a Linear (peft matches a list entry against the end of a module's name)."""
+    if targets == ALL_LINEAR:
+        return
+    linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and name != HEAD]
+    unmatched = [target for target in targets if not any(name == target or name.endswith("." + target) for name in linear)]
+    if unmatched:
+        leaf_names = sorted({name.rsplit(".", 1)[-1] for name in linear})
+        raise CadftError(
+            f"model.lora.target_modules {unmatched} match no linear layer of the backbone; "
+            f"its linear layers are named: {', '.join(leaf_names)} (or use {ALL_LINEAR!r})"
+        )
+
+
+def _check_choice(key: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise CadftError(f"{key}={value!r} is not one of: {', '.join(map(str, allowed))}")
+
+
+def _to_dict(cfg: Mapping) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)

@@ -1,0 +1,191 @@
+"""MLflow tracking (`tracking` group): where runs go, what is logged, and only from rank 0.
+
+By default runs go to a SQLite store and an artifact folder under `paths.output_dir`
+(`sqlite:///<abs>/mlflow.db`, `<abs>/mlartifacts`); `tracking.uri=http://127.0.0.1:5000` logs to a
+running `mlflow server`, checked before training starts. One experiment per task, one run per job.
+Nothing identifying is logged as a param, tag or metric: the config holds no eids or record text, and
+per-participant predictions go up as an artifact only to a local store unless `tracking.log_eids=true`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
+
+from cadft.errors import CadftError
+
+log = logging.getLogger(__name__)
+RUN_FILE = "mlflow_run.json"  # in the run dir: lets eval and resume find the run
+PARENT_ENV = "CADFT_MLFLOW_PARENT_RUN_ID"  # set by the sweep callback: jobs become child runs
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    if cfg.tracking.uri:
+        return str(cfg.tracking.uri)
+    return f"sqlite:///{Path(cfg.paths.output_dir).resolve() / 'mlflow.db'}"
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Fail before training when the tracking store cannot be reached or written."""
+    if not cfg.tracking.enabled:
+        return
+    uri = tracking_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as err:
+            raise CadftError(f"tracking.uri={uri} does not answer ({getattr(err, 'reason', err)}); start the server or fix the URI") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        check_writable(folder, "tracking store (paths.output_dir)")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise CadftError(f"{what} {folder} is not writable ({err.strerror})") from None
+
+
+def start_run(cfg: DictConfig, run_dir: Path, tags: dict[str, str]) -> str | None:
+    """Open (or, on resume, reopen) this job's MLflow run; returns its id (None when tracking is off)."""
+    if not cfg.tracking.enabled or not is_main_process():
+        return None
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    name = str(cfg.tracking.experiment)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = cfg.tracking.artifact_location
+        if location is None and not is_remote(uri):
+            location = (Path(cfg.paths.output_dir).resolve() / "mlartifacts").as_uri()
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    record = run_dir / RUN_FILE
+    previous = json.loads(record.read_text())["run_id"] if record.is_file() else None
+    parent = os.environ.get(PARENT_ENV)
+    run = mlflow.start_run(
+        run_id=previous,
+        experiment_id=None if previous else experiment_id,
+        run_name=None if previous else (cfg.tracking.run_name or run_dir.name),
+        parent_run_id=parent if parent and not previous else None,
+        tags=tags,
+    )
+    record.write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id, "tracking_uri": uri}) + "\n")
+    return run.info.run_id
+
+
+def end_run(status: str = "FINISHED") -> None:
+    if is_main_process():
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status=status)
+
+
+def log_params(params: dict) -> None:
+    if not is_main_process():
+        return
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_params({k: _short(v) for k, v in params.items()})
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    if not is_main_process():
+        return
+    import mlflow
+
+    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if numeric and mlflow.active_run() is not None:
+        mlflow.log_metrics(numeric, step=step)
+
+
+def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
+    if not is_main_process():
+        return
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    for path in paths:
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name)
+        elif path.is_file():
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def may_log_eids(cfg: DictConfig) -> bool:
+    """Per-participant files go to a local store by default, to a server only when asked."""
+    setting = cfg.tracking.log_eids
+    return (not is_remote(tracking_uri(cfg))) if setting == "auto" else bool(setting)
+
+
+def flat_config(cfg: DictConfig) -> dict[str, object]:
+    """The composed config as dotted keys (MLflow params)."""
+    flat: dict[str, object] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+class MlflowMetricsCallback(TrainerCallback):
+    """Trainer logs -> MLflow metrics: train/... per logging step, val/... per evaluation."""
+
+    RENAME = {"loss": "train/loss_weighted", "loss_unweighted": "train/loss_unweighted", "learning_rate": "train/learning_rate",
+              "grad_norm": "train/grad_norm", "examples_per_second": "train/examples_per_second"}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        metrics = {}
+        for key, value in logs.items():
+            if key.startswith("eval_"):
+                metrics[f"val/{key.removeprefix('eval_')}"] = value
+            elif key in self.RENAME:
+                metrics[self.RENAME[key]] = value
+        log_metrics(metrics, step=state.global_step)

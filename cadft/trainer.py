@@ -1,0 +1,159 @@
+"""The Hugging Face Trainer with cadft's loss and sampler.
+
+Loss: class-weighted cross-entropy in fp32, normalised by the total weight of the whole accumulated
+batch on all ranks, i.e. exactly the loss of one large batch (GA=2 x batch 4 equals GA=1 x batch 8).
+transformers 5.x hands `num_items_in_batch` to `compute_loss` for that purpose; cadft replaces the
+count by the summed class weights, and says the loss is already scaled (`loss_is_scaled_for_ga`).
+Gradients are averaged over ranks (DDP, DeepSpeed), so each rank's share is multiplied by the world size.
+
+Logged per step besides the Trainer's loss, learning rate and grad norm: the unweighted loss and
+examples per second.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from cadft.errors import CadftError
+from cadft.imbalance import GroupedSampler, Imbalance, weighted_cross_entropy
+from cadft.strategy import resolve_dtype, write_checkpoint_info
+
+
+class CadftTrainer(Trainer):
+    loss_is_scaled_for_ga = True  # compute_loss divides by the accumulated batch's total weight
+
+    def __init__(self, *args, imbalance: Imbalance, sampler_seed: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.imbalance = imbalance
+        self.sampler_seed = sampler_seed
+        self.class_weights = torch.tensor(imbalance.class_weights, dtype=torch.float32)
+        self._unweighted_sum = 0.0
+        self._unweighted_count = 0
+        self._examples_since_log = 0
+        self._last_log_time = time.perf_counter()
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return GroupedSampler(
+            dataset.lengths,
+            dataset.labels,
+            self.imbalance,
+            batch_size=self.args.per_device_train_batch_size,
+            world_size=max(1, self.args.world_size),
+            seed=self.sampler_seed,
+        )
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
+        """The summed class weight of the accumulated batch, over all ranks (the loss's denominator)."""
+        total = sum(self.class_weights[batch["labels"].cpu()].sum() for batch in batch_samples)
+        total = torch.as_tensor(total, dtype=torch.float32, device=device)
+        if self.args.world_size > 1:
+            total = self.accelerator.gather(total.reshape(1)).sum()
+        return total
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        weighted, plain = weighted_cross_entropy(outputs.logits, labels, self.class_weights)
+        if num_items_in_batch is None:  # evaluation: the mean over this batch
+            loss = weighted.sum() / self.class_weights.to(weighted.device)[labels].sum()
+        else:
+            loss = weighted.sum() / num_items_in_batch * max(1, self.args.world_size)
+            self._unweighted_sum += float(plain.detach().sum())
+            self._unweighted_count += len(labels)
+            self._examples_since_log += len(labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._unweighted_count:
+            now = time.perf_counter()
+            logs["loss_unweighted"] = self._unweighted_sum / self._unweighted_count
+            logs["examples_per_second"] = self._examples_since_log * max(1, self.args.world_size) / max(now - self._last_log_time, 1e-9)
+            self._unweighted_sum, self._unweighted_count, self._examples_since_log = 0.0, 0, 0
+            self._last_log_time = now
+        super().log(logs, start_time)
+
+
+def classification_metrics(eval_prediction) -> dict[str, float]:
+    """Validation metrics during training (model selection uses AUROC)."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    probs = torch.softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float32), dim=-1)[:, 1].numpy()
+    if len(np.unique(labels)) < 2:
+        return {"brier": float(brier_score_loss(labels, probs))}
+    return {
+        "auroc": float(roc_auc_score(labels, probs)),
+        "auprc": float(average_precision_score(labels, probs)),
+        "brier": float(brier_score_loss(labels, probs)),
+    }
+
+
+def resolve_device(setting: str) -> str:
+    if setting not in ("auto", "cpu", "cuda"):
+        raise CadftError(f"train.device={setting!r}; allowed: auto, cpu, cuda")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise CadftError("train.device=cuda but no CUDA device is visible")
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def build_training_arguments(cfg, output_dir: Path, device: str) -> TrainingArguments:
+    """TrainingArguments from the train/model/zero groups, validated with messages naming the keys."""
+    t = cfg.train
+    for key in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps", "max_length"):
+        if int(t[key]) < 1:
+            raise CadftError(f"train.{key}={t[key]}; must be a positive integer")
+    if int(t.save_steps) % int(t.eval_steps):
+        raise CadftError(f"train.save_steps={t.save_steps} must be a multiple of train.eval_steps={t.eval_steps} (the best validation checkpoint is kept)")
+    if not 0 <= float(t.warmup_ratio) < 1:
+        raise CadftError(f"train.warmup_ratio={t.warmup_ratio}; must be in [0, 1)")
+    bf16 = device == "cuda" and resolve_dtype(cfg.model.dtype, device) == torch.bfloat16
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=int(t.batch_size),
+        per_device_eval_batch_size=int(t.eval_batch_size),
+        gradient_accumulation_steps=int(t.gradient_accumulation_steps),
+        num_train_epochs=float(t.epochs),
+        max_steps=int(t.max_steps),
+        learning_rate=float(cfg.model.learning_rate),
+        weight_decay=float(cfg.model.weight_decay),
+        optim=str(cfg.model.optim),
+        lr_scheduler_type=str(t.lr_scheduler),
+        warmup_steps=float(t.warmup_ratio),
+        max_grad_norm=float(t.max_grad_norm),
+        logging_steps=int(t.logging_steps),
+        eval_strategy="steps",
+        eval_steps=int(t.eval_steps),
+        save_strategy="steps",
+        save_steps=int(t.save_steps),
+        save_total_limit=int(t.save_total_limit),
+        load_best_model_at_end=True,
+        metric_for_best_model="auroc",
+        greater_is_better=True,
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        seed=int(cfg.seed),
+        data_seed=int(cfg.seed),
+        dataloader_num_workers=int(t.dataloader_workers),
+        remove_unused_columns=False,
+        label_names=["labels"],
+        report_to="none",
+    )
+
+
+class CheckpointInfoCallback(TrainerCallback):
+    """Trainer checkpoints hold the adapter or weights; add how to rebuild the model, so cadft-eval can load one."""
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and model is not None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_checkpoint_info(model, folder)
+        return control

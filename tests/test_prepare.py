@@ -1,0 +1,96 @@
+"""cadft-prepare: the prepared table, the data card, the cache, atomic output, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cadft.errors import CadftError
+from cadft.prepare import prepare
+from tests.edge_cases import EDGE_CASES, people
+from tests.extracts import base_person, write_rap, write_showcase
+
+
+def _cohort(n_controls: int = 80) -> list[dict]:
+    controls = [base_person(2000000 + i, sex=i % 2, age=40 + i % 30) for i in range(n_controls)]
+    return people() + controls
+
+
+@pytest.fixture
+def extract(tmp_path) -> Path:
+    return write_showcase(tmp_path / "cohort.csv", _cohort())
+
+
+def test_table_and_card(make_config, extract):
+    prepared = prepare(make_config(f"data.path={extract}"))
+    table = prepared.table()
+    assert table.columns[:4] == ["eid", "label", "split", "text"]
+    assert "systolic_bp" in table.columns and table["eid"].is_unique().all()
+    excluded = {case[0]["eid"] for case in EDGE_CASES.values() if isinstance(case[1], str)}
+    assert not set(table["eid"]) & excluded
+    cases = {case[0]["eid"] for case in EDGE_CASES.values() if case[1] == 1}
+    assert set(table.filter(pl.col("label") == 1)["eid"]) == cases
+    card = prepared.card
+    assert card["included"] == table.height and card["cases"] == len(cases)
+    assert card["exclusions"] == {"prevalent": 6, "undated_event": 2}
+    assert sum(s["n"] for s in card["splits"].values()) == table.height
+    assert card["text"]["tokens"]["p50"] > 20 and card["missingness"]["pack_years"] == 1.0
+    text = table.filter(eid=1000003)["text"].item()
+    assert text.startswith("The age at recruitment is 60 years. The sex is Male.")
+    for leak in ("K401", "2013", "I21", "death", "Date"):  # the CABG case: nothing about the outcome
+        assert leak not in text
+
+
+def test_cache_is_reused_and_keyed_by_config(make_config, extract):
+    first = prepare(make_config(f"data.path={extract}"))
+    mtime = first.table_path.stat().st_mtime_ns
+    again = prepare(make_config(f"data.path={extract}"))
+    assert again.directory == first.directory and again.table_path.stat().st_mtime_ns == mtime
+    other = prepare(make_config(f"data.path={extract}", "text=list"))
+    assert other.directory != first.directory
+
+
+def test_showcase_and_rap_give_identical_tables(make_config, tmp_path):
+    showcase = prepare(make_config(f"data.path={write_showcase(tmp_path / 'a.csv', _cohort())}")).table()
+    rap = prepare(make_config(f"data.path={write_rap(tmp_path / 'b.csv', _cohort(), replace=True)}")).table()
+    assert showcase.equals(rap)
+
+
+def test_no_cases_is_an_error_and_leaves_nothing(make_config, tmp_path):
+    path = write_showcase(tmp_path / "healthy.csv", [base_person(3000000 + i) for i in range(30)])
+    cfg = make_config(f"data.path={path}")
+    with pytest.raises(CadftError, match="no cases of task hard_cad_incident10"):
+        prepare(cfg)
+    root = Path(cfg.paths.prepared_dir)
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_seed_json(make_config, tmp_path):
+    records = [{"prompt": f"Patient {i}: age {50 + i}.", "label": "1" if i % 5 == 0 else "0"} for i in range(40)]
+    jsonl = tmp_path / "seed.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    table = prepare(make_config("data=seed_json", f"data.path={jsonl}")).table()
+    assert table.height == 40 and table["label"].sum() == 8 and table.columns == ["eid", "label", "split", "text"]
+    as_list = tmp_path / "seed.json"
+    as_list.write_text(json.dumps(records))
+    assert prepare(make_config("data=seed_json", f"data.path={as_list}")).table().equals(table)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x", "label": "yes"}) + "\n")
+    with pytest.raises(CadftError, match='record 1: label=\'yes\'; expected "0" or "1"'):
+        prepare(make_config("data=seed_json", f"data.path={bad}"))
+
+
+def test_cli_prints_where_the_table_went_and_fails_cleanly(tmp_path, extract):
+    base = [sys.executable, "-m", "cadft.prepare", f"paths.output_dir={tmp_path / 'out'}", "backbone=tiny"]
+    done = subprocess.run(base + [f"data.path={extract}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "prepared table: " in done.stdout and str(tmp_path / "out" / "prepared") in done.stdout
+    failed = subprocess.run(base + [f"data.path={tmp_path / 'missing.csv'}"], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1] == f"cadft-prepare: error: data.path={tmp_path / 'missing.csv'}: no such file"
+    assert "Traceback" not in failed.stderr
