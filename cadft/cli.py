@@ -5,8 +5,13 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from pathlib import Path
 
 from cadft.errors import CadftError
+
+# The shipped config tree (top-level conf/ of the clone cadft is installed from, editable). Absolute, so the
+# console scripts work from any working directory.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def exit_on_user_error(prog: str):

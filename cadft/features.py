@@ -26,6 +26,7 @@ from cadft.ukb.registry import get_field
 from cadft.errors import CadftError
 
 KINDS = ("field", "mean", "flag")
+SPEC_KEYS = {"kind", "field", "fields", "by_sex", "codes", "absent", "title", "units", "decimals"}
 SEX_FIELD = 31
 # Special answers: do not know / prefer not to answer, also the family-history group variants.
 SPECIAL_CODES = {-1: "Do not know", -3: "Prefer not to answer", -11: "Do not know", -13: "Prefer not to answer", -21: "Do not know", -23: "Prefer not to answer"}
@@ -68,6 +69,9 @@ def parse_features(spec) -> list[Feature]:
 
 
 def _parse_one(name: str, item) -> Feature:
+    unknown = set(item) - SPEC_KEYS
+    if unknown:  # also catches an unquoted comma in a YAML flow mapping, which splits a title into a key
+        raise FeatureConfigError(f"data.features.{name} has unknown key(s) {sorted(map(str, unknown))}; allowed: {', '.join(sorted(SPEC_KEYS))}")
     kind = item.get("kind", "field")
     if kind not in KINDS:
         raise FeatureConfigError(f"data.features.{name}.kind={kind!r}; allowed: {', '.join(KINDS)}")

@@ -28,7 +28,7 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from cadft.cli import exit_on_user_error
+from cadft.cli import CONF_DIR, exit_on_user_error
 from cadft.errors import CadftError
 from cadft.features import build_features, check_no_leakage, fallback_fields, parse_features, required_fields
 from cadft.phenotype import LOST_FIELD, Definition, label
@@ -201,7 +201,7 @@ def summary_lines(prepared: Prepared) -> list[str]:
     return lines
 
 
-@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
+@hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
 @exit_on_user_error("cadft-prepare")
 def main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

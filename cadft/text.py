@@ -29,10 +29,21 @@ def render_texts(table: pl.DataFrame, features: list[Feature], text_cfg) -> pl.S
             raise TextConfigError(f"text.{key}={text_cfg[key]!r}; allowed: {', '.join(POLICIES)}")
     if "{value}" not in text_cfg.item:
         raise TextConfigError(f"text.item={text_cfg.item!r} must contain {{value}}")
-    items = [_item(feature, text_cfg) for feature in features]
+    items = [_item(feature, text_cfg) for feature in select_features(features, text_cfg.get("features"))]
     body = pl.concat_str(items, separator=text_cfg.separator, ignore_nulls=True)
     record = pl.concat_str([pl.lit(text_cfg.prefix or ""), body]) if text_cfg.prefix else body
     return table.select(record.alias("text")).to_series()
+
+
+def select_features(features: list[Feature], names) -> list[Feature]:
+    """The features written into the text: all (names null) or the named ones, in the given order."""
+    if names is None:
+        return features
+    by_name = {f.name: f for f in features}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise TextConfigError(f"text.features names {unknown}, which are not in data.features ({', '.join(by_name)})")
+    return [by_name[n] for n in names]
 
 
 def _item(feature: Feature, text_cfg) -> pl.Expr:

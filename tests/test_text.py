@@ -52,3 +52,10 @@ def test_prefix(make_config):
 def test_bad_text_config(make_config, override, message):
     with pytest.raises(TextConfigError, match=message):
         _render(make_config, override)
+
+
+def test_text_features_subset(make_config):
+    first, _ = _render(make_config, "text.features=[sex,age]")
+    assert first == "The sex is Male. The age at recruitment is 63 years."
+    with pytest.raises(TextConfigError, match=r"text.features names \['bmi'\]"):
+        _render(make_config, "text.features=[bmi]")
