@@ -189,3 +189,16 @@ class MlflowMetricsCallback(TrainerCallback):
             elif key in self.RENAME:
                 metrics[self.RENAME[key]] = value
         log_metrics(metrics, step=state.global_step)
+
+
+def reopen_run(run_dir: Path) -> bool:
+    """Make the MLflow run recorded in run_dir the active one (for cadft-eval); False when there is none."""
+    record = run_dir / RUN_FILE
+    if not record.is_file() or not is_main_process():
+        return False
+    import mlflow
+
+    info = json.loads(record.read_text())
+    mlflow.set_tracking_uri(info["tracking_uri"])
+    mlflow.start_run(run_id=info["run_id"])
+    return True

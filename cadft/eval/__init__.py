@@ -1,0 +1,1 @@
+"""Evaluation: scoring a checkpoint, clinical metrics, plots (cadft-eval)."""

@@ -1,0 +1,3 @@
+from cadft.eval.cli import main
+
+main()

@@ -1,0 +1,26 @@
+"""Positive-class probabilities for records, batched and length-sorted, in inference mode."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.inference_mode()
+def score_texts(model, tokenizer, texts: list[str], *, batch_size: int, max_length: int, device: str, desc: str = "scoring") -> np.ndarray:
+    """P(label=1) per text, in input order. Sorting by length keeps padding (wasted compute) small."""
+    model.eval()
+    encoded = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+    probs = np.empty(len(texts), dtype=np.float64)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=None):
+        index = order[start : start + batch_size]
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt").to(device)
+        with autocast:
+            logits = model(**batch).logits
+        probs[index] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+    return probs

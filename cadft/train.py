@@ -1,0 +1,195 @@
+"""cadft-train: fine-tune a backbone to predict CAD from records as text; one Hydra app for every strategy.
+
+    cadft-train [model=qlora|lora|full] [imbalance=weighted|oversample|none] [zero=none|2|3]
+                [backbone=smollm2_135m|tiny|hf backbone.path=ID_OR_DIR] [data=synthetic|ukb|seed_json data.path=FILE]
+                [task=hard_cad|hard_cad_prevalent|broad_chd|mi] [text=text|list] [train.KEY=VALUE ...]
+                [tracking.uri=http://127.0.0.1:5000] [--cfg job] [-m (sweep)]
+
+Flags (all config keys; `--cfg job` prints the composed config):
+  model.*      strategy: learning_rate, optim, dtype, gradient_checkpointing, quantization, lora.{r,alpha,dropout,target_modules}
+  imbalance.*  method, class_weights (inverse_frequency | [w0, w1]), positive_fraction (oversample)
+  train.*      batch_size, eval_batch_size, gradient_accumulation_steps, epochs, max_steps, max_length, warmup_ratio,
+               lr_scheduler, max_grad_norm, logging_steps, eval_steps, save_steps, save_total_limit, resume,
+               max_train_examples, max_eval_examples, device, dataloader_workers
+  eval.*       threshold choice, bootstrap, calibration, subgroups (the final validation/test evaluation)
+  tracking.*   uri, experiment, artifact_location, run_name, log_model, log_eids, enabled
+  paths.*      output_dir (runs, MLflow store, prepared data), prepared_dir, cache_dir (converted backbones)
+
+A run: prepare data (cached) -> tokenize -> build the model -> train with validation AUROC for model
+selection (the test split is not touched) -> save the best model to <run dir>/model -> score validation
+and test once -> metrics.json, predictions.jsonl, plots -> everything to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import time
+from pathlib import Path
+
+import hydra
+import polars as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from cadft import tracking
+from cadft.cli import CONF_DIR, exit_on_user_error
+from cadft.errors import CadftError
+
+log = logging.getLogger(__name__)
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+EVAL_DIR = "eval"
+
+
+def run_training(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train and evaluate one configuration; returns the final metrics (the same as eval/metrics.json)."""
+    from transformers import DataCollatorWithPadding
+
+    from cadft import imbalance as imbalance_mod
+    from cadft.backbone import load_tokenizer, resolve_backbone
+    from cadft.dataset import subsample, tokenize_split
+    from cadft.eval.cli import PREPARED_RECORD
+    from cadft.prepare import prepare
+    from cadft.strategy import build_model, save_model, trainable_parameter_summary
+    from cadft.trainer import (
+        CadftTrainer,
+        CheckpointInfoCallback,
+        build_training_arguments,
+        classification_metrics,
+        resolve_device,
+    )
+
+    run_dir = run_dir.resolve()
+    tracking.check_writable(run_dir, "run dir (hydra.run.dir)")
+    tracking.preflight(cfg)
+    device = resolve_device(cfg.train.device)
+    resume_from = _resume_checkpoint(cfg, run_dir)
+    args = build_training_arguments(cfg, run_dir / CHECKPOINT_DIR, device)  # before the model: ZeRO-3 partitions at load
+
+    prepared = prepare(cfg)
+    table = prepared.table()
+    if tracking.is_main_process():  # cadft-eval finds the run's own splits here
+        (run_dir / PREPARED_RECORD).write_text(json.dumps({"table": str(prepared.table_path), "key": prepared.key}) + "\n")
+    tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
+    max_length = int(cfg.train.max_length)
+    train_rows = subsample(table.filter(pl.col("split") == "train"), cfg.train.max_train_examples, int(cfg.seed))
+    val_rows = subsample(table.filter(pl.col("split") == "validation"), cfg.train.max_eval_examples, int(cfg.seed))
+    if int(val_rows["label"].sum()) == 0:
+        raise CadftError("the validation split has no cases: model selection needs them; use a larger cohort or other data.split.fractions")
+    train_set = tokenize_split(train_rows, "train", tokenizer, max_length)
+    val_set = tokenize_split(val_rows, "validation", tokenizer, max_length)
+    applied = imbalance_mod.resolve(cfg.imbalance, train_set.labels)
+
+    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, device=device,
+                        trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
+    parameters = trainable_parameter_summary(model)
+    tags = {
+        "strategy": cfg.model.name, "imbalance": cfg.imbalance.method, "zero": str(cfg.zero.stage or "none"),
+        "backbone": cfg.backbone.name, "task": cfg.task.name, "data_hash": prepared.key[:12], "git_commit": tracking.git_commit(),
+        "kind": "llm", "cadft.run_dir": str(run_dir),
+    }
+    tracking.start_run(cfg, run_dir, tags)
+    status = "FAILED"
+    try:
+        tracking.log_params(tracking.flat_config(cfg) | applied.as_params() | {
+            "data.train_examples": len(train_set), "data.validation_examples": len(val_set),
+            "data.truncated_train": train_set.truncated, "data.truncated_validation": val_set.truncated,
+            "model.trainable_parameters": parameters["trainable"], "model.total_parameters": parameters["total"],
+        })
+        trainer = CadftTrainer(
+            model=model, args=args, train_dataset=train_set, eval_dataset=val_set.sorted_by_length(),
+            data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+            compute_metrics=classification_metrics, imbalance=applied, sampler_seed=int(cfg.seed),
+            callbacks=[tracking.MlflowMetricsCallback(), CheckpointInfoCallback()],
+        )
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=resume_from)
+        train_seconds = time.perf_counter() - started
+        metrics = {}
+        if trainer.is_world_process_zero():
+            save_model(trainer.model, run_dir / MODEL_DIR, tokenizer)
+            metrics = _evaluate(cfg, trainer.model, tokenizer, table, run_dir, device)
+            usage = {"train/seconds": train_seconds, "train/peak_memory_gb": _peak_memory_gb(device)}
+            tracking.log_metrics(usage)
+            _log_artifacts(cfg, run_dir, prepared.card_path)
+            _print_summary(cfg, metrics, usage, run_dir, train_set.truncated + val_set.truncated)
+        status = "FINISHED"
+        return metrics
+    finally:
+        tracking.end_run(status)
+
+
+def _evaluate(cfg: DictConfig, model, tokenizer, table: pl.DataFrame, run_dir: Path, device: str) -> dict:
+    from cadft.eval.run import evaluate_model
+
+    metrics, flat = evaluate_model(model, tokenizer, table, cfg, run_dir / EVAL_DIR, device=device)
+    tracking.log_metrics(flat)
+    return metrics
+
+
+def _log_artifacts(cfg: DictConfig, run_dir: Path, card_path: Path) -> None:
+    from cadft.eval.run import artifact_files
+
+    config_files = [run_dir / ".hydra" / "config.yaml"] if (run_dir / ".hydra" / "config.yaml").is_file() else []
+    if not config_files:  # called outside Hydra (tests): write the resolved config ourselves
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        config_files = [run_dir / "config.yaml"]
+    tracking.log_artifacts(config_files + [card_path], artifact_path="config")
+    tracking.log_artifacts(artifact_files(run_dir / EVAL_DIR, include_eids=tracking.may_log_eids(cfg)), artifact_path="eval")
+    if cfg.tracking.log_model != "none":
+        tracking.log_artifacts([run_dir / MODEL_DIR])
+
+
+def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    if not cfg.train.resume:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_dir / CHECKPOINT_DIR
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise CadftError(f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR")
+    log.info("resuming from %s", last)
+    return last
+
+
+def _peak_memory_gb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def _print_summary(cfg: DictConfig, metrics: dict, usage: dict, run_dir: Path, truncated: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    test = metrics.get("test", {})
+    table = Table(title=f"cadft-train: {cfg.model.name} / {cfg.imbalance.method} / {cfg.backbone.name} on {cfg.task.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("auroc", "auprc", "brier", "sensitivity", "specificity"):
+        if test.get(key) is not None:
+            ci = (test.get("ci") or {}).get(key)
+            table.add_row(f"test {key}", f"{test[key]:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""))
+    for name, reference in metrics.get("reference", {}).items():
+        table.add_row(f"{name} auroc (same test split)", f"{reference['auroc']:.3f}")
+    table.add_row("train time", f"{usage['train/seconds']:.0f} s")
+    table.add_row("peak memory", f"{usage['train/peak_memory_gb']:.2f} GiB")
+    table.add_row("truncated records", str(truncated))
+    table.add_row("run dir", str(run_dir))
+    Console(stderr=False).print(table)
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+@exit_on_user_error("cadft-train")
+def main(cfg: DictConfig) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    run_training(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()
