@@ -46,9 +46,10 @@ def subgroup_frame(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def reference_curves(table: pl.DataFrame, cfg: DictConfig) -> dict[str, pl.DataFrame]:
-    """The synthetic cohort's oracle (true risk) on the same test participants, drawn beside the model."""
+    """The synthetic cohort's oracle (true risk) on the same test participants, drawn beside the model;
+    only for the task whose label the oracle predicts (incident hard CAD for cadft-synth)."""
     path = cfg.data.get("oracle_path")
-    if not path or not Path(path).is_file():
+    if not path or not Path(path).is_file() or cfg.data.get("oracle_task") != cfg.task.name:
         return {}
     from cadft.baselines import oracle_scores
 

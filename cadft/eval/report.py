@@ -1,0 +1,91 @@
+"""Evaluation report files: metrics.json, predictions.jsonl and the plots, written all-or-nothing.
+
+Identical inputs give byte-identical metrics.json and predictions.jsonl: keys sorted, floats written as
+Python's shortest round-trip repr (exact, platform-independent), rows sorted by split then eid, no timestamps.
+predictions.jsonl has one line per participant of validation and test: eid (unless include_eids=False),
+split, label, prob (positive class), pred (prob >= the chosen threshold) and, under temperature scaling,
+prob_calibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cadft.errors import CadftError
+from cadft.eval.metrics import apply_temperature
+from cadft.eval.plots import write_plots
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+SCORED_SPLITS = ("validation", "test")
+
+
+def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics: dict, *,
+                 curves: Mapping[str, pl.DataFrame] | None = None, plots: bool = True, include_eids: bool = True) -> dict[str, Path]:
+    """Write the report into out_dir; returns name -> path (metrics, predictions, and roc/pr/reliability/scores).
+
+    Every file is complete in a staging folder inside out_dir before the first one replaces its old version.
+    """
+    out_dir = Path(out_dir)
+    frames = {"validation": validation, "test": test}
+    lines = prediction_lines(frames, metrics, include_eids=include_eids)
+    for split, split_lines in lines.items():
+        if len(split_lines) != metrics[split]["n"]:
+            raise CadftError(f"predictions.jsonl would have {len(split_lines)} {split} lines but metrics.json counts "
+                             f"n={metrics[split]['n']} {split} participants: the metrics were computed on other scores; nothing was written")
+    _check_curves(test, curves or {})
+    contents = {METRICS_FILE: json.dumps(metrics, sort_keys=True, indent=2, allow_nan=False) + "\n", PREDICTIONS_FILE: "".join(lines["validation"] + lines["test"])}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))  # same filesystem: the renames below are atomic
+    try:
+        for name, text in contents.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        names = {"metrics": METRICS_FILE, "predictions": PREDICTIONS_FILE}
+        if plots:
+            names |= {key: path.name for key, path in write_plots(staging, test, metrics, curves).items()}
+        for name in names.values():
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {key: out_dir / name for key, name in names.items()}
+
+
+def prediction_lines(frames: Mapping[str, pl.DataFrame], metrics: dict, *, include_eids: bool) -> dict[str, list[str]]:
+    """split -> one JSON line per participant, sorted by eid."""
+    threshold = float(metrics["threshold"]["value"])
+    scaling = metrics.get("temperature_scaling")
+    lines = {}
+    for split in SCORED_SPLITS:
+        frame = frames[split].sort("eid")
+        prob = frame["prob"].cast(pl.Float64).to_numpy()
+        if np.isnan(prob).any() or frame["label"].null_count():
+            raise CadftError(f"{split} scores have missing labels or NaN probabilities; nothing was written")
+        columns = {"label": frame["label"].cast(pl.Int64).to_list(), "prob": prob.tolist(), "pred": (prob >= threshold).astype(int).tolist()}
+        if include_eids:
+            columns["eid"] = frame["eid"].cast(pl.Int64).to_list()
+        if scaling:
+            columns["prob_calibrated"] = apply_temperature(prob, float(scaling["temperature"])).tolist()
+        lines[split] = [json.dumps(dict(zip(columns, values)) | {"split": split}, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
+                        for values in zip(*columns.values())]
+    return lines
+
+
+def _check_curves(test: pl.DataFrame, curves: Mapping[str, pl.DataFrame]) -> None:
+    """Reference curves must score exactly the test participants, with the same labels, to share the axes."""
+    expected = test.select("eid", "label").sort("eid")
+    for name, frame in curves.items():
+        if {"eid", "label", "prob"} - set(frame.columns):
+            raise CadftError(f"curve {name!r} lacks eid, label or prob")
+        mine = frame.select("eid", pl.col("label").cast(expected["label"].dtype)).sort("eid")
+        if mine.height != expected.height or not mine["eid"].equals(expected["eid"]):
+            raise CadftError(f"curve {name!r} scores {mine.height} participants, not the {expected.height} test participants of the model")
+        if not mine["label"].equals(expected["label"]):
+            raise CadftError(f"curve {name!r} has labels that differ from the model's test labels for the same eids")

@@ -1,0 +1,151 @@
+"""Classical baselines: fitted on train only, better than chance, PCE through the feature mapping, the oracle join."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from omegaconf import OmegaConf
+from scipy.special import expit
+from sklearn.metrics import roc_auc_score
+
+from cadft.baselines import fit_baselines, oracle_scores, run_baselines
+from cadft.errors import CadftError
+from cadft.pce import MG_DL_PER_MMOL_L, pce_risk
+
+EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
+FEATURES = ["age", "sex", "ethnicity", "cholesterol", "hdl", "systolic_bp", "bp_medication", "smoking", "diabetes", "townsend"]
+
+
+def synthetic_table(n: int = 4000, seed: int = 0) -> pl.DataFrame:
+    """A prepared-like table whose label depends on age, sex, smoking, HDL and SBP; townsend is noise."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(40, 70, n)
+    male = rng.random(n) < 0.45
+    smoking = rng.choice(["Never", "Previous", "Current", "Prefer not to answer"], n, p=[0.55, 0.33, 0.1, 0.02])
+    hdl = rng.normal(1.45, 0.35, n).clip(0.5)
+    sbp = rng.normal(138, 18, n)
+    risk = expit(-9.3 + 0.1 * age + 1.0 * male + 1.2 * (smoking == "Current") - 1.2 * hdl + 0.02 * sbp)
+    table = pl.DataFrame({
+        "eid": np.arange(1_000_001, 1_000_001 + n),
+        "label": (rng.random(n) < risk).astype(np.int8),
+        "split": rng.choice(["train", "validation", "test"], n, p=[0.6, 0.2, 0.2]),
+        "text": [""] * n,
+        "age": age.round(),
+        "sex": np.where(male, "Male", "Female"),
+        "ethnicity": rng.choice(["British", "Irish", "Caribbean", "African", "Indian"], n, p=[0.8, 0.05, 0.05, 0.05, 0.05]),
+        "cholesterol": rng.normal(5.7, 1.1, n).clip(2.5),
+        "hdl": hdl,
+        "systolic_bp": sbp,
+        "bp_medication": rng.choice(["Yes", "No"], n, p=[0.2, 0.8]),
+        "smoking": smoking,
+        "diabetes": rng.choice(["Yes", "No", "Do not know"], n, p=[0.05, 0.94, 0.01]),
+        "townsend": rng.normal(-1.3, 3, n),
+    })
+    gaps = rng.random((n, 2)) < 0.05  # missing values: medians/indicators (numbers), a category of their own (labels)
+    return table.with_columns(pl.when(pl.Series(gaps[:, 0])).then(None).otherwise(pl.col("hdl")).alias("hdl"),
+                              pl.when(pl.Series(gaps[:, 1])).then(None).otherwise(pl.col("smoking")).alias("smoking"))
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_table()
+
+
+@pytest.fixture(scope="module")
+def fitted(table):
+    return fit_baselines(table, FEATURES, seed=1, which=("logistic", "lightgbm"))
+
+
+def eval_config(**overrides):
+    cfg = OmegaConf.load(EVAL_DEFAULTS)
+    for key, value in ({"bootstrap": 100, "plots": False} | overrides).items():
+        cfg[key] = value
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["logistic", "lightgbm"])
+def test_fitted_baselines_beat_chance_clearly(fitted, table, name):
+    validation, test = fitted[name]
+    assert validation["eid"].to_list() == table.filter(pl.col("split") == "validation")["eid"].to_list()
+    assert set(test.columns) == {"eid", "label", "prob", "sex", "age"}
+    assert roc_auc_score(test["label"], test["prob"]) > 0.7
+
+
+@pytest.mark.parametrize("name", ["logistic", "lightgbm"])
+def test_baselines_are_fitted_on_train_only(fitted, table, name):
+    outside_train = pl.col("split") != "train"
+    relabelled = table.with_columns(pl.when(outside_train).then(1 - pl.col("label")).otherwise(pl.col("label")).alias("label"))
+    validation, test = fit_baselines(relabelled, FEATURES, seed=1, which=(name,))[name]
+    assert validation["prob"].to_list() == fitted[name][0]["prob"].to_list()
+    assert test["prob"].to_list() == fitted[name][1]["prob"].to_list()
+    retrained = table.with_columns(pl.when(outside_train).then(pl.col("label")).otherwise(1 - pl.col("label")).alias("label"))
+    assert fit_baselines(retrained, FEATURES, seed=1, which=(name,))[name][0]["prob"].to_list() != validation["prob"].to_list()
+
+
+def guideline_table() -> pl.DataFrame:
+    """Train participants for the medians, then the guideline's worked examples in test (white, untreated, non-smokers)."""
+    people = synthetic_table(300, seed=5).with_columns(pl.lit("train").alias("split"), pl.lit(1.3).alias("hdl"))
+    example = {"label": 0, "text": "", "age": 55.0, "ethnicity": "British", "cholesterol": 213 / MG_DL_PER_MMOL_L, "hdl": 50 / MG_DL_PER_MMOL_L,
+               "systolic_bp": 120.0, "bp_medication": "No", "smoking": "Never", "diabetes": "No", "townsend": 0.0}
+    rows = [example | {"eid": 1, "split": "test", "sex": "Female"},
+            example | {"eid": 2, "split": "test", "sex": "Male", "label": 1},
+            example | {"eid": 3, "split": "test", "sex": "Female", "ethnicity": "Caribbean", "hdl": None},
+            example | {"eid": 4, "split": "validation", "sex": "Male", "smoking": "Current", "bp_medication": "Yes", "diabetes": "Yes"},
+            example | {"eid": 5, "split": "validation", "sex": "Male", "smoking": None, "label": 1}]
+    return pl.concat([people, pl.DataFrame(rows, schema=people.schema)])
+
+
+def test_pce_reproduces_the_guideline_worked_example_through_the_feature_mapping():
+    validation, test = fit_baselines(guideline_table(), FEATURES, seed=0, which=("pce",))["pce"]
+    woman, man, black_woman_without_hdl = test.sort("eid")["prob"].to_list()
+    assert woman == pytest.approx(0.021, abs=0.0005)
+    assert man == pytest.approx(0.054, abs=0.0005)
+    # Caribbean is in the Black group; her missing HDL is the train median (1.3 mmol/L).
+    assert black_woman_without_hdl == pytest.approx(pce_risk(55, True, True, 213 / MG_DL_PER_MMOL_L, 1.3, 120, False, False, False))
+    treated_smoker_with_diabetes, unknown_smoking = validation.sort("eid")["prob"].to_list()
+    assert treated_smoker_with_diabetes == pytest.approx(pce_risk(55, False, False, 213 / MG_DL_PER_MMOL_L, 50 / MG_DL_PER_MMOL_L, 120, True, True, True))
+    assert unknown_smoking == pytest.approx(man)  # missing smoking status is "not a current smoker"
+
+
+def test_pce_names_the_columns_it_lacks(table):
+    with pytest.raises(CadftError, match="need feature column.*cholesterol, hdl"):
+        fit_baselines(table.drop("cholesterol", "hdl"), ["age", "sex"], seed=0, which=("pce",))
+
+
+def test_a_table_without_features_is_refused():
+    seed_json = pl.DataFrame({"eid": [1, 2, 3], "label": [0, 1, 0], "split": ["train", "validation", "test"], "text": ["a", "b", "c"]})
+    with pytest.raises(CadftError, match="no feature columns"):
+        fit_baselines(seed_json, [], seed=0)
+
+
+def test_oracle_is_joined_to_validation_and_test(tmp_path, table):
+    oracle = table.select("eid", pl.lit(0, pl.Int8).alias("prevalent"), (pl.col("eid") % 97 / 100).alias("risk"), pl.col("label").alias("incident"))
+    csv, parquet = tmp_path / "cohort.oracle.csv", tmp_path / "cohort.oracle.parquet"
+    oracle.write_csv(csv)
+    oracle.write_parquet(parquet)
+    for path in (csv, parquet):
+        validation, test = oracle_scores(table, path)
+        assert test.height == table.filter(pl.col("split") == "test").height
+        assert (test["prob"] == test["eid"] % 97 / 100).all() and validation["label"].to_list() == table.filter(pl.col("split") == "validation")["label"].to_list()
+    oracle.filter(pl.col("eid") % 10 != 0).write_csv(csv)
+    with pytest.raises(CadftError, match=r"no risk for \d+ of \d+ validation participants"):
+        oracle_scores(table, csv)
+    oracle.rename({"risk": "p"}).write_csv(csv)
+    with pytest.raises(CadftError, match="expected eid and risk"):
+        oracle_scores(table, csv)
+
+
+def test_run_baselines_writes_one_report_per_model(tmp_path, table):
+    oracle_path = tmp_path / "oracle.csv"
+    table.select("eid", pl.col("label").cast(pl.Float64).mul(0.5).add(0.2).alias("risk")).write_csv(oracle_path)
+    results = run_baselines(table, FEATURES, eval_config(plots=True), tmp_path / "baselines", seed=3, oracle_path=oracle_path)
+    assert set(results) == {"logistic", "lightgbm", "pce", "oracle"}
+    for name, metrics in results.items():
+        folder = tmp_path / "baselines" / name
+        assert json.loads((folder / "metrics.json").read_text()) == metrics
+        assert (folder / "roc.png").is_file() and metrics["baseline"]["name"] == name
+    assert results["oracle"]["test"]["auroc"] == 1.0
+    assert results["pce"]["baseline"]["imputed_participants"]["test"] == table.filter((pl.col("split") == "test") & pl.col("hdl").is_null()).height
+    assert results["logistic"]["test"]["auroc"] > 0.7 and results["pce"]["test"]["auroc"] > 0.6

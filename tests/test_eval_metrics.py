@@ -1,0 +1,178 @@
+"""Clinical metrics: threshold choice on validation, bad input, the vectorised bootstrap, temperature, flat keys."""
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from omegaconf import OmegaConf
+from scipy.special import expit, logit
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from cadft.errors import CadftError
+from cadft.eval.metrics import (
+    _resample_metrics,
+    bootstrap_cis,
+    check_scores,
+    choose_threshold,
+    evaluate_scores,
+    fit_temperature,
+    flatten_metrics,
+    resample_counts,
+    split_metrics,
+)
+
+EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
+
+# Cut-offs of this example, by hand (positive when prob >= t):
+#   t     tp fp  sens spec  J     precision F1
+#   0.8   1  0   .25  1     .25   1         .400
+#   0.7   2  0   .50  1     .50   1         .667
+#   0.6   3  0   .75  1     .75   1         .857
+#   0.5   3  1   .75  .75   .50   .75       .750
+#   0.4   4  1   1    .75   .75   .80       .889
+#   0.3   4  2   1    .50   .50   .667      .800
+HAND_LABEL = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+HAND_PROB = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+
+
+def eval_config(**overrides):
+    cfg = OmegaConf.load(EVAL_DEFAULTS)
+    cfg.bootstrap = 200
+    for key, value in overrides.items():
+        cfg[key] = value
+    return cfg
+
+
+def scored(n: int, *, seed: int, first_eid: int = 1, prevalence: float = 0.1) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = (rng.random(n) < prevalence).astype(np.int8)
+    prob = expit(-2.5 + 1.5 * label + rng.normal(size=n))
+    return pl.DataFrame({"eid": np.arange(first_eid, first_eid + n), "label": label, "prob": prob,
+                         "sex": rng.choice(["Female", "Male"], n), "age": rng.uniform(38, 73, n)})
+
+
+@pytest.mark.parametrize(("method", "target", "expected"), [
+    ("youden", 0.8, 0.6),        # J ties at 0.6 and 0.4: the higher (more specific) cut-off wins
+    ("max_f1", 0.8, 0.4),
+    ("sensitivity", 0.7, 0.6),   # the highest cut-off whose sensitivity reaches 0.7 (0.75)
+    ("sensitivity", 0.8, 0.4),
+    ("sensitivity", 1.0, 0.4),
+    ("fixed", 0.8, 0.35),
+])
+def test_each_threshold_method_on_a_hand_computed_example(method, target, expected):
+    threshold = choose_threshold(HAND_LABEL, HAND_PROB, method, target_sensitivity=target, fixed_threshold=0.35)
+    assert threshold == pytest.approx(expected)
+
+
+def test_threshold_is_chosen_on_validation_and_applied_to_test():
+    validation = pl.DataFrame({"eid": range(8), "label": HAND_LABEL, "prob": HAND_PROB})
+    test = scored(500, seed=1, first_eid=100)
+    metrics = evaluate_scores(validation, test, eval_config(threshold="max_f1"), seed=0)
+    assert metrics["threshold"] == {"method": "max_f1", "value": pytest.approx(0.4), "chosen_on": "validation"}
+    assert metrics["test"]["tp"] + metrics["test"]["fn"] == int(test["label"].sum())
+    assert metrics["test"]["tp"] == int(((test["prob"] >= 0.4) & (test["label"] == 1)).sum())
+
+
+def test_validation_without_cases_is_an_error_that_names_the_fallback():
+    validation = scored(300, seed=2).with_columns(pl.lit(0, pl.Int8).alias("label"))
+    with pytest.raises(CadftError, match=r"validation split has 0 cases.*on_no_validation_cases=fixed"):
+        evaluate_scores(validation, scored(300, seed=3, first_eid=1000), eval_config(), seed=0)
+
+
+def test_validation_without_cases_falls_back_to_the_fixed_threshold_when_configured():
+    validation = scored(300, seed=2).with_columns(pl.lit(0, pl.Int8).alias("label"))
+    metrics = evaluate_scores(validation, scored(300, seed=3, first_eid=1000),
+                              eval_config(on_no_validation_cases="fixed", fixed_threshold=0.2), seed=0)
+    assert metrics["threshold"]["method"] == "fixed" and metrics["threshold"]["value"] == 0.2
+    assert metrics["temperature_scaling"] is None
+    assert any("fixed_threshold" in note for note in metrics["notes"]) and any("temperature" in note for note in metrics["notes"])
+    assert metrics["validation"]["auroc"] is None and metrics["validation"]["specificity"] is not None
+
+
+def test_nan_and_out_of_range_probabilities_are_counted():
+    test = scored(200, seed=4, first_eid=1000)
+    bad = test.with_columns(pl.when(pl.col("eid") < 1003).then(float("nan")).otherwise(pl.col("prob")).alias("prob"))
+    with pytest.raises(CadftError, match=r"test: 3 NaN and 0 out-of-range probabilities among 200"):
+        evaluate_scores(scored(200, seed=5), bad, eval_config(), seed=0)
+    with pytest.raises(CadftError, match=r"0 NaN and 1 out-of-range"):
+        check_scores([0, 1], [0.5, 1.2], "test")
+
+
+def test_label_and_probability_counts_must_match():
+    with pytest.raises(CadftError, match="3 labels but 2 probabilities"):
+        check_scores([0, 1, 0], [0.1, 0.2], "validation")
+
+
+def test_other_bad_input_is_refused():
+    validation, test = scored(200, seed=6), scored(200, seed=7, first_eid=150)
+    with pytest.raises(CadftError, match="both validation and test"):
+        evaluate_scores(validation, test, eval_config(), seed=0)
+    with pytest.raises(CadftError, match="test split has 0 cases"):
+        evaluate_scores(validation, test.with_columns(pl.lit(0).alias("label"), pl.col("eid") + 1000), eval_config(), seed=0)
+    with pytest.raises(CadftError, match="eval.threshold='best'"):
+        evaluate_scores(validation, test, eval_config(threshold="best"), seed=0)
+    with pytest.raises(CadftError, match="lack column"):
+        evaluate_scores(validation.drop("prob"), test, eval_config(), seed=0)
+
+
+def test_vectorised_bootstrap_matches_sklearn_on_each_resample():
+    rng = np.random.default_rng(8)
+    label = (rng.random(400) < 0.2).astype(int)
+    prob = np.round(rng.random(400) * 0.5 + 0.2 * label, 2)  # rounding makes ties, the hard case for AUROC/AUPRC
+    positives, negatives = np.sort(prob[label == 1]), np.sort(prob[label == 0])
+    stats = _resample_metrics(positives, negatives, 0.3)(5, np.random.default_rng(9))
+    replay = np.random.default_rng(9)
+    counts_pos, counts_neg = resample_counts(len(positives), 5, replay), resample_counts(len(negatives), 5, replay)
+    for row, w_pos, w_neg in zip(stats, counts_pos, counts_neg):
+        y = np.r_[np.ones(w_pos.sum()), np.zeros(w_neg.sum())]
+        p = np.r_[np.repeat(positives, w_pos), np.repeat(negatives, w_neg)]
+        expected = [roc_auc_score(y, p), average_precision_score(y, p), np.mean((p - y) ** 2),
+                    np.mean(p[y == 1] >= 0.3), np.mean(p[y == 0] < 0.3)]
+        np.testing.assert_allclose(row, expected, rtol=1e-12)
+
+
+def test_bootstrap_is_seeded_stratified_and_fast():
+    frame = scored(3000, seed=10, prevalence=0.04)
+    label, prob = frame["label"].to_numpy(), frame["prob"].to_numpy()
+    start = time.perf_counter()
+    first = bootstrap_cis(label, prob, 0.1, resamples=1000, level=0.95, rng=np.random.default_rng(1))
+    assert time.perf_counter() - start < 2.0
+    assert first == bootstrap_cis(label, prob, 0.1, resamples=1000, level=0.95, rng=np.random.default_rng(1))
+    assert first["auroc"]["low"] < roc_auc_score(label, prob) < first["auroc"]["high"]
+    assert resample_counts(7, 4, np.random.default_rng(0)).sum(axis=1).tolist() == [7] * 4
+
+
+def test_temperature_recovers_a_known_overconfidence():
+    rng = np.random.default_rng(11)
+    true_risk = expit(rng.normal(-2, 1, 20_000))
+    label = (rng.random(true_risk.size) < true_risk).astype(int)
+    overconfident = expit(2.0 * logit(true_risk))  # logits doubled: the right temperature is 2
+    assert fit_temperature(label, overconfident) == pytest.approx(2.0, rel=0.05)
+
+
+def test_subgroups_and_flat_keys_are_valid_mlflow_names():
+    metrics = evaluate_scores(scored(600, seed=12), scored(900, seed=13, first_eid=1000), eval_config(), seed=0)
+    assert set(metrics["test"]["subgroups"]) == {"sex", "age"}
+    assert set(metrics["test"]["subgroups"]["age"]) == {"under_40", "40-50", "50-60", "60-70", "70_plus"}
+    assert sum(s["n"] for s in metrics["test"]["subgroups"]["age"].values()) == 900
+    flat = flatten_metrics(metrics)
+    for key in ("test/auroc", "test/auroc_ci_low", "test/auroc_ci_high", "test/sensitivity", "test/subgroup/sex_Female/auroc",
+                "test/subgroup/age_40-50/specificity_ci_low", "test/calibrated/brier", "validation/auroc", "threshold", "temperature"):
+        assert key in flat, key
+    assert all(re.fullmatch(r"[/\w.\- ]+", key) for key in flat)  # what MLflow accepts on every platform
+    assert all(isinstance(value, float) for value in flat.values())
+
+
+def test_a_fixed_threshold_needs_no_validation_cases():
+    validation = scored(300, seed=2).with_columns(pl.lit(0, pl.Int8).alias("label"))
+    metrics = evaluate_scores(validation, scored(300, seed=3, first_eid=1000), eval_config(threshold="fixed", temperature_scaling=False), seed=0)
+    assert metrics["threshold"]["value"] == 0.5 and metrics["notes"] == []
+
+
+def test_separated_classes_have_no_calibration_slope():  # (ties at the boundary too: the MLE is infinite)
+    block = split_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.2, 0.9]), 0.5, 10)
+    assert block["calibration_slope"] is None and block["calibration_intercept"] is None
+    assert block["calibration_in_the_large"] > 0  # defined still: mean risk 0.35 under the observed 0.5
