@@ -107,12 +107,21 @@ def end_run(status: str = "FINISHED") -> None:
 
 
 def log_params(params: dict) -> None:
+    """Log params; on a resumed run (params already there) new keys are added and changed values, which
+    MLflow refuses to overwrite, are recorded in the tag `cadft.resumed_with`."""
     if not is_main_process():
         return
     import mlflow
 
-    if mlflow.active_run() is not None:
-        mlflow.log_params({k: _short(v) for k, v in params.items()})
+    run = mlflow.active_run()
+    if run is None:
+        return
+    values = {k: _short(v) for k, v in params.items()}
+    logged = mlflow.get_run(run.info.run_id).data.params
+    changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
+    mlflow.log_params({k: v for k, v in values.items() if k not in logged})
+    if changed:
+        mlflow.set_tag("cadft.resumed_with", _short(changed))
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

@@ -33,3 +33,37 @@ def make_config(tmp_path, cache_dir):
             return compose(config_name, overrides=base + list(overrides), return_hydra_config=False)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory) -> tuple[Path, Path]:
+    """(extract, oracle) of a small cadft-synth cohort, written once per session by the real CLI."""
+    from cadft.synth.cli import main as synth
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    extract = folder / "ukb_synthetic.csv"
+    assert synth(["--n", "3000", "--seed", "0", "--out", str(extract)]) == 0
+    return extract, folder / "ukb_synthetic.oracle.csv"
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory) -> Path:
+    """One prepared-data cache for the session: tests on the same cohort and config prepare once."""
+    return tmp_path_factory.mktemp("prepared")
+
+
+@pytest.fixture
+def train_config(make_config, synthetic_cohort, prepared_dir):
+    """A composed training config on the tiny backbone and the session cohort, sized for seconds per run."""
+    extract, oracle = synthetic_cohort
+
+    def make(*overrides: str):
+        return make_config(
+            f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
+            "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
+            "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2", "train.logging_steps=1",
+            "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128",
+            "eval.bootstrap=50", "eval.plots=false", *overrides,
+        )
+
+    return make

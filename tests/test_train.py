@@ -1,0 +1,128 @@
+"""cadft-train on the tiny backbone: every strategy x imbalance option, resume, MLflow, bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cadft.errors import CadftError
+from cadft.train import run_training
+
+
+def _mlflow_db(cfg) -> Path:
+    return Path(cfg.paths.output_dir) / "mlflow.db"
+
+
+@pytest.mark.parametrize("strategy", ["lora", "full", "qlora"])
+@pytest.mark.parametrize("imbalance", ["weighted", "oversample", "none"])
+def test_every_strategy_and_imbalance(train_config, tmp_path, strategy, imbalance):
+    cfg = train_config(f"model={strategy}", f"imbalance={imbalance}")
+    metrics = run_training(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    assert (run / "model" / "cadft_model.json").is_file()
+    on_disk = json.loads((run / "eval" / "metrics.json").read_text())
+    assert on_disk["test"]["auroc"] == pytest.approx(metrics["test"]["auroc"])
+    assert 0 <= metrics["test"]["auroc"] <= 1 and metrics["test"]["n"] == on_disk["test"]["n"] > 100
+    lines = (run / "eval" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == metrics["test"]["n"] + metrics["validation"]["n"]
+    with sqlite3.connect(_mlflow_db(cfg)) as db:
+        tags = dict(db.execute("select key, value from tags").fetchall())
+        params = dict(db.execute("select key, value from params").fetchall())
+        metric_keys = {row[0] for row in db.execute("select distinct key from metrics")}
+    assert tags["strategy"] == strategy and tags["imbalance"] == imbalance and tags["backbone"] == "tiny"
+    assert params["imbalance.applied.method"] == imbalance
+    assert params["imbalance.applied.positive_fraction"] == ("0.25" if imbalance == "oversample" else "natural")
+    assert (params["imbalance.applied.weight_case"] != "1.0") == (imbalance == "weighted")
+    assert {"train/loss_weighted", "train/loss_unweighted", "train/learning_rate", "train/grad_norm",
+            "train/examples_per_second", "val/auroc", "test/auroc", "test/auroc_ci_low"} <= metric_keys
+
+
+def test_nothing_identifying_is_logged(train_config, tmp_path, synthetic_cohort):
+    cfg = train_config()
+    run_training(cfg, tmp_path / "run")
+    eids = {json.loads(line)["eid"] for line in (tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()}
+    texts = [json.loads(line) for line in (tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()][:1]
+    with sqlite3.connect(_mlflow_db(cfg)) as db:
+        logged = [v for (v,) in db.execute("select value from params union all select value from tags")]
+        logged += [k for (k,) in db.execute("select key from metrics union all select key from params")]
+    text = " ".join(logged)
+    assert not any(str(eid) in text for eid in eids)
+    assert "The age at recruitment is" not in text and texts
+
+
+def test_resume_continues_from_the_last_checkpoint(train_config, tmp_path):
+    run = tmp_path / "run"
+    run_training(train_config("train.max_steps=4"), run)
+    first_run_id = json.loads((run / "mlflow_run.json").read_text())["run_id"]
+    cfg = train_config("train.max_steps=6", "train.resume=true")
+    run_training(cfg, run)
+    state = json.loads((run / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and min(e["step"] for e in state["log_history"]) == 1
+    assert json.loads((run / "mlflow_run.json").read_text())["run_id"] == first_run_id
+    with sqlite3.connect(_mlflow_db(cfg)) as db:
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.resume=true"], "train.resume=true but there is no checkpoint"),
+        (["model.lora.target_modules=[nothing_here]"], "nothing_here"),
+        (["backbone=hf", "backbone.path=/no/such/model"], "backbone.path='/no/such/model' is not an existing folder"),
+        (["tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 does not answer"),
+        (["train.save_steps=3"], "train.save_steps=3 must be a multiple of train.eval_steps=2"),
+        (["imbalance=oversample", "imbalance.positive_fraction=2"], "imbalance.positive_fraction=2"),
+        (["data.split.fractions={train: 0.0, validation: 0.5, test: 0.5}"], "data.split.fractions"),
+    ],
+)
+def test_bad_settings_fail_before_training(train_config, tmp_path, overrides, message):
+    with pytest.raises(CadftError, match=message.replace("[", r"\[").replace("?", r"\?")):
+        run_training(train_config(*overrides), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwritable_run_dir(train_config, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")  # a run dir below a file cannot be created, even by root
+    with pytest.raises(CadftError, match=f"run dir \\(hydra.run.dir\\) {blocker}/run is not writable"):
+        run_training(train_config(), blocker / "run")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cadft.train", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(synthetic_cohort, prepared_dir, tmp_path):
+    extract, oracle = synthetic_cohort
+    done = _cli(
+        "backbone=tiny", "model=lora", "imbalance=weighted", f"data.path={extract}", f"data.oracle_path={oracle}",
+        f"paths.output_dir={tmp_path / 'out'}", f"paths.prepared_dir={prepared_dir}", "train.max_steps=4", "train.eval_steps=2",
+        "train.save_steps=2", "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128",
+        "text.features=[age,sex,systolic_bp,smoking]", "eval.bootstrap=50", cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "test auroc" in done.stdout and "oracle auroc (same test split)" in done.stdout
+    run = next((tmp_path / "out" / "runs").glob("*/*"))
+    assert {p.name for p in (run / "eval").iterdir()} >= {"metrics.json", "predictions.jsonl", "roc.png", "pr.png", "reliability.png"}
+    assert (run / ".hydra" / "config.yaml").is_file()
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    unknown = _cli("model=lorax", cwd=tmp_path)
+    assert unknown.returncode != 0 and "Available options in 'model'" in unknown.stderr
+    assert all(option in unknown.stderr for option in ("full", "lora", "qlora"))
+    missing = _cli("backbone=tiny", f"data.path={tmp_path / 'nope.csv'}", f"paths.output_dir={tmp_path}", cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1] == f"cadft-train: error: data.path={tmp_path / 'nope.csv'}: no such file"
+
+
+def test_cfg_job_shows_the_composed_config(tmp_path):
+    done = _cli("--cfg", "job", "model=qlora", "imbalance=oversample", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "name: qlora" in done.stdout and "method: oversample" in done.stdout and "positive_fraction: 0.25" in done.stdout
