@@ -14,6 +14,20 @@ from cadft.errors import CadftError
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
+PATH_KEYS = ("paths.output_dir", "paths.prepared_dir", "paths.cache_dir", "data.path", "data.oracle_path")
+
+
+def absolute_paths(cfg) -> None:
+    """Resolve the config's file paths against the current directory, in place: a run's saved config then
+    means the same files from anywhere (cadft-eval, a sweep job, another rank)."""
+    from omegaconf import OmegaConf
+
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value not in (None, "???"):  # unset keys stay unset: the step that needs them says so
+            OmegaConf.update(cfg, key, str(Path(value).expanduser().resolve()), merge=False)
+
+
 def exit_on_user_error(prog: str):
     """Wrap a CLI body so a CadftError prints `prog: error: message` (no traceback) and exits 2."""
 

@@ -28,7 +28,7 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from cadft.cli import CONF_DIR, exit_on_user_error
+from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
 from cadft.errors import CadftError
 from cadft.features import build_features, check_no_leakage, fallback_fields, parse_features, required_fields
 from cadft.phenotype import LOST_FIELD, Definition, label
@@ -205,6 +205,7 @@ def summary_lines(prepared: Prepared) -> list[str]:
 @exit_on_user_error("cadft-prepare")
 def main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    absolute_paths(cfg)
     prepared = prepare(cfg)
     print("\n".join(summary_lines(prepared)))
 

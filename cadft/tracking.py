@@ -25,6 +25,7 @@ from cadft.errors import CadftError
 log = logging.getLogger(__name__)
 RUN_FILE = "mlflow_run.json"  # in the run dir: lets eval and resume find the run
 PARENT_ENV = "CADFT_MLFLOW_PARENT_RUN_ID"  # set by the sweep callback: jobs become child runs
+SWEEP_TAGS_ENV = "CADFT_MLFLOW_SWEEP_TAGS"  # set by the sweep callback: the job's swept values, JSON tags
 
 
 def is_main_process() -> bool:
@@ -67,35 +68,43 @@ def check_writable(folder: Path, what: str) -> None:
         raise CadftError(f"{what} {folder} is not writable ({err.strerror})") from None
 
 
-def start_run(cfg: DictConfig, run_dir: Path, tags: dict[str, str]) -> str | None:
+def start_run(cfg: DictConfig, run_dir: Path, tags: dict[str, str], run_name: str | None = None) -> str | None:
     """Open (or, on resume, reopen) this job's MLflow run; returns its id (None when tracking is off)."""
     if not cfg.tracking.enabled or not is_main_process():
         return None
     import mlflow
 
     uri = tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)
-    name = str(cfg.tracking.experiment)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        location = cfg.tracking.artifact_location
-        if location is None and not is_remote(uri):
-            location = (Path(cfg.paths.output_dir).resolve() / "mlartifacts").as_uri()
-        experiment_id = mlflow.create_experiment(name, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = experiment_for(cfg)
     record = run_dir / RUN_FILE
+    run_dir.mkdir(parents=True, exist_ok=True)
     previous = json.loads(record.read_text())["run_id"] if record.is_file() else None
     parent = os.environ.get(PARENT_ENV)
     run = mlflow.start_run(
         run_id=previous,
         experiment_id=None if previous else experiment_id,
-        run_name=None if previous else (cfg.tracking.run_name or run_dir.name),
+        run_name=None if previous else (run_name or cfg.tracking.run_name or run_dir.name),
         parent_run_id=parent if parent and not previous else None,
-        tags=tags,
+        tags=tags | json.loads(os.environ.get(SWEEP_TAGS_ENV, "{}")),
     )
     record.write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id, "tracking_uri": uri}) + "\n")
     return run.info.run_id
+
+
+def experiment_for(cfg: DictConfig) -> str:
+    """The id of the config's experiment (tracking.experiment), created on first use with its artifact location."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    name = str(cfg.tracking.experiment)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = cfg.tracking.artifact_location
+    if location is None and not is_remote(uri):
+        location = (Path(cfg.paths.output_dir).resolve() / "mlartifacts").as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
 
 
 def end_run(status: str = "FINISHED") -> None:
@@ -122,6 +131,14 @@ def log_params(params: dict) -> None:
     mlflow.log_params({k: v for k, v in values.items() if k not in logged})
     if changed:
         mlflow.set_tag("cadft.resumed_with", _short(changed))
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    if is_main_process():
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.set_tags({k: _short(v) for k, v in tags.items()})
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

@@ -33,14 +33,16 @@ import hydra
 import polars as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cadft import tracking
-from cadft.cli import CONF_DIR, exit_on_user_error
+from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
 from cadft.errors import CadftError
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "model"
+RESOLVED_CONFIG = "config.yaml"  # the composed config, resolved, with absolute paths (Hydra's .hydra/ keeps interpolations)
 CHECKPOINT_DIR = "checkpoints"
 EVAL_DIR = "eval"
 
@@ -64,15 +66,18 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     )
 
     run_dir = run_dir.resolve()
+    absolute_paths(cfg)
     tracking.check_writable(run_dir, "run dir (hydra.run.dir)")
     tracking.preflight(cfg)
     device = resolve_device(cfg.train.device)
+    _reset_peak_memory(device)
     resume_from = _resume_checkpoint(cfg, run_dir)
     args = build_training_arguments(cfg, run_dir / CHECKPOINT_DIR, device)  # before the model: ZeRO-3 partitions at load
 
     prepared = prepare(cfg)
     table = prepared.table()
-    if tracking.is_main_process():  # cadft-eval finds the run's own splits here
+    if tracking.is_main_process():  # cadft-eval reads the run's config and finds its own splits here
+        (run_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
         (run_dir / PREPARED_RECORD).write_text(json.dumps({"table": str(prepared.table_path), "key": prepared.key}) + "\n")
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     max_length = int(cfg.train.max_length)
@@ -87,12 +92,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, device=device,
                         trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
     parameters = trainable_parameter_summary(model)
-    tags = {
-        "strategy": cfg.model.name, "imbalance": cfg.imbalance.method, "zero": str(cfg.zero.stage or "none"),
-        "backbone": cfg.backbone.name, "task": cfg.task.name, "data_hash": prepared.key[:12], "git_commit": tracking.git_commit(),
-        "kind": "llm", "cadft.run_dir": str(run_dir),
-    }
-    tracking.start_run(cfg, run_dir, tags)
+    tracking.start_run(cfg, run_dir, run_tags(cfg, run_dir) | {"data_hash": prepared.key[:12]})
     status = "FAILED"
     try:
         tracking.log_params(tracking.flat_config(cfg) | applied.as_params() | {
@@ -123,6 +123,15 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         tracking.end_run(status)
 
 
+def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
+    """What a run is, as MLflow tags (the UI shows them as run-table columns)."""
+    return {
+        "strategy": cfg.model.name, "imbalance": cfg.imbalance.method, "zero": str(cfg.zero.stage or "none"),
+        "backbone": cfg.backbone.name, "task": cfg.task.name, "git_commit": tracking.git_commit(),
+        "kind": "llm", "cadft.run_dir": str(run_dir),
+    }
+
+
 def _evaluate(cfg: DictConfig, model, tokenizer, table: pl.DataFrame, run_dir: Path, device: str) -> dict:
     from cadft.eval.run import evaluate_model
 
@@ -134,11 +143,7 @@ def _evaluate(cfg: DictConfig, model, tokenizer, table: pl.DataFrame, run_dir: P
 def _log_artifacts(cfg: DictConfig, run_dir: Path, card_path: Path) -> None:
     from cadft.eval.run import artifact_files
 
-    config_files = [run_dir / ".hydra" / "config.yaml"] if (run_dir / ".hydra" / "config.yaml").is_file() else []
-    if not config_files:  # called outside Hydra (tests): write the resolved config ourselves
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        config_files = [run_dir / "config.yaml"]
-    tracking.log_artifacts(config_files + [card_path], artifact_path="config")
+    tracking.log_artifacts([run_dir / RESOLVED_CONFIG, card_path], artifact_path="config")
     tracking.log_artifacts(artifact_files(run_dir / EVAL_DIR, include_eids=tracking.may_log_eids(cfg)), artifact_path="eval")
     if cfg.tracking.log_model != "none":
         tracking.log_artifacts([run_dir / MODEL_DIR])
@@ -155,6 +160,17 @@ def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
         raise CadftError(f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR")
     log.info("resuming from %s", last)
     return last
+
+
+def _reset_peak_memory(device: str) -> None:
+    """Peaks are per process: reset them so a run that shares its process (a sweep's jobs, tests) reports its own."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the peak RSS that ru_maxrss reports
+    except OSError:
+        log.debug("cannot reset the peak RSS: train/peak_memory_gb is the process's peak so far")
 
 
 def _peak_memory_gb(device: str) -> float:
@@ -188,7 +204,25 @@ def _print_summary(cfg: DictConfig, metrics: dict, usage: dict, run_dir: Path, t
 @exit_on_user_error("cadft-train")
 def main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    run_training(cfg, Path(HydraConfig.get().runtime.output_dir))
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir).resolve()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        run_training(cfg, run_dir)
+        return
+    try:
+        run_training(cfg, run_dir)
+    except Exception as err:  # Hydra ends a sweep at a failed job: record this one as FAILED and let the others run
+        log.error("sweep job %s failed: %s", hydra_cfg.job.num, err, exc_info=not isinstance(err, CadftError))
+        _record_failed_job(cfg, run_dir, err)
+
+
+def _record_failed_job(cfg: DictConfig, run_dir: Path, err: Exception) -> None:
+    """Leave the job's MLflow run FAILED with the error; a job that failed before run_training opened its run
+    (a bad value, missing data) gets one, so the sweep still shows every job."""
+    if not tracking.reopen_run(run_dir):
+        tracking.start_run(cfg, run_dir, run_tags(cfg, run_dir))
+    tracking.set_tags({"cadft.error": f"{type(err).__name__}: {err}"})
+    tracking.end_run("FAILED")
 
 
 if __name__ == "__main__":

@@ -80,14 +80,14 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
 
 
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
-    for candidate in (run_dir / ".hydra" / "config.yaml", run_dir / "config.yaml"):
+    for candidate in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
         if candidate.is_file():
             cfg = OmegaConf.load(candidate)
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise CadftError(f"overrides must be KEY=VALUE, got {bad}")
             return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    raise CadftError(f"{run_dir}: the run's resolved config (.hydra/config.yaml) is missing")
+    raise CadftError(f"{run_dir}: the run's resolved config (config.yaml) is missing")
 
 
 def load_prepared_table(run_dir: Path, cfg: DictConfig) -> pl.DataFrame:

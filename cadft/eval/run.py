@@ -45,11 +45,19 @@ def subgroup_frame(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.select("eid", "label", *[c for c in SUBGROUP_COLUMNS if c in rows.columns])
 
 
-def reference_curves(table: pl.DataFrame, cfg: DictConfig) -> dict[str, pl.DataFrame]:
-    """The synthetic cohort's oracle (true risk) on the same test participants, drawn beside the model;
-    only for the task whose label the oracle predicts (incident hard CAD for cadft-synth)."""
+def oracle_path_for(cfg: DictConfig) -> str | None:
+    """The synthetic cohort's oracle file, when it exists and predicts this task's label (incident hard CAD
+    for cadft-synth); None otherwise."""
     path = cfg.data.get("oracle_path")
     if not path or not Path(path).is_file() or cfg.data.get("oracle_task") != cfg.task.name:
+        return None
+    return str(path)
+
+
+def reference_curves(table: pl.DataFrame, cfg: DictConfig) -> dict[str, pl.DataFrame]:
+    """The oracle's scores on the same test participants, drawn beside the model."""
+    path = oracle_path_for(cfg)
+    if path is None:
         return {}
     from cadft.baselines import oracle_scores
 

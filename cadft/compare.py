@@ -1,0 +1,209 @@
+"""cadft-compare: a leaderboard of training runs, for a sweep or a whole MLflow experiment.
+
+    cadft-compare [PARENT_RUN_ID] [--experiment NAME] [--tracking-uri URI] [--out DIR]
+
+With no argument it shows the latest sweep (the newest parent run a `cadft-train -m` opened); with a
+parent run id, that sweep; with --experiment, every training run of that experiment. One row per run:
+the swept values (or strategy, imbalance, ZeRO stage and backbone outside a sweep), test AUROC, AUPRC and
+Brier score with their 95% CIs, training time, peak memory and the run's status, best AUROC first.
+The table is written to DIR as leaderboard.csv with a forest plot of AUROC and CIs (auroc_forest.png);
+for a sweep DIR defaults to the sweep dir and both files are also logged to the parent run (leaderboard/).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+
+from cadft.cli import CONF_DIR, exit_on_user_error
+from cadft.errors import CadftError
+
+SCORES = {"auroc": "test/auroc", "auprc": "test/auprc", "brier": "test/brier"}  # column -> MLflow metric, with _ci_low/_ci_high
+USAGE = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
+RUN_TAGS = ("strategy", "imbalance", "zero", "backbone")  # what tells runs apart outside a sweep
+SWEPT_TAG = "cadft.swept."  # as written by cadft.sweep
+CSV_FILE = "leaderboard.csv"
+PLOT_FILE = "auroc_forest.png"
+ARTIFACT_DIR = "leaderboard"
+PAGE = 1000  # runs per search_runs request
+
+
+def sweep_runs(client, parent_id: str) -> list:
+    """The child runs of a sweep's parent run (in any experiment: a sweep may vary the task)."""
+    return _search(client, f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def experiment_runs(client, name: str) -> list:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        known = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise CadftError(f"--experiment {name}: no such MLflow experiment (known: {known})")
+    return [run for run in _search(client, "", [experiment.experiment_id]) if run.data.tags.get("kind") != "sweep"]
+
+
+def latest_sweep(client):
+    runs = client.search_runs(_experiment_ids(client), "tags.kind = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise CadftError(f"no sweep in {client.tracking_uri}: run one (cadft-train -m ...) or pass --experiment NAME")
+    return runs[0]
+
+
+def leaderboard(runs: list) -> pl.DataFrame:
+    """One row per run: identity columns, scores with CIs, usage, status; finished runs by AUROC, best first."""
+    swept = sorted({tag.removeprefix(SWEPT_TAG) for run in runs for tag in run.data.tags if tag.startswith(SWEPT_TAG)})
+    identity = swept or list(RUN_TAGS)
+    rows = []
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
+        row |= {key: tags.get(SWEPT_TAG + key if swept else key) for key in identity}
+        for column, metric in SCORES.items():
+            row |= {column: metrics.get(metric), f"{column}_ci_low": metrics.get(f"{metric}_ci_low"),
+                    f"{column}_ci_high": metrics.get(f"{metric}_ci_high")}
+        row |= {column: metrics.get(metric) for column, metric in USAGE.items()}
+        row["error"] = tags.get("cadft.error")
+        rows.append(row)
+    schema = {"run_id": pl.String, "run_name": pl.String, "status": pl.String, **{key: pl.String for key in identity},
+              **{f"{c}{s}": pl.Float64 for c in SCORES for s in ("", "_ci_low", "_ci_high")},
+              **{c: pl.Float64 for c in USAGE}, "error": pl.String}
+    board = pl.DataFrame(rows, schema=schema)
+    return board.sort([pl.col("status") != "FINISHED", "auroc"], descending=[False, True], nulls_last=True)
+
+
+def identity_columns(board: pl.DataFrame) -> list[str]:
+    """The columns that tell runs apart: between the leading run_id, run_name, status and the scores."""
+    return board.columns[board.columns.index("status") + 1:board.columns.index("auroc")]
+
+
+def run_label(row: dict, identity: list[str]) -> str:
+    return ", ".join(f"{key}={row[key]}" for key in identity) if identity else row["run_name"]
+
+
+def print_leaderboard(board: pl.DataFrame, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    identity = identity_columns(board)
+    table = Table(title=title)
+    for column in ["#", *identity, "test AUROC [95% CI]", "AUPRC [95% CI]", "Brier [95% CI]", "train s", "peak GiB", "status"]:
+        table.add_column(column, justify="left" if column in identity else "right")
+    for rank, row in enumerate(board.iter_rows(named=True), start=1):
+        table.add_row(str(rank), *[str(row[key]) for key in identity], *[_with_ci(row, column) for column in SCORES],
+                      _number(row["train_seconds"], "{:.0f}"), _number(row["peak_memory_gb"], "{:.2f}"), row["status"])
+    console = Console(width=200)
+    console.print(table)
+    for row in board.filter(pl.col("error").is_not_null()).iter_rows(named=True):
+        console.print(f"{run_label(row, identity)} {row['status']}: {row['error']}", soft_wrap=True)
+
+
+def _with_ci(row: dict, column: str) -> str:
+    digits = 4 if column == "brier" else 3
+    if row[column] is None:
+        return "-"
+    text = f"{row[column]:.{digits}f}"
+    if row[f"{column}_ci_low"] is not None:
+        text += f" [{row[f'{column}_ci_low']:.{digits}f}, {row[f'{column}_ci_high']:.{digits}f}]"
+    return text
+
+
+def _number(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def forest_plot(board: pl.DataFrame, path: Path, title: str) -> Path:
+    """Test AUROC with its 95% CI per finished run, best at the top; a dashed line marks chance (0.5)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scored = board.filter(pl.col("auroc").is_not_null())
+    identity = identity_columns(board)
+    labels = [run_label(row, identity) for row in scored.iter_rows(named=True)]
+    figure = Figure(figsize=(7, 1.2 + 0.4 * max(len(labels), 1)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = list(range(len(labels)))[::-1]
+    low = (scored["auroc"] - scored["auroc_ci_low"].fill_null(scored["auroc"])).to_list()
+    high = (scored["auroc_ci_high"].fill_null(scored["auroc"]) - scored["auroc"]).to_list()
+    axes.errorbar(scored["auroc"].to_list(), positions, xerr=[low, high], fmt="o", capsize=3)
+    axes.axvline(0.5, linestyle="--", color="grey", linewidth=1)
+    axes.set_yticks(positions, labels)
+    axes.set_xlabel("test AUROC (95% CI)")
+    axes.set_title(title)
+    if not labels:
+        axes.text(0.5, 0.5, "no finished run has a test AUROC", ha="center", transform=axes.transAxes)
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def publish(board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, title: str = "test AUROC") -> list[Path]:
+    """leaderboard.csv and the forest plot in out_dir; logged to the sweep's parent run when there is one."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    board.write_csv(out_dir / CSV_FILE)
+    files = [out_dir / CSV_FILE, forest_plot(board, out_dir / PLOT_FILE, title)]
+    if parent_id is not None:
+        for path in files:
+            client.log_artifact(parent_id, str(path), ARTIFACT_DIR)
+    return files
+
+
+def _search(client, filter_string: str, experiment_ids: list[str] | None = None) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids or _experiment_ids(client), filter_string, max_results=PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _experiment_ids(client) -> list[str]:
+    return [experiment.experiment_id for experiment in client.search_experiments()]
+
+
+def project_tracking_uri() -> str:
+    """The store cadft-train logs to without overrides (tracking.uri, else SQLite under paths.output_dir)."""
+    from hydra import compose, initialize_config_dir
+
+    from cadft.tracking import tracking_uri
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return tracking_uri(compose("config"))
+
+
+@exit_on_user_error("cadft-compare")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cadft-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("parent_run_id", nargs="?", help="a sweep's parent run id (default: the latest sweep)")
+    parser.add_argument("--experiment", help="every training run of this MLflow experiment instead of one sweep")
+    parser.add_argument("--tracking-uri", help="MLflow store (default: cadft-train's, sqlite:///<outputs>/mlflow.db)")
+    parser.add_argument("--out", type=Path, help="folder for leaderboard.csv and auroc_forest.png (default: the sweep dir)")
+    args = parser.parse_args(argv)
+    if args.parent_run_id and args.experiment:
+        parser.error("give a parent run id or --experiment, not both")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(args.tracking_uri or project_tracking_uri())
+    if args.experiment:
+        board, parent_id, title = leaderboard(experiment_runs(client, args.experiment)), None, f"experiment {args.experiment}"
+        out_dir = args.out or Path(f"leaderboard-{args.experiment}")
+    else:
+        try:
+            parent = client.get_run(args.parent_run_id) if args.parent_run_id else latest_sweep(client)
+        except MlflowException as err:
+            raise CadftError(f"{args.parent_run_id}: no such run in {client.tracking_uri} ({err.error_code})") from None
+        parent_id, title = parent.info.run_id, f"sweep {parent.info.run_name}"
+        board = leaderboard(sweep_runs(client, parent_id))
+        sweep_dir = Path(parent.data.tags.get("cadft.sweep.dir", ""))
+        out_dir = args.out or (sweep_dir if sweep_dir.is_dir() else Path(f"leaderboard-{parent_id[:8]}"))
+    if board.is_empty():
+        raise CadftError(f"{title}: no runs in {client.tracking_uri}")
+    print_leaderboard(board, title=f"{title} ({client.tracking_uri})")
+    files = publish(board, client, parent_id, out_dir.resolve(), title=title)
+    print("\n".join(f"wrote {path}" for path in files) + (f"\nlogged to parent run {parent_id} under {ARTIFACT_DIR}/" if parent_id else ""))
+
+
+if __name__ == "__main__":
+    main()

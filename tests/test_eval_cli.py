@@ -1,0 +1,77 @@
+"""cadft-eval on a trained tiny run: run dir, checkpoint, MLflow run id; repeatable files; bad targets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from cadft.errors import CadftError
+from cadft.eval.cli import main as eval_main
+from cadft.train import run_training
+
+
+@pytest.fixture
+def trained(train_config, tmp_path) -> Path:
+    cfg = train_config()
+    run = tmp_path / "run"
+    run_training(cfg, run)
+    return run
+
+
+def test_eval_run_dir_is_repeatable_and_matches_training(trained, capsys):
+    written_by_training = (trained / "eval" / "metrics.json").read_bytes()
+    eval_main([str(trained), "--device", "cpu"])
+    first = {p.name: p.read_bytes() for p in (trained / "eval").iterdir() if p.suffix in (".json", ".jsonl")}
+    assert first["metrics.json"] == written_by_training
+    eval_main([str(trained)])
+    second = {p.name: p.read_bytes() for p in (trained / "eval").iterdir() if p.suffix in (".json", ".jsonl")}
+    assert first == second
+    assert "test AUROC" in capsys.readouterr().out
+
+
+def test_eval_checkpoint_and_overrides(trained):
+    checkpoint = sorted((trained / "checkpoints").glob("checkpoint-*"))[-1]
+    eval_main([str(checkpoint), "eval.threshold=max_f1", "eval.bootstrap=20"])
+    metrics = json.loads((checkpoint / "eval" / "metrics.json").read_text())
+    assert metrics["threshold"]["method"] == "max_f1" and metrics["bootstrap"]["resamples"] == 20
+
+
+def test_eval_by_mlflow_run_id(trained, tmp_path):
+    record = json.loads((trained / "mlflow_run.json").read_text())
+    out = tmp_path / "by-id"
+    eval_main([record["run_id"], "--tracking-uri", record["tracking_uri"], "--out", str(out)])
+    assert json.loads((out / "metrics.json").read_text())["test"]["auroc"] == pytest.approx(
+        json.loads((trained / "eval" / "metrics.json").read_text())["test"]["auroc"])
+    mlflow.set_tracking_uri(record["tracking_uri"])
+    assert "test/auroc" in mlflow.get_run(record["run_id"]).data.metrics
+
+
+def _error(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        eval_main(list(argv))
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_bad_targets(trained, tmp_path, capsys):
+    empty = tmp_path / "empty-checkpoint"
+    empty.mkdir()
+    shutil.copy(trained / "model" / "cadft_model.json", empty)
+    assert "no adapter or model weights" in _error(capsys, str(empty))
+    assert "no adapter or model here" in _error(capsys, str(tmp_path))
+    assert "not a run dir" in _error(capsys, "0123456789abcdef0123456789abcdef", "--tracking-uri", f"sqlite:///{tmp_path}/x.db")
+
+
+def test_prepared_data_gone(trained, tmp_path, capsys):
+    prepared = Path(json.loads((trained / "prepared.json").read_text())["table"])
+    moved = tmp_path / "moved.parquet"
+    prepared.rename(moved)
+    try:
+        message = _error(capsys, str(trained), f"data.path={tmp_path / 'gone.csv'}", "--out", str(tmp_path / "out"))
+        assert "is gone and cannot be rebuilt" in message and not (tmp_path / "out").exists()
+    finally:
+        moved.rename(prepared)
