@@ -8,7 +8,7 @@ PYTHON ?= python3
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install test test-fast demo ui bench clean
+.PHONY: install test demo ui clean
 
 install: $(STAMP)
 
@@ -26,8 +26,22 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest
 
+# The demo: a 10,000-participant synthetic cohort (kept if it exists), SmolLM2-135M + LoRA + weighted loss on
+# CPU (conf/experiment/demo.yaml), then the classical baselines on the same split.
+DEMO_EXTRACT := outputs/synthetic/ukb_synthetic.csv
 demo: install
-	$(BIN)/cadft-demo
+	@test -f $(DEMO_EXTRACT) || $(BIN)/cadft-synth --n 10000 --seed 0 --out $(DEMO_EXTRACT)
+	$(BIN)/cadft-train +experiment=demo
+	$(BIN)/cadft-baselines +experiment=demo eval.plots=false
+	@echo "Runs are in MLflow (outputs/mlflow.db): 'make ui' serves them at http://127.0.0.1:5000"
+
+# The MLflow UI on cadft's tracking store (outputs/mlflow.db; CADFT_OUTPUT_DIR moves it), on 127.0.0.1:UI_PORT.
+# It prints one URL per experiment, whose run table shows strategy, imbalance, ZeRO stage, backbone, swept values
+# and test metrics (cadft/ui.py). No install prerequisite: it only needs the venv.
+UI_PORT ?= 5000
+ui:
+	@test -x $(PY) || { echo "make ui: no $(PY): run 'make install' first" >&2; exit 1; }
+	$(PY) -m cadft.ui --port $(UI_PORT)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import polars as pl
 
-from cadft.cli import CONF_DIR, exit_on_user_error
+from cadft.cli import exit_on_user_error
 from cadft.errors import CadftError
 
 SCORES = {"auroc": "test/auroc", "auprc": "test/auprc", "brier": "test/brier"}  # column -> MLflow metric, with _ci_low/_ci_high
 USAGE = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
-RUN_TAGS = ("strategy", "imbalance", "zero", "backbone")  # what tells runs apart outside a sweep
-SWEPT_TAG = "cadft.swept."  # as written by cadft.sweep
+RUN_TAGS = ("strategy", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run_tags)
+RUN_COLUMNS = {"run": "mlflow.runName", **{tag: tag for tag in RUN_TAGS}}  # what tells runs apart outside a sweep
+SWEPT_TAG = "cadft.swept."  # + key: a sweep job's value of a swept key (cadft.sweep)
+SWEEP_KIND = "sweep"  # the `kind` tag of a sweep's parent run (training runs: llm, baselines: baseline)
 CSV_FILE = "leaderboard.csv"
 PLOT_FILE = "auroc_forest.png"
 ARTIFACT_DIR = "leaderboard"
@@ -40,32 +42,43 @@ def experiment_runs(client, name: str) -> list:
     if experiment is None:
         known = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise CadftError(f"--experiment {name}: no such MLflow experiment (known: {known})")
-    return [run for run in _search(client, "", [experiment.experiment_id]) if run.data.tags.get("kind") != "sweep"]
+    return [run for run in _search(client, "", [experiment.experiment_id]) if run.data.tags.get("kind") != SWEEP_KIND]
 
 
 def latest_sweep(client):
-    runs = client.search_runs(_experiment_ids(client), "tags.kind = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(_experiment_ids(client), f"tags.kind = '{SWEEP_KIND}'", order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         raise CadftError(f"no sweep in {client.tracking_uri}: run one (cadft-train -m ...) or pass --experiment NAME")
     return runs[0]
 
 
-def leaderboard(runs: list) -> pl.DataFrame:
-    """One row per run: identity columns, scores with CIs, usage, status; finished runs by AUROC, best first."""
-    swept = sorted({tag.removeprefix(SWEPT_TAG) for run in runs for tag in run.data.tags if tag.startswith(SWEPT_TAG)})
-    identity = swept or list(RUN_TAGS)
+def sweep_leaderboard(client, parent_id: str) -> pl.DataFrame:
+    runs = sweep_runs(client, parent_id)
+    return leaderboard(runs, swept_columns(runs))
+
+
+def swept_columns(runs: list) -> dict[str, str]:
+    """Column -> tag of the values a sweep varied; what tells runs apart outside a sweep when it varied nothing."""
+    swept = sorted({tag for run in runs for tag in run.data.tags if tag.startswith(SWEPT_TAG)})
+    return {tag.removeprefix(SWEPT_TAG): tag for tag in swept} or RUN_COLUMNS
+
+
+def leaderboard(runs: list, columns: dict[str, str]) -> pl.DataFrame:
+    """One row per run: the given tag columns (column -> tag), scores with CIs, usage, status; finished runs by
+    AUROC, best first."""
+    identity = list(columns)
     rows = []
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
-        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
-        row |= {key: tags.get(SWEPT_TAG + key if swept else key) for key in identity}
+        row = {"run_id": run.info.run_id, "status": run.info.status}
+        row |= {column: tags.get(tag) for column, tag in columns.items()}
         for column, metric in SCORES.items():
             row |= {column: metrics.get(metric), f"{column}_ci_low": metrics.get(f"{metric}_ci_low"),
                     f"{column}_ci_high": metrics.get(f"{metric}_ci_high")}
         row |= {column: metrics.get(metric) for column, metric in USAGE.items()}
         row["error"] = tags.get("cadft.error")
         rows.append(row)
-    schema = {"run_id": pl.String, "run_name": pl.String, "status": pl.String, **{key: pl.String for key in identity},
+    schema = {"run_id": pl.String, "status": pl.String, **{key: pl.String for key in identity},
               **{f"{c}{s}": pl.Float64 for c in SCORES for s in ("", "_ci_low", "_ci_high")},
               **{c: pl.Float64 for c in USAGE}, "error": pl.String}
     board = pl.DataFrame(rows, schema=schema)
@@ -73,12 +86,12 @@ def leaderboard(runs: list) -> pl.DataFrame:
 
 
 def identity_columns(board: pl.DataFrame) -> list[str]:
-    """The columns that tell runs apart: between the leading run_id, run_name, status and the scores."""
+    """The columns that tell runs apart: between the leading run_id and status, and the scores."""
     return board.columns[board.columns.index("status") + 1:board.columns.index("auroc")]
 
 
 def run_label(row: dict, identity: list[str]) -> str:
-    return ", ".join(f"{key}={row[key]}" for key in identity) if identity else row["run_name"]
+    return ", ".join(f"{key}={row[key]}" for key in identity)
 
 
 def print_leaderboard(board: pl.DataFrame, title: str) -> None:
@@ -120,7 +133,8 @@ def forest_plot(board: pl.DataFrame, path: Path, title: str) -> Path:
     scored = board.filter(pl.col("auroc").is_not_null())
     identity = identity_columns(board)
     labels = [run_label(row, identity) for row in scored.iter_rows(named=True)]
-    figure = Figure(figsize=(7, 1.2 + 0.4 * max(len(labels), 1)), layout="constrained")
+    width = 4 + 0.08 * max(map(len, labels), default=0)  # room for the run labels beside the axes
+    figure = Figure(figsize=(width, 1.2 + 0.4 * max(len(labels), 1)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     positions = list(range(len(labels)))[::-1]
@@ -162,16 +176,6 @@ def _experiment_ids(client) -> list[str]:
     return [experiment.experiment_id for experiment in client.search_experiments()]
 
 
-def project_tracking_uri() -> str:
-    """The store cadft-train logs to without overrides (tracking.uri, else SQLite under paths.output_dir)."""
-    from hydra import compose, initialize_config_dir
-
-    from cadft.tracking import tracking_uri
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return tracking_uri(compose("config"))
-
-
 @exit_on_user_error("cadft-compare")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cadft-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,9 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(args.tracking_uri or project_tracking_uri())
+    from cadft.tracking import default_tracking_uri  # here: cadft.tracking imports transformers (seconds)
+
+    client = MlflowClient(args.tracking_uri or default_tracking_uri())
     if args.experiment:
-        board, parent_id, title = leaderboard(experiment_runs(client, args.experiment)), None, f"experiment {args.experiment}"
+        board, parent_id, title = leaderboard(experiment_runs(client, args.experiment), RUN_COLUMNS), None, f"experiment {args.experiment}"
         out_dir = args.out or Path(f"leaderboard-{args.experiment}")
     else:
         try:
@@ -195,9 +201,9 @@ def main(argv: list[str] | None = None) -> None:
         except MlflowException as err:
             raise CadftError(f"{args.parent_run_id}: no such run in {client.tracking_uri} ({err.error_code})") from None
         parent_id, title = parent.info.run_id, f"sweep {parent.info.run_name}"
-        board = leaderboard(sweep_runs(client, parent_id))
-        sweep_dir = Path(parent.data.tags.get("cadft.sweep.dir", ""))
-        out_dir = args.out or (sweep_dir if sweep_dir.is_dir() else Path(f"leaderboard-{parent_id[:8]}"))
+        board = sweep_leaderboard(client, parent_id)
+        sweep_dir = parent.data.tags.get("cadft.sweep.dir")
+        out_dir = args.out or (Path(sweep_dir) if sweep_dir and Path(sweep_dir).is_dir() else Path(f"leaderboard-{parent_id[:8]}"))
     if board.is_empty():
         raise CadftError(f"{title}: no runs in {client.tracking_uri}")
     print_leaderboard(board, title=f"{title} ({client.tracking_uri})")

@@ -127,7 +127,8 @@ class GroupedSampler(torch.utils.data.Sampler[int]):
 
 def _spread_duplicates(steps: list[np.ndarray]) -> None:
     """Oversampled copies of one case share its length, so sorting puts them side by side: swap each repeat
-    with a participant from a later step, so no step (all ranks' batches together) holds anyone twice."""
+    with a participant of another step that holds neither (later steps first, then earlier ones, which the last
+    steps need), so no step (all ranks' batches together) holds anyone twice while that is possible."""
     for i, step in enumerate(steps):
         members = set(step.tolist())
         if len(members) == len(step):
@@ -137,11 +138,11 @@ def _spread_duplicates(steps: list[np.ndarray]) -> None:
             if index not in seen:
                 seen.add(index)
                 continue
-            for later in steps[i + 1 :]:
-                candidates = np.flatnonzero(~np.isin(later, list(members)))
-                if len(candidates):
+            for other in steps[i + 1 :] + steps[:i]:
+                candidates = np.flatnonzero(~np.isin(other, list(members)))
+                if index not in other and len(candidates):
                     k = candidates[0]
-                    step[pos], later[k] = later[k], index
+                    step[pos], other[k] = other[k], index
                     members.add(int(step[pos]))
                     seen.add(int(step[pos]))
                     break

@@ -22,12 +22,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from cadft import tracking
+from cadft import compare, tracking
 
 log = logging.getLogger(__name__)
 SWEEP_FILE = "mlflow_sweep.json"  # in the sweep dir: the parent run and the swept keys, for the jobs
-SWEPT_TAG = "cadft.swept."  # + key: the job's value of a swept key
-SWEEP_KIND = "sweep"  # the parent run's `kind` tag (training runs have `llm`)
 
 
 def swept_keys(config: DictConfig) -> list[str]:
@@ -40,26 +38,28 @@ def swept_keys(config: DictConfig) -> list[str]:
 
 
 def swept_values(job_config: DictConfig, keys: list[str]) -> dict[str, str]:
-    """A job's values of the swept keys, as written in its overrides (`model.learning_rate=1e-4` -> "0.0001")."""
+    """A job's values of the swept keys as text: `zero='2'` -> "2", `model.learning_rate=1e-4` -> "0.0001"."""
     overrides = OverridesParser.create().parse_overrides(list(job_config.hydra.overrides.task))
-    values = {override.key_or_group: override.get_value_element_as_str() for override in overrides}
+    values = {o.key_or_group: o.value() if isinstance(o.value(), str) else o.get_value_element_as_str() for o in overrides}
     return {key: values[key] for key in keys if key in values}
 
 
 class SweepTracking(Callback):
+    # Under torchrun every rank runs the sweep (each job's ranks in step); only rank 0 talks to MLflow.
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
-        if not config.tracking.enabled:
+        if not config.tracking.enabled or not tracking.is_main_process():
             return
         from mlflow import MlflowClient
 
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        uri = tracking.tracking_uri(config)
         keys = swept_keys(config)
         overrides = list(config.hydra.overrides.task)
-        parent = MlflowClient(tracking.tracking_uri(config)).create_run(
+        parent = MlflowClient(uri).create_run(
             tracking.experiment_for(config),
             run_name=f"{config_name}-{sweep_dir.name}",
             tags={
-                "kind": SWEEP_KIND, "task": str(config.task.name), "cadft.sweep.config": str(config_name),
+                "kind": compare.SWEEP_KIND, "task": str(config.task.name), "cadft.sweep.config": str(config_name),
                 "cadft.sweep.swept": ",".join(keys), "cadft.sweep.overrides": " ".join(overrides),
                 "cadft.sweep.params": json.dumps(OmegaConf.to_container(config.hydra.sweeper.get("params") or {})),
                 "cadft.sweep.dir": str(sweep_dir), "git_commit": tracking.git_commit(),
@@ -67,28 +67,29 @@ class SweepTracking(Callback):
         )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps({
-            "parent_run_id": parent.info.run_id, "tracking_uri": tracking.tracking_uri(config), "swept": keys,
+            "parent_run_id": parent.info.run_id, "tracking_uri": uri, "swept": keys,
         }) + "\n")
         log.info("sweep %s: MLflow parent run %s, sweeping %s", config_name, parent.info.run_id, ", ".join(keys) or "nothing")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.mode != RunMode.MULTIRUN:
+        if config.hydra.mode != RunMode.MULTIRUN or not tracking.is_main_process():
             return
         _clear_job_environment()
         record = _sweep_record(config)
         if record is None:
             return
-        tags = {SWEPT_TAG + key: value for key, value in swept_values(config, record["swept"]).items()}
+        values = swept_values(config, record["swept"])
         os.environ[tracking.PARENT_ENV] = record["parent_run_id"]
-        os.environ[tracking.SWEEP_TAGS_ENV] = json.dumps(tags | {"cadft.sweep.job": str(config.hydra.job.num)})
+        os.environ[tracking.SWEEP_TAGS_ENV] = json.dumps(
+            {compare.SWEPT_TAG + key: value for key, value in values.items()} | {"cadft.sweep.job": str(config.hydra.job.num)})
+        if values:
+            os.environ[tracking.SWEEP_RUN_NAME_ENV] = " ".join(f"{key}={value}" for key, value in values.items())
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        record = _sweep_record(config)
+        record = _sweep_record(config) if tracking.is_main_process() else None
         if record is None:
             return
         from mlflow import MlflowClient
-
-        from cadft.compare import leaderboard, print_leaderboard, publish, sweep_runs
 
         _clear_job_environment()
         client = MlflowClient(record["tracking_uri"])
@@ -96,9 +97,9 @@ class SweepTracking(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         client.log_artifact(parent_id, str(sweep_dir / "multirun.yaml"), "config")  # written by the sweeper
         title = f"sweep {client.get_run(parent_id).info.run_name}"
-        board = leaderboard(sweep_runs(client, parent_id))
-        print_leaderboard(board, title=f"{title} (MLflow parent run {parent_id})")
-        publish(board, client, parent_id, sweep_dir, title=title)
+        board = compare.sweep_leaderboard(client, parent_id)
+        compare.print_leaderboard(board, title=f"{title} (MLflow parent run {parent_id})")
+        compare.publish(board, client, parent_id, sweep_dir, title=title)
         client.set_terminated(parent_id, "FINISHED")
 
 
@@ -109,5 +110,5 @@ def _sweep_record(config: DictConfig) -> dict | None:
 
 def _clear_job_environment() -> None:
     """Nothing left over from an earlier sweep in this process (the basic launcher runs jobs in-process)."""
-    for name in (tracking.PARENT_ENV, tracking.SWEEP_TAGS_ENV):
+    for name in (tracking.PARENT_ENV, tracking.SWEEP_TAGS_ENV, tracking.SWEEP_RUN_NAME_ENV):
         os.environ.pop(name, None)

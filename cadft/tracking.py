@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 RUN_FILE = "mlflow_run.json"  # in the run dir: lets eval and resume find the run
 PARENT_ENV = "CADFT_MLFLOW_PARENT_RUN_ID"  # set by the sweep callback: jobs become child runs
 SWEEP_TAGS_ENV = "CADFT_MLFLOW_SWEEP_TAGS"  # set by the sweep callback: the job's swept values, JSON tags
+SWEEP_RUN_NAME_ENV = "CADFT_MLFLOW_SWEEP_RUN_NAME"  # set by the sweep callback: the job's swept values, as a run name
 
 
 def is_main_process() -> bool:
@@ -36,6 +37,16 @@ def tracking_uri(cfg: DictConfig) -> str:
     if cfg.tracking.uri:
         return str(cfg.tracking.uri)
     return f"sqlite:///{Path(cfg.paths.output_dir).resolve() / 'mlflow.db'}"
+
+
+def default_tracking_uri() -> str:
+    """The store cadft-train logs to without overrides (for tools outside a run: cadft-compare, the UI)."""
+    from hydra import compose, initialize_config_dir
+
+    from cadft.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return tracking_uri(compose("config"))
 
 
 def is_remote(uri: str) -> bool:
@@ -83,7 +94,7 @@ def start_run(cfg: DictConfig, run_dir: Path, tags: dict[str, str], run_name: st
     run = mlflow.start_run(
         run_id=previous,
         experiment_id=None if previous else experiment_id,
-        run_name=None if previous else (run_name or cfg.tracking.run_name or run_dir.name),
+        run_name=None if previous else (run_name or cfg.tracking.run_name or os.environ.get(SWEEP_RUN_NAME_ENV) or run_dir.name),
         parent_run_id=parent if parent and not previous else None,
         tags=tags | json.loads(os.environ.get(SWEEP_TAGS_ENV, "{}")),
     )

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -36,9 +37,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from cadft import tracking
+from cadft import distributed, tracking
 from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
 from cadft.errors import CadftError
+from cadft.zero import keep_4bit_layout, load_unpartitioned, quote_stage_choices
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "model"
@@ -49,18 +51,19 @@ EVAL_DIR = "eval"
 
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """Train and evaluate one configuration; returns the final metrics (the same as eval/metrics.json)."""
-    from transformers import DataCollatorWithPadding
+    from transformers import DataCollatorWithPadding, set_seed
 
     from cadft import imbalance as imbalance_mod
     from cadft.backbone import load_tokenizer, resolve_backbone
     from cadft.dataset import subsample, tokenize_split
     from cadft.eval.cli import PREPARED_RECORD
     from cadft.prepare import prepare
-    from cadft.strategy import build_model, save_model, trainable_parameter_summary
+    from cadft.strategy import build_model, trainable_parameter_summary, write_checkpoint_info
     from cadft.trainer import (
         CadftTrainer,
         CheckpointInfoCallback,
         build_training_arguments,
+        callbacks_from_env,
         classification_metrics,
         resolve_device,
     )
@@ -74,14 +77,15 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     resume_from = _resume_checkpoint(cfg, run_dir)
     args = build_training_arguments(cfg, run_dir / CHECKPOINT_DIR, device)  # before the model: ZeRO-3 partitions at load
 
-    prepared = prepare(cfg)
+    with args.main_process_first(desc="prepare data"):  # the other ranks then read rank 0's cached table
+        prepared = prepare(cfg)
     table = prepared.table()
     if tracking.is_main_process():  # cadft-eval reads the run's config and finds its own splits here
         (run_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
         (run_dir / PREPARED_RECORD).write_text(json.dumps({"table": str(prepared.table_path), "key": prepared.key}) + "\n")
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     max_length = int(cfg.train.max_length)
-    train_rows = subsample(table.filter(pl.col("split") == "train"), cfg.train.max_train_examples, int(cfg.seed))
+    train_rows = subsample(table.filter(pl.col("split") == "train"), cfg.train.max_train_examples, int(cfg.seed), cfg.train.subsample)
     val_rows = subsample(table.filter(pl.col("split") == "validation"), cfg.train.max_eval_examples, int(cfg.seed))
     if int(val_rows["label"].sum()) == 0:
         raise CadftError("the validation split has no cases: model selection needs them; use a larger cohort or other data.split.fractions")
@@ -89,8 +93,11 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     val_set = tokenize_split(val_rows, "validation", tokenizer, max_length)
     applied = imbalance_mod.resolve(cfg.imbalance, train_set.labels)
 
+    set_seed(int(cfg.seed))  # the new head and adapters start the same in every run and on every rank
     model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, device=device,
                         trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
+    if cfg.zero.stage == 3:
+        keep_4bit_layout(model)
     parameters = trainable_parameter_summary(model)
     tracking.start_run(cfg, run_dir, run_tags(cfg, run_dir) | {"data_hash": prepared.key[:12]})
     status = "FAILED"
@@ -104,15 +111,18 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set.sorted_by_length(),
             data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
             compute_metrics=classification_metrics, imbalance=applied, sampler_seed=int(cfg.seed),
-            callbacks=[tracking.MlflowMetricsCallback(), CheckpointInfoCallback()],
+            callbacks=[tracking.MlflowMetricsCallback(), CheckpointInfoCallback(), *callbacks_from_env()],
         )
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - started
+        trainer.save_model(str(run_dir / MODEL_DIR))  # on every rank: under ZeRO-3 they gather the weights together
         metrics = {}
         if trainer.is_world_process_zero():
-            save_model(trainer.model, run_dir / MODEL_DIR, tokenizer)
-            metrics = _evaluate(cfg, trainer.model, tokenizer, table, run_dir, device)
+            write_checkpoint_info(trainer.model, run_dir / MODEL_DIR)
+            # Under ZeRO-3 the trained weights are spread over the ranks: rank 0 scores the saved model instead.
+            model = load_unpartitioned(run_dir / MODEL_DIR, device) if cfg.zero.stage == 3 else trainer.model
+            metrics = _evaluate(cfg, model, tokenizer, table, run_dir, device)
             usage = {"train/seconds": train_seconds, "train/peak_memory_gb": _peak_memory_gb(device)}
             tracking.log_metrics(usage)
             _log_artifacts(cfg, run_dir, prepared.card_path)
@@ -200,9 +210,16 @@ def _print_summary(cfg: DictConfig, metrics: dict, usage: dict, run_dir: Path, t
     Console(stderr=False).print(table)
 
 
+def main() -> None:
+    # Before Hydra parses the command line: `zero=2` as a choice, launcher flags, one run dir for all ranks.
+    quote_stage_choices(sys.argv)
+    distributed.prepare_launch(sys.argv)
+    _hydra_main()
+
+
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 @exit_on_user_error("cadft-train")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir).resolve()

@@ -12,6 +12,8 @@ examples per second.
 
 from __future__ import annotations
 
+import importlib
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from cadft.errors import CadftError
 from cadft.imbalance import GroupedSampler, Imbalance, weighted_cross_entropy
 from cadft.strategy import resolve_dtype, write_checkpoint_info
+from cadft.zero import deepspeed_config, ready_process
 
 
 class CadftTrainer(Trainer):
@@ -72,7 +75,11 @@ class CadftTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._unweighted_count:
             now = time.perf_counter()
-            logs["loss_unweighted"] = self._unweighted_sum / self._unweighted_count
+            unweighted_sum, count = self._unweighted_sum, self._unweighted_count
+            if self.args.world_size > 1:  # every rank logs here together: average over all ranks' examples
+                totals = torch.tensor([[unweighted_sum, count]], dtype=torch.float64, device=self.args.device)
+                unweighted_sum, count = self.accelerator.gather(totals).sum(dim=0).tolist()
+            logs["loss_unweighted"] = unweighted_sum / count
             logs["examples_per_second"] = self._examples_since_log * max(1, self.args.world_size) / max(now - self._last_log_time, 1e-9)
             self._unweighted_sum, self._unweighted_count, self._examples_since_log = 0.0, 0, 0
             self._last_log_time = now
@@ -116,6 +123,8 @@ def build_training_arguments(cfg, output_dir: Path, device: str) -> TrainingArgu
     if not 0 <= float(t.warmup_ratio) < 1:
         raise CadftError(f"train.warmup_ratio={t.warmup_ratio}; must be in [0, 1)")
     bf16 = device == "cuda" and resolve_dtype(cfg.model.dtype, device) == torch.bfloat16
+    zero = deepspeed_config(cfg, device)  # None for zero=none; raises on combinations that cannot work
+    ready_process(uses_deepspeed=zero is not None)  # what accelerate and DeepSpeed need from this process
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=int(t.batch_size),
@@ -139,7 +148,8 @@ def build_training_arguments(cfg, output_dir: Path, device: str) -> TrainingArgu
         metric_for_best_model="auroc",
         greater_is_better=True,
         bf16=bf16,
-        use_cpu=device == "cpu",
+        use_cpu=device == "cpu" and zero is None,  # accelerate runs DeepSpeed only with use_cpu off; it finds the CPU itself
+        deepspeed=zero,
         seed=int(cfg.seed),
         data_seed=int(cfg.seed),
         dataloader_num_workers=int(t.dataloader_workers),
@@ -147,6 +157,21 @@ def build_training_arguments(cfg, output_dir: Path, device: str) -> TrainingArgu
         label_names=["labels"],
         report_to="none",
     )
+
+
+EXTRA_CALLBACKS_ENV = "CADFT_EXTRA_CALLBACKS"
+
+
+def callbacks_from_env() -> list[TrainerCallback]:
+    """TrainerCallbacks named in CADFT_EXTRA_CALLBACKS ("package.module:Class,..."), e.g. the tests' multi-process probes."""
+    callbacks = []
+    for spec in filter(None, os.environ.get(EXTRA_CALLBACKS_ENV, "").split(",")):
+        module, _, name = spec.strip().partition(":")
+        try:
+            callbacks.append(getattr(importlib.import_module(module), name)())
+        except (ImportError, AttributeError) as error:
+            raise CadftError(f"{EXTRA_CALLBACKS_ENV}: cannot load {spec!r} ({error})") from None
+    return callbacks
 
 
 class CheckpointInfoCallback(TrainerCallback):

@@ -1,15 +1,27 @@
-"""Shared fixtures: composed Hydra configs over the shipped conf/, and isolated output/cache dirs."""
+"""Shared fixtures: composed Hydra configs over the shipped conf/, isolated output/cache dirs, and real sweeps
+over multirun_templates/ on the tiny backbone."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "conf"
+TEMPLATES_DIR = REPO / "multirun_templates"
+# Training sized for seconds per run on the tiny backbone (a few steps, small subsamples, few bootstrap draws).
+TINY_TRAINING = (
+    "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
+    "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2", "train.logging_steps=1",
+    "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128",
+    "eval.bootstrap=50", "eval.plots=false",
+)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -60,10 +72,34 @@ def train_config(make_config, synthetic_cohort, prepared_dir):
     def make(*overrides: str):
         return make_config(
             f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
-            "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
-            "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2", "train.logging_steps=1",
-            "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128",
-            "eval.bootstrap=50", "eval.plots=false", *overrides,
+            *TINY_TRAINING, *overrides,
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def run_sweep(synthetic_cohort):
+    """run_sweep(out_dir, template, *overrides): the real `cadft-train -m` over a multirun template on the tiny
+    backbone and the session cohort, with its own output dir (MLflow store, prepared cache, sweep dirs)."""
+    extract, oracle = synthetic_cohort
+
+    def run(out_dir: Path, template: str, *overrides: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "cadft.train", "-m", "--config-dir", str(TEMPLATES_DIR), "--config-name", template,
+                   "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.output_dir={out_dir}",
+                   *TINY_TRAINING, *overrides]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=out_dir.parent, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(run_sweep, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """(output dir, finished process) of the strategies template cut to 2 LoRA jobs, the second bound to fail
+    (imbalance.positive_fraction=2 composes but is refused when training starts)."""
+    out_dir = tmp_path_factory.mktemp("tiny_sweep") / "outputs"
+    out_dir.mkdir()
+    done = run_sweep(out_dir, "sweep_strategies", "model=lora", "imbalance=oversample", "imbalance.positive_fraction=0.5,2")
+    return out_dir, done

@@ -126,3 +126,21 @@ def test_cfg_job_shows_the_composed_config(tmp_path):
     done = _cli("--cfg", "job", "model=qlora", "imbalance=oversample", cwd=tmp_path)
     assert done.returncode == 0
     assert "name: qlora" in done.stdout and "method: oversample" in done.stdout and "positive_fraction: 0.25" in done.stdout
+
+
+@pytest.mark.slow
+def test_smollm2_smoke(make_config, tmp_path):
+    """The default backbone trains a few steps and evaluates (a 500-participant cohort, 3 short features)."""
+    from cadft.synth.cli import main as synth
+
+    extract = tmp_path / "small.csv"
+    assert synth(["--n", "500", "--seed", "1", "--out", str(extract)]) == 0
+    cfg = make_config(
+        "backbone=smollm2_135m", f"data.path={extract}", "text.features=[age,sex,systolic_bp]", "train.batch_size=4",
+        "train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "train.max_train_examples=16",
+        "train.max_eval_examples=32", "eval.bootstrap=20", "eval.plots=false",
+    )
+    metrics = run_training(cfg, tmp_path / "run")
+    assert 0 <= metrics["test"]["auroc"] <= 1 and metrics["test"]["n"] > 50
+    adapter = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    assert "score" in adapter["modules_to_save"] and adapter["r"] == 16  # peft adds its SEQ_CLS defaults beside it

@@ -1,0 +1,41 @@
+"""Training subsamples and tokenized splits (truncation is counted and warned about)."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+import pytest
+
+from cadft.backbone import load_tokenizer
+from cadft.dataset import subsample, tokenize_split
+from cadft.errors import CadftError
+
+TABLE = pl.DataFrame({"eid": range(1000), "label": [1 if i % 25 == 0 else 0 for i in range(1000)], "text": ["x"] * 1000})
+
+
+def test_stratified_subsample_keeps_prevalence():
+    part = subsample(TABLE, 200, seed=0)
+    assert part.height == 200 and part["label"].sum() == 8 and part["eid"].is_unique().all()
+    assert subsample(TABLE, None, seed=0) is TABLE and subsample(TABLE, 5000, seed=0) is TABLE
+
+
+def test_all_cases_subsample_is_case_control():
+    part = subsample(TABLE, 100, seed=0, method="all_cases")
+    assert part.height == 100 and part["label"].sum() == 40
+    with pytest.raises(CadftError, match="train.subsample='random'; allowed: stratified, all_cases"):
+        subsample(TABLE, 100, seed=0, method="random")
+    with pytest.raises(CadftError, match="must be a positive number"):
+        subsample(TABLE, 0, seed=0)
+
+
+def test_truncation_is_counted_and_warned(make_config, caplog):
+    cfg = make_config()
+    tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
+    rows = pl.DataFrame({"eid": [1, 2], "label": [0, 1], "text": ["The age at recruitment is 63 years. " * 20, "The sex is Male."]})
+    with caplog.at_level(logging.WARNING):
+        split = tokenize_split(rows, "train", tokenizer, max_length=32)
+    assert split.truncated == 1 and max(split.lengths) == 32
+    assert "1 of 2 records are longer than train.max_length=32 tokens" in caplog.text and "TRUNCATED" in caplog.text
+    with pytest.raises(CadftError, match="the validation split is empty"):
+        tokenize_split(rows.head(0), "validation", tokenizer, max_length=32)

@@ -1,0 +1,92 @@
+"""Sweeps (`cadft-train -m` over multirun_templates/): one MLflow parent run, a child per job, failures recorded
+and survived, data prepared once; every template and the SLURM launcher compose."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_class
+from mlflow import MlflowClient
+
+from cadft.sweep import SWEEP_FILE
+from tests.conftest import CONF_DIR, TEMPLATES_DIR
+
+TEMPLATES = sorted(path.stem for path in TEMPLATES_DIR.glob("*.yaml"))
+
+
+def _sweep_runs(out_dir):
+    client = MlflowClient(f"sqlite:///{out_dir / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [run for run in runs if run.data.tags.get("kind") == "sweep"]
+    assert len(parents) == 1
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents[0], sorted(children, key=lambda run: run.data.tags["cadft.sweep.job"])
+
+
+def test_a_sweep_is_one_parent_run_with_a_child_per_job(tiny_sweep):
+    out_dir, done = tiny_sweep
+    parent, children = _sweep_runs(out_dir)
+    assert parent.info.status == "FINISHED" and parent.data.tags["cadft.sweep.config"] == "sweep_strategies"
+    assert parent.data.tags["cadft.sweep.swept"] == "imbalance.positive_fraction"  # model and imbalance fixed on the command line
+    assert "imbalance.positive_fraction=0.5,2" in parent.data.tags["cadft.sweep.overrides"]
+    finished, failed = children
+    assert [run.info.status for run in children] == ["FINISHED", "FAILED"]
+    assert finished.data.tags["cadft.swept.imbalance.positive_fraction"] == "0.5" and "cadft.swept.model" not in finished.data.tags
+    assert finished.info.run_name == "imbalance.positive_fraction=0.5"
+    assert {"strategy", "imbalance", "zero", "backbone"} <= set(finished.data.tags)
+    assert 0 <= finished.data.metrics["test/auroc"] <= 1 and "train/peak_memory_gb" in finished.data.metrics
+    assert failed.data.tags["cadft.swept.imbalance.positive_fraction"] == "2"
+    assert failed.data.tags["cadft.error"].startswith("CadftError: imbalance.positive_fraction=2")
+    assert failed.data.tags["strategy"] == "lora" and "test/auroc" not in failed.data.metrics
+    assert "sweep job 1 failed: imbalance.positive_fraction=2" in done.stderr + done.stdout
+
+
+def test_the_sweep_ends_with_a_leaderboard_on_the_parent_run(tiny_sweep):
+    out_dir, done = tiny_sweep
+    parent, _ = _sweep_runs(out_dir)
+    assert "test AUROC [95% CI]" in done.stdout and "FAILED" in done.stdout
+    client = MlflowClient(f"sqlite:///{out_dir / 'mlflow.db'}")
+    logged = {artifact.path for artifact in client.list_artifacts(parent.info.run_id, "leaderboard")}
+    assert logged == {"leaderboard/leaderboard.csv", "leaderboard/auroc_forest.png"}
+    sweep_dir = next((out_dir / "multiruns").glob("*/*"))
+    assert json.loads((sweep_dir / SWEEP_FILE).read_text())["parent_run_id"] == parent.info.run_id
+
+
+def test_the_jobs_of_a_sweep_prepare_the_data_once(tiny_sweep):
+    out_dir, _ = tiny_sweep
+    assert len([p for p in (out_dir / "prepared").iterdir() if not p.name.startswith(".")]) == 1
+    sweep_dir = next((out_dir / "multiruns").glob("*/*"))
+    logs = [(sweep_dir / str(job) / "train.log").read_text() for job in (0, 1)]
+    assert ["prepared data from cache" in log for log in logs] == [False, True]
+
+
+def _compose_template(name: str, overrides: list[str]):
+    # As `--config-dir multirun_templates`: the template is the primary config and conf/ is on the search path.
+    with initialize_config_dir(config_dir=str(TEMPLATES_DIR), version_base="1.3"):
+        return compose(name, overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", *overrides], return_hydra_config=True)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_and_each_of_its_jobs_composes(template):
+    assert not (CONF_DIR / f"{template}.yaml").exists(), "conf/ would shadow a template of the same name"
+    assert (TEMPLATES_DIR / f"{template}.yaml").read_text().startswith("# "), "a template starts with what it compares"
+    cfg = _compose_template(template, [])
+    params = {key: str(value) for key, value in cfg.hydra.sweeper.params.items()}
+    assert params and "sweep_tracking" in cfg.hydra.callbacks
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()]), None)[0]
+    assert len(jobs) > 1
+    for job in jobs:
+        composed = _compose_template(template, job)
+        assert composed.model.name in ("lora", "qlora", "full")
+
+
+def test_the_slurm_launcher_composes():
+    cfg = _compose_template("sweep_strategies", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"])
+    launcher = cfg.hydra.launcher
+    assert get_class(launcher._target_).__name__ == "SlurmLauncher"
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 30, 1, 1)
+    assert launcher.submitit_folder.startswith(str(cfg.hydra.sweep.dir))  # pickles and logs on the shared sweep dir
