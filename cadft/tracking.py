@@ -13,12 +13,12 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from transformers import TrainerCallback
 
 from cadft.errors import CadftError
 
@@ -118,26 +118,27 @@ def experiment_for(cfg: DictConfig) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def end_run(status: str = "FINISHED") -> None:
-    if is_main_process():
-        import mlflow
+def _active_mlflow():
+    """mlflow when this process (rank 0) has an open run, else None. With tracking.enabled=false no run is
+    opened and mlflow is never imported, so training works without it."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None or not is_main_process() or mlflow.active_run() is None:
+        return None
+    return mlflow
 
-        if mlflow.active_run() is not None:
-            mlflow.end_run(status=status)
+
+def end_run(status: str = "FINISHED") -> None:
+    if mlflow := _active_mlflow():
+        mlflow.end_run(status=status)
 
 
 def log_params(params: dict) -> None:
     """Log params; on a resumed run (params already there) new keys are added and changed values, which
     MLflow refuses to overwrite, are recorded in the tag `cadft.resumed_with`."""
-    if not is_main_process():
-        return
-    import mlflow
-
-    run = mlflow.active_run()
-    if run is None:
+    if not (mlflow := _active_mlflow()):
         return
     values = {k: _short(v) for k, v in params.items()}
-    logged = mlflow.get_run(run.info.run_id).data.params
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
     changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
     mlflow.log_params({k: v for k, v in values.items() if k not in logged})
     if changed:
@@ -145,29 +146,18 @@ def log_params(params: dict) -> None:
 
 
 def set_tags(tags: dict[str, str]) -> None:
-    if is_main_process():
-        import mlflow
-
-        if mlflow.active_run() is not None:
-            mlflow.set_tags({k: _short(v) for k, v in tags.items()})
+    if mlflow := _active_mlflow():
+        mlflow.set_tags({k: _short(v) for k, v in tags.items()})
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    if not is_main_process():
-        return
-    import mlflow
-
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if numeric and mlflow.active_run() is not None:
+    if numeric and (mlflow := _active_mlflow()):
         mlflow.log_metrics(numeric, step=step)
 
 
 def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
-    if not is_main_process():
-        return
-    import mlflow
-
-    if mlflow.active_run() is None:
+    if not (mlflow := _active_mlflow()):
         return
     for path in paths:
         if path.is_dir():
@@ -208,24 +198,6 @@ def git_commit() -> str:
 def _short(value) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-class MlflowMetricsCallback(TrainerCallback):
-    """Trainer logs -> MLflow metrics: train/... per logging step, val/... per evaluation."""
-
-    RENAME = {"loss": "train/loss_weighted", "loss_unweighted": "train/loss_unweighted", "learning_rate": "train/learning_rate",
-              "grad_norm": "train/grad_norm", "examples_per_second": "train/examples_per_second"}
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or not state.is_world_process_zero:
-            return
-        metrics = {}
-        for key, value in logs.items():
-            if key.startswith("eval_"):
-                metrics[f"val/{key.removeprefix('eval_')}"] = value
-            elif key in self.RENAME:
-                metrics[self.RENAME[key]] = value
-        log_metrics(metrics, step=state.global_step)
 
 
 def reopen_run(run_dir: Path) -> bool:

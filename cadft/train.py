@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from cadft import distributed, tracking
 from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
 from cadft.errors import CadftError
-from cadft.zero import keep_4bit_layout, load_unpartitioned, quote_stage_choices
+from cadft.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype, quote_stage_choices
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "model"
@@ -62,6 +62,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     from cadft.trainer import (
         CadftTrainer,
         CheckpointInfoCallback,
+        MlflowMetricsCallback,
         build_training_arguments,
         callbacks_from_env,
         classification_metrics,
@@ -98,6 +99,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
                         trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
     if cfg.zero.stage == 3:
         keep_4bit_layout(model)
+        one_trainable_dtype(model)
     parameters = trainable_parameter_summary(model)
     tracking.start_run(cfg, run_dir, run_tags(cfg, run_dir) | {"data_hash": prepared.key[:12]})
     status = "FAILED"
@@ -111,7 +113,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set.sorted_by_length(),
             data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
             compute_metrics=classification_metrics, imbalance=applied, sampler_seed=int(cfg.seed),
-            callbacks=[tracking.MlflowMetricsCallback(), CheckpointInfoCallback(), *callbacks_from_env()],
+            callbacks=[MlflowMetricsCallback(), CheckpointInfoCallback(), *callbacks_from_env()],
         )
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)

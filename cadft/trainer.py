@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from cadft import tracking
 from cadft.errors import CadftError
 from cadft.imbalance import GroupedSampler, Imbalance, weighted_cross_entropy
 from cadft.strategy import resolve_dtype, write_checkpoint_info
@@ -182,3 +183,21 @@ class CheckpointInfoCallback(TrainerCallback):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             write_checkpoint_info(model, folder)
         return control
+
+
+class MlflowMetricsCallback(TrainerCallback):
+    """Trainer logs -> MLflow metrics: train/... per logging step, val/... per evaluation."""
+
+    RENAME = {"loss": "train/loss_weighted", "loss_unweighted": "train/loss_unweighted", "learning_rate": "train/learning_rate",
+              "grad_norm": "train/grad_norm", "examples_per_second": "train/examples_per_second"}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        metrics = {}
+        for key, value in logs.items():
+            if key.startswith("eval_"):
+                metrics[f"val/{key.removeprefix('eval_')}"] = value
+            elif key in self.RENAME:
+                metrics[self.RENAME[key]] = value
+        tracking.log_metrics(metrics, step=state.global_step)

@@ -125,6 +125,23 @@ def keep_4bit_layout(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def one_trainable_dtype(model: torch.nn.Module) -> None:
+    """Give every trainable weight the same dtype, which ZeRO-3 needs: it flattens them into one buffer.
+
+    Over a bf16 backbone peft keeps LoRA adapters in fp32 (autocast_adapter_dtype) while the score head stays bf16.
+    DeepSpeed before 0.19.2 cast the whole model to bf16 and hid this; since then stage 3 fails in `defragment`
+    with a bare AssertionError (deepspeedai/DeepSpeed#8072, worked around the same way in huggingface/trl#6091).
+    The fp32 weights go down to the narrowest dtype in use: DeepSpeed's bf16 mode keeps fp32 master copies of
+    them for the optimizer. Models whose trainable weights already share a dtype (fp32 on CPU, qlora) are untouched.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    dtypes = {p.dtype for p in trainable}
+    if len(dtypes) > 1:
+        narrowest = min(dtypes, key=lambda dtype: torch.finfo(dtype).bits)
+        for param in trainable:
+            param.data = param.data.to(narrowest)
+
+
 def load_unpartitioned(model_dir: Path, device: str) -> torch.nn.Module:
     """A saved model, whole, in this process alone. During a ZeRO-3 run transformers would otherwise partition it
     while loading (zero.Init) and wait for ranks that have moved on."""

@@ -1,12 +1,12 @@
 """Report files: every number in metrics.json recomputed from predictions.jsonl; determinism; all-or-nothing writes."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from omegaconf import OmegaConf
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 from sklearn.metrics import (
@@ -27,17 +27,12 @@ import cadft.eval.report as report
 from cadft.errors import CadftError
 from cadft.eval.metrics import evaluate_scores
 from cadft.eval.report import write_report
+from tests.test_eval_metrics import eval_config as metrics_eval_config
 
-EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
 CLIP = 1e-12  # the documented clipping before logit(p)
 
 
-def eval_config(**overrides):
-    cfg = OmegaConf.load(EVAL_DEFAULTS)
-    cfg.bootstrap = 300
-    for key, value in overrides.items():
-        cfg[key] = value
-    return cfg
+eval_config = partial(metrics_eval_config, bootstrap=300)
 
 
 def scored(n: int, *, seed: int, first_eid: int) -> pl.DataFrame:

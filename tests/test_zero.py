@@ -29,7 +29,8 @@ from cadft.imbalance import resolve as resolve_imbalance
 from cadft.strategy import load_model
 from cadft.train import run_training
 from cadft.trainer import build_training_arguments
-from cadft.zero import deepspeed_config, keep_4bit_layout, quote_stage_choices
+from cadft.zero import deepspeed_config, keep_4bit_layout, one_trainable_dtype, quote_stage_choices
+from tests.test_strategy import build, tiny  # noqa: F401 (tiny: a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -234,3 +235,21 @@ def test_two_processes(deepspeed_extensions, reference_runs, make_config, synthe
     atol = 2e-3 if (strategy, stage) == ("qlora", "2") else 1e-5
     torch.testing.assert_close(logits.float(), torch.tensor(probe["logits"]), rtol=0, atol=atol)
 
+
+
+def test_zero3_gets_one_dtype_for_every_trainable_weight(tiny):
+    """LoRA over a bf16 backbone: peft keeps the adapters in fp32 beside a bf16 score head, which ZeRO-3 cannot
+    flatten (seen on an H200: AssertionError in deepspeed's defragment). After the fix all are bf16, values kept
+    to bf16 precision, and the frozen backbone is untouched."""
+    model = build("lora", tiny, ["dtype=bf16"])
+    trainable = {name: p.detach().float().clone() for name, p in model.named_parameters() if p.requires_grad}
+    frozen = {name: p.dtype for name, p in model.named_parameters() if not p.requires_grad}
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32, torch.bfloat16}
+
+    one_trainable_dtype(model)
+
+    after = dict(model.named_parameters())
+    assert {after[name].dtype for name in trainable} == {torch.bfloat16}
+    assert {name: after[name].dtype for name in frozen} == frozen
+    for name, before in trainable.items():
+        torch.testing.assert_close(after[name].float(), before.to(torch.bfloat16).float())
