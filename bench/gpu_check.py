@@ -119,6 +119,10 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     results = [{"device": torch.cuda.get_device_name(0), "torch": torch.__version__}]
 
+    def record(rows: list[dict]) -> None:  # written as it goes: a check cut short by a time limit keeps what it measured
+        results.extend(rows)
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+
     cohorts = {n: workdir / f"cohort{n}.csv" for n in (2000, 8000)}
     for n, path in cohorts.items():
         if not path.exists():
@@ -132,7 +136,7 @@ def main() -> None:
                        cwd=ROOT, check=True)  # once, before the parallel runs read the cache
         jobs = [(s, z) for s in STRATEGIES for z in STAGES]
         with ThreadPoolExecutor(args.parallel) as pool:
-            results += list(pool.map(lambda job: tiny_run(*job[1], common, workdir, 29600 + job[0]), enumerate(jobs)))
+            record(list(pool.map(lambda job: tiny_run(*job[1], common, workdir, 29600 + job[0]), enumerate(jobs))))
 
     if args.tokenizer is None:
         sys.exit("gpu_check: no SmolLM2 tokenizer folder: pass --tokenizer")
@@ -148,8 +152,7 @@ def main() -> None:
                   "eval_examples_per_s": _last(output, "eval_samples_per_second"), "peak_memory_gib": _peak_memory(output)}
         if rc != 0:
             result["error"] = output[-2000:]
-        results.append(result)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        record([result])
     for row in results:
         print({k: v for k, v in row.items() if k not in ("error", "reload_error", "checkpoint_info", "saved")})
         for key in ("error", "reload_error"):

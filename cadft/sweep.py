@@ -61,7 +61,7 @@ class SweepTracking(Callback):
             tags={
                 "kind": compare.SWEEP_KIND, "task": str(config.task.name), "cadft.sweep.config": str(config_name),
                 "cadft.sweep.swept": ",".join(keys), "cadft.sweep.overrides": " ".join(overrides),
-                "cadft.sweep.params": json.dumps(OmegaConf.to_container(config.hydra.sweeper.get("params") or {})),
+                "cadft.sweep.params": json.dumps(_sweeper_params(config)),
                 "cadft.sweep.dir": str(sweep_dir), "git_commit": tracking.git_commit(),
             },
         )
@@ -112,3 +112,9 @@ def _clear_job_environment() -> None:
     """Nothing left over from an earlier sweep in this process (the basic launcher runs jobs in-process)."""
     for name in (tracking.PARENT_ENV, tracking.SWEEP_TAGS_ENV, tracking.SWEEP_RUN_NAME_ENV):
         os.environ.pop(name, None)
+
+
+def _sweeper_params(config: DictConfig) -> dict:
+    """The template's hydra.sweeper.params; none when the sweep is on the command line alone (`-m seed=0,1`)."""
+    params = config.hydra.sweeper.get("params")
+    return OmegaConf.to_container(params) if params is not None else {}

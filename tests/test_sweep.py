@@ -27,6 +27,17 @@ def _sweep_runs(out_dir):
     return parents[0], sorted(children, key=lambda run: run.data.tags["cadft.sweep.job"])
 
 
+def test_a_command_line_sweep_without_a_template_gets_its_parent_run(run_sweep, tmp_path):
+    """`cadft-train -m seed=0,1` on the app's own config: no hydra.sweeper.params, still one parent run."""
+    out_dir = tmp_path / "outputs"
+    out_dir.mkdir()
+    done = run_sweep(out_dir, "config", "seed=0,1", "train.max_steps=2")
+    parent, children = _sweep_runs(out_dir)
+    assert "raised" not in done.stdout + done.stderr  # Hydra logs a failing callback and goes on
+    assert parent.data.tags["cadft.sweep.swept"] == "seed" and parent.data.tags["cadft.sweep.params"] == "{}"
+    assert [run.data.tags["cadft.swept.seed"] for run in children] == ["0", "1"]
+
+
 def test_a_sweep_is_one_parent_run_with_a_child_per_job(tiny_sweep):
     out_dir, done = tiny_sweep
     parent, children = _sweep_runs(out_dir)
