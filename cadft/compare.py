@@ -19,6 +19,7 @@ import polars as pl
 
 from cadft.cli import exit_on_user_error
 from cadft.errors import CadftError
+from cadft.tracking import default_tracking_uri
 
 SCORES = {"auroc": "test/auroc", "auprc": "test/auprc", "brier": "test/brier"}  # column -> MLflow metric, with _ci_low/_ci_high
 USAGE = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
@@ -188,8 +189,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give a parent run id or --experiment, not both")
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from cadft.tracking import default_tracking_uri  # here: cadft.tracking imports transformers (seconds)
 
     client = MlflowClient(args.tracking_uri or default_tracking_uri())
     if args.experiment:

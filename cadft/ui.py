@@ -22,6 +22,7 @@ import sys
 import time
 
 from cadft.compare import RUN_TAGS, SWEPT_TAG
+from cadft.tracking import default_tracking_uri
 
 VIEW_KEY = "cadft"
 VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
@@ -54,8 +55,6 @@ def experiment_url(base: str, experiment_id: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from mlflow import MlflowClient
-
-    from cadft.tracking import default_tracking_uri
 
     parser = argparse.ArgumentParser(prog="python -m cadft.ui", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=5000)
