@@ -1,13 +1,16 @@
 """cadft-compare: a leaderboard of training runs, for a sweep or a whole MLflow experiment.
 
-    cadft-compare [PARENT_RUN_ID] [--experiment NAME] [--tracking-uri URI] [--out DIR]
+    cadft-compare [PARENT_RUN_ID] [--experiment NAME] [--tracking-uri URI] [--out DIR] [--html]
 
 With no argument it shows the latest sweep (the newest parent run a `cadft-train -m` opened); with a
-parent run id, that sweep; with --experiment, every training run of that experiment. One row per run:
-the swept values (or strategy, imbalance, ZeRO stage and backbone outside a sweep), test AUROC, AUPRC and
-Brier score with their 95% CIs, training time, peak memory and the run's status, best AUROC first.
-The table is written to DIR as leaderboard.csv with a forest plot of AUROC and CIs (auroc_forest.png);
-for a sweep DIR defaults to the sweep dir and both files are also logged to the parent run (leaderboard/).
+parent run id, that sweep; with --experiment, every run of that experiment (training runs and baselines). One
+row per run: the swept values (or strategy, imbalance, ZeRO stage and backbone outside a sweep), the validation
+AUROC, then test AUROC, AUPRC and Brier score with their 95% CIs, O/E and calibration slope of the reported risk,
+training time, peak memory and the run's status. Runs are ranked by VALIDATION AUROC: the best run of a sweep is
+chosen on validation, and the test columns are reported beside it, never used to choose.
+The table is written to DIR as leaderboard.csv with a forest plot of test AUROC and CIs (auroc_forest.png, in
+validation rank order), and with --html as leaderboard.html (static, plots embedded); for a sweep DIR defaults to
+the sweep dir and the files are also logged to the parent run (leaderboard/).
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ import polars as pl
 
 from cadft.cli import exit_on_user_error
 from cadft.errors import CadftError
+from cadft.layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_PLOT
 from cadft.tracking import default_tracking_uri
 
+RANK_BY = ("val_auroc", "validation/auroc")  # the column runs are ranked by, and its MLflow metric
 SCORES = {"auroc": "test/auroc", "auprc": "test/auprc", "brier": "test/brier"}  # column -> MLflow metric, with _ci_low/_ci_high
+CALIBRATION = {"oe_ratio": "test/oe_ratio", "calibration_slope": "test/calibration_slope"}
 USAGE = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
 RUN_TAGS = ("strategy", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run_tags)
 RUN_COLUMNS = {"run": "mlflow.runName", **{tag: tag for tag in RUN_TAGS}}  # what tells runs apart outside a sweep
 SWEPT_TAG = "cadft.swept."  # + key: a sweep job's value of a swept key (cadft.sweep)
 SWEEP_KIND = "sweep"  # the `kind` tag of a sweep's parent run (training runs: llm, baselines: baseline)
-CSV_FILE = "leaderboard.csv"
-PLOT_FILE = "auroc_forest.png"
+CSV_FILE, PLOT_FILE, HTML_FILE = LEADERBOARD_CSV, LEADERBOARD_PLOT, LEADERBOARD_HTML
 ARTIFACT_DIR = "leaderboard"
 PAGE = 1000  # runs per search_runs request
 
@@ -65,30 +70,31 @@ def swept_columns(runs: list) -> dict[str, str]:
 
 
 def leaderboard(runs: list, columns: dict[str, str]) -> pl.DataFrame:
-    """One row per run: the given tag columns (column -> tag), scores with CIs, usage, status; finished runs by
-    AUROC, best first."""
+    """One row per run: the given tag columns (column -> tag), validation AUROC, test scores with CIs, calibration,
+    usage, status; finished runs by validation AUROC, best first (test never ranks)."""
     identity = list(columns)
     rows = []
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
         row = {"run_id": run.info.run_id, "status": run.info.status}
         row |= {column: tags.get(tag) for column, tag in columns.items()}
+        row[RANK_BY[0]] = metrics.get(RANK_BY[1])
         for column, metric in SCORES.items():
             row |= {column: metrics.get(metric), f"{column}_ci_low": metrics.get(f"{metric}_ci_low"),
                     f"{column}_ci_high": metrics.get(f"{metric}_ci_high")}
-        row |= {column: metrics.get(metric) for column, metric in USAGE.items()}
+        row |= {column: metrics.get(metric) for column, metric in (CALIBRATION | USAGE).items()}
         row["error"] = tags.get("cadft.error")
         rows.append(row)
-    schema = {"run_id": pl.String, "status": pl.String, **{key: pl.String for key in identity},
+    schema = {"run_id": pl.String, "status": pl.String, **{key: pl.String for key in identity}, RANK_BY[0]: pl.Float64,
               **{f"{c}{s}": pl.Float64 for c in SCORES for s in ("", "_ci_low", "_ci_high")},
-              **{c: pl.Float64 for c in USAGE}, "error": pl.String}
+              **{c: pl.Float64 for c in CALIBRATION | USAGE}, "error": pl.String}
     board = pl.DataFrame(rows, schema=schema)
-    return board.sort([pl.col("status") != "FINISHED", "auroc"], descending=[False, True], nulls_last=True)
+    return board.sort([pl.col("status") != "FINISHED", RANK_BY[0]], descending=[False, True], nulls_last=True)
 
 
 def identity_columns(board: pl.DataFrame) -> list[str]:
     """The columns that tell runs apart: between the leading run_id and status, and the scores."""
-    return board.columns[board.columns.index("status") + 1:board.columns.index("auroc")]
+    return board.columns[board.columns.index("status") + 1:board.columns.index(RANK_BY[0])]
 
 
 def run_label(row: dict, identity: list[str]) -> str:
@@ -101,15 +107,30 @@ def print_leaderboard(board: pl.DataFrame, title: str) -> None:
 
     identity = identity_columns(board)
     table = Table(title=title)
-    for column in ["#", *identity, "test AUROC [95% CI]", "AUPRC [95% CI]", "Brier [95% CI]", "train s", "peak GiB", "status"]:
+    for column in display_columns(identity):
         table.add_column(column, justify="left" if column in identity else "right")
-    for rank, row in enumerate(board.iter_rows(named=True), start=1):
-        table.add_row(str(rank), *[str(row[key]) for key in identity], *[_with_ci(row, column) for column in SCORES],
-                      _number(row["train_seconds"], "{:.0f}"), _number(row["peak_memory_gb"], "{:.2f}"), row["status"])
+    for row in display_rows(board, identity):
+        table.add_row(*row.values())
     console = Console(width=200)
     console.print(table)
     for row in board.filter(pl.col("error").is_not_null()).iter_rows(named=True):
         console.print(f"{run_label(row, identity)} {row['status']}: {row['error']}", soft_wrap=True)
+
+
+def display_columns(identity: list[str]) -> list[str]:
+    return ["#", *identity, "val AUROC (ranks)", "test AUROC [95% CI]", "AUPRC [95% CI]", "Brier [95% CI]", "O/E", "slope",
+            "train s", "peak GiB", "status"]
+
+
+def display_rows(board: pl.DataFrame, identity: list[str]) -> list[dict[str, str]]:
+    """The leaderboard as text cells under display_columns, in rank order (printed and in leaderboard.html)."""
+    rows = []
+    for rank, row in enumerate(board.iter_rows(named=True), start=1):
+        cells = [str(rank), *[str(row[key]) for key in identity], _number(row[RANK_BY[0]], "{:.3f}"), *[_with_ci(row, column) for column in SCORES],
+                 _number(row["oe_ratio"], "{:.2f}"), _number(row["calibration_slope"], "{:.2f}"),
+                 _number(row["train_seconds"], "{:.0f}"), _number(row["peak_memory_gb"], "{:.2f}"), row["status"]]
+        rows.append(dict(zip(display_columns(identity), cells)))
+    return rows
 
 
 def _with_ci(row: dict, column: str) -> str:
@@ -127,7 +148,8 @@ def _number(value: float | None, pattern: str) -> str:
 
 
 def forest_plot(board: pl.DataFrame, path: Path, title: str) -> Path:
-    """Test AUROC with its 95% CI per finished run, best at the top; a dashed line marks chance (0.5)."""
+    """Test AUROC with its 95% CI per finished run, in validation rank order (best on validation at the top); a dashed
+    line marks chance (0.5)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -144,7 +166,7 @@ def forest_plot(board: pl.DataFrame, path: Path, title: str) -> Path:
     axes.errorbar(scored["auroc"].to_list(), positions, xerr=[low, high], fmt="o", capsize=3)
     axes.axvline(0.5, linestyle="--", color="grey", linewidth=1)
     axes.set_yticks(positions, labels)
-    axes.set_xlabel("test AUROC (95% CI)")
+    axes.set_xlabel("test AUROC (95% CI); rows ranked by validation AUROC")
     axes.set_title(title)
     if not labels:
         axes.text(0.5, 0.5, "no finished run has a test AUROC", ha="center", transform=axes.transAxes)
@@ -152,11 +174,20 @@ def forest_plot(board: pl.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def publish(board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, title: str = "test AUROC") -> list[Path]:
-    """leaderboard.csv and the forest plot in out_dir; logged to the sweep's parent run when there is one."""
+def publish(board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, title: str = "test AUROC", html: bool = False) -> list[Path]:
+    """leaderboard.csv, the forest plot (and leaderboard.html) in out_dir; logged to the sweep's parent run when there is one."""
     out_dir.mkdir(parents=True, exist_ok=True)
     board.write_csv(out_dir / CSV_FILE)
     files = [out_dir / CSV_FILE, forest_plot(board, out_dir / PLOT_FILE, title)]
+    if html:
+        from cadft.eval.html import write_comparison_html
+
+        identity = identity_columns(board)
+        notes = ["Ranked by validation AUROC: the choice is made on validation; the test columns are reported beside it, never used to choose.",
+                 "Test AUROC intervals are per run; whether two runs differ needs their paired difference (each run's report.html has it "
+                 "against the baselines)."]
+        files.append(write_comparison_html(out_dir / HTML_FILE, title, display_rows(board, identity), display_columns(identity), notes,
+                                           {"forest": files[1]}))
     if parent_id is not None:
         for path in files:
             client.log_artifact(parent_id, str(path), ARTIFACT_DIR)
@@ -184,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--experiment", help="every training run of this MLflow experiment instead of one sweep")
     parser.add_argument("--tracking-uri", help="MLflow store (default: cadft-train's, sqlite:///<outputs>/mlflow.db)")
     parser.add_argument("--out", type=Path, help="folder for leaderboard.csv and auroc_forest.png (default: the sweep dir)")
+    parser.add_argument("--html", action="store_true", help="also write leaderboard.html (static; plots embedded)")
     args = parser.parse_args(argv)
     if args.parent_run_id and args.experiment:
         parser.error("give a parent run id or --experiment, not both")
@@ -206,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     if board.is_empty():
         raise CadftError(f"{title}: no runs in {client.tracking_uri}")
     print_leaderboard(board, title=f"{title} ({client.tracking_uri})")
-    files = publish(board, client, parent_id, out_dir.resolve(), title=title)
+    files = publish(board, client, parent_id, out_dir.resolve(), title=title, html=args.html)
     print("\n".join(f"wrote {path}" for path in files) + (f"\nlogged to parent run {parent_id} under {ARTIFACT_DIR}/" if parent_id else ""))
 
 

@@ -63,6 +63,12 @@ def subsample(table: pl.DataFrame, limit: int | None, seed: int, method: str = "
     return pl.concat(parts).sort("eid")
 
 
+def training_records(table: pl.DataFrame, cfg) -> pl.DataFrame:
+    """The training split's rows a run trains on (train.max_train_examples, train.subsample, seed): the same rows,
+    in the same order, for cadft-train, cadft-eval and the equal-terms baselines."""
+    return subsample(table.filter(pl.col("split") == "train"), cfg.train.max_train_examples, int(cfg.seed), cfg.train.subsample)
+
+
 def tokenize_split(table: pl.DataFrame, name: str, tokenizer, max_length: int) -> TokenizedSplit:
     if table.height == 0:
         raise CadftError(f"the {name} split is empty: check data.split.fractions and the cohort size")

@@ -46,6 +46,11 @@ def select_features(features: list[Feature], names) -> list[Feature]:
     return [by_name[n] for n in names]
 
 
+def text_feature_names(all_features: list[str], names) -> list[str]:
+    """The names of the features a record's text holds: text.features, or every feature (names null)."""
+    return list(all_features) if names is None else [n for n in names if n in all_features]
+
+
 def _item(feature: Feature, text_cfg) -> pl.Expr:
     try:
         filled = text_cfg.item.format(title=_sentence_case(feature.title), Title=feature.title, value=_VALUE)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import resource
 import sys
@@ -38,15 +39,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cadft import distributed, tracking
+from cadft.eval.recalibration import Recalibrator, TrainingSample
+from cadft.layout import CALIBRATOR_FILE, REPORT_FILE, TRAINING_SAMPLE_FILE, RunLayout
 from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
 from cadft.errors import CadftError
 from cadft.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype, quote_stage_choices
 
 log = logging.getLogger(__name__)
-MODEL_DIR = "model"
-RESOLVED_CONFIG = "config.yaml"  # the composed config, resolved, with absolute paths (Hydra's .hydra/ keeps interpolations)
-CHECKPOINT_DIR = "checkpoints"
-EVAL_DIR = "eval"
 
 
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
@@ -55,8 +54,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
 
     from cadft import imbalance as imbalance_mod
     from cadft.backbone import load_tokenizer, resolve_backbone
-    from cadft.dataset import subsample, tokenize_split
-    from cadft.eval.cli import PREPARED_RECORD
+    from cadft.dataset import subsample, tokenize_split, training_records
     from cadft.prepare import prepare
     from cadft.strategy import build_model, trainable_parameter_summary, write_checkpoint_info
     from cadft.trainer import (
@@ -70,29 +68,31 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     )
 
     run_dir = run_dir.resolve()
+    run = RunLayout(run_dir)
     absolute_paths(cfg)
     tracking.check_writable(run_dir, "run dir (hydra.run.dir)")
     tracking.preflight(cfg)
     device = resolve_device(cfg.train.device)
     _reset_peak_memory(device)
     resume_from = _resume_checkpoint(cfg, run_dir)
-    args = build_training_arguments(cfg, run_dir / CHECKPOINT_DIR, device)  # before the model: ZeRO-3 partitions at load
+    args = build_training_arguments(cfg, run.checkpoints, device)  # before the model: ZeRO-3 partitions at load
 
     with args.main_process_first(desc="prepare data"):  # the other ranks then read rank 0's cached table
         prepared = prepare(cfg)
     table = prepared.table()
     if tracking.is_main_process():  # cadft-eval reads the run's config and finds its own splits here
-        (run_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        (run_dir / PREPARED_RECORD).write_text(json.dumps({"table": str(prepared.table_path), "key": prepared.key}) + "\n")
+        run.config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        run.prepared_record.write_text(json.dumps({"table": str(prepared.table_path), "key": prepared.key}) + "\n")
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     max_length = int(cfg.train.max_length)
-    train_rows = subsample(table.filter(pl.col("split") == "train"), cfg.train.max_train_examples, int(cfg.seed), cfg.train.subsample)
+    train_rows = training_records(table, cfg)
     val_rows = subsample(table.filter(pl.col("split") == "validation"), cfg.train.max_eval_examples, int(cfg.seed))
     if int(val_rows["label"].sum()) == 0:
         raise CadftError("the validation split has no cases: model selection needs them; use a larger cohort or other data.split.fractions")
     train_set = tokenize_split(train_rows, "train", tokenizer, max_length)
     val_set = tokenize_split(val_rows, "validation", tokenizer, max_length)
     applied = imbalance_mod.resolve(cfg.imbalance, train_set.labels)
+    _evaluate_only_when_it_chooses(args, len(train_set))
 
     set_seed(int(cfg.seed))  # the new head and adapters start the same in every run and on every rank
     model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, device=device,
@@ -118,17 +118,19 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - started
-        trainer.save_model(str(run_dir / MODEL_DIR))  # on every rank: under ZeRO-3 they gather the weights together
+        trainer.save_model(str(run.model_dir))  # on every rank: under ZeRO-3 they gather the weights together
         metrics = {}
         if trainer.is_world_process_zero():
-            write_checkpoint_info(trainer.model, run_dir / MODEL_DIR)
+            write_checkpoint_info(trainer.model, run.model_dir)
+            sample = training_sample(table, train_rows, applied)
+            sample.save(run.model_dir / TRAINING_SAMPLE_FILE)
             # Under ZeRO-3 the trained weights are spread over the ranks: rank 0 scores the saved model instead.
-            model = load_unpartitioned(run_dir / MODEL_DIR, device) if cfg.zero.stage == 3 else trainer.model
-            metrics = _evaluate(cfg, model, tokenizer, table, run_dir, device)
+            model = load_unpartitioned(run.model_dir, device) if cfg.zero.stage == 3 else trainer.model
+            metrics, baselines = _evaluate(cfg, model, tokenizer, table, run, device, train_rows, sample, prepared.card)
             usage = {"train/seconds": train_seconds, "train/peak_memory_gb": _peak_memory_gb(device)}
             tracking.log_metrics(usage)
-            _log_artifacts(cfg, run_dir, prepared.card_path)
-            _print_summary(cfg, metrics, usage, run_dir, train_set.truncated + val_set.truncated)
+            _log_artifacts(cfg, run, prepared.card_path)
+            _print_summary(cfg, metrics, baselines, usage, run, train_set.truncated + val_set.truncated)
         status = "FINISHED"
         return metrics
     finally:
@@ -144,21 +146,45 @@ def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
     }
 
 
-def _evaluate(cfg: DictConfig, model, tokenizer, table: pl.DataFrame, run_dir: Path, device: str) -> dict:
+def _evaluate_only_when_it_chooses(args, n_train: int) -> None:
+    """An evaluation only at the last step chooses no checkpoint, and validation is scored in full right after
+    training: the Trainer's own pass is then skipped (the demo's case)."""
+    from transformers.trainer_utils import IntervalStrategy
+
+    steps_per_epoch = math.ceil(math.ceil(n_train / (args.per_device_train_batch_size * max(1, args.world_size))) / args.gradient_accumulation_steps)
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.num_train_epochs)
+    if args.eval_steps >= steps:
+        log.info("one evaluation at the last step would choose nothing: validation is scored once, after training")
+        args.eval_strategy = IntervalStrategy.NO
+        args.load_best_model_at_end = False
+
+
+def training_sample(table: pl.DataFrame, train_rows: pl.DataFrame, applied) -> TrainingSample:
+    """What the model was trained on relative to the whole training split (eval.recalibration=prior_shift's input)."""
+    population = table.filter(pl.col("split") == "train")
+    fraction = applied.positive_fraction if applied.positive_fraction is not None else float(train_rows["label"].mean())
+    return TrainingSample(int(population["label"].sum()), population.height, float(fraction), tuple(applied.class_weights))
+
+
+def _evaluate(cfg: DictConfig, model, tokenizer, table: pl.DataFrame, run: RunLayout, device: str, train_rows: pl.DataFrame,
+              sample: TrainingSample, card: dict) -> tuple[dict, dict]:
+    """Score, recalibrate on validation and save the calibrator beside the model, compare with the baselines."""
+    from cadft.eval.metrics import flatten_metrics
     from cadft.eval.run import evaluate_model
 
-    metrics, flat = evaluate_model(model, tokenizer, table, cfg, run_dir / EVAL_DIR, device=device)
-    tracking.log_metrics(flat)
-    return metrics
+    metrics, baselines = evaluate_model(model, tokenizer, table, cfg, run.eval_dir, device=device, train_rows=train_rows, sample=sample, card=card)
+    Recalibrator(**metrics["recalibration"]).save(run.model_dir / CALIBRATOR_FILE)
+    tracking.log_metrics(flatten_metrics(metrics))
+    return metrics, baselines
 
 
-def _log_artifacts(cfg: DictConfig, run_dir: Path, card_path: Path) -> None:
+def _log_artifacts(cfg: DictConfig, run: RunLayout, card_path: Path) -> None:
     from cadft.eval.run import artifact_files
 
-    tracking.log_artifacts([run_dir / RESOLVED_CONFIG, card_path], artifact_path="config")
-    tracking.log_artifacts(artifact_files(run_dir / EVAL_DIR, include_eids=tracking.may_log_eids(cfg)), artifact_path="eval")
+    tracking.log_artifacts([run.config, card_path], artifact_path="config")
+    tracking.log_artifacts(artifact_files(run.eval_dir, include_eids=tracking.may_log_eids(cfg)), artifact_path="eval")
     if cfg.tracking.log_model != "none":
-        tracking.log_artifacts([run_dir / MODEL_DIR])
+        tracking.log_artifacts([run.model_dir])
 
 
 def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -166,7 +192,7 @@ def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
         return None
     from transformers.trainer_utils import get_last_checkpoint
 
-    folder = run_dir / CHECKPOINT_DIR
+    folder = RunLayout(run_dir).checkpoints
     last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
     if last is None:
         raise CadftError(f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR")
@@ -191,25 +217,14 @@ def _peak_memory_gb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
-def _print_summary(cfg: DictConfig, metrics: dict, usage: dict, run_dir: Path, truncated: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _print_summary(cfg: DictConfig, metrics: dict, baselines: dict, usage: dict, run: RunLayout, truncated: int) -> None:
+    from cadft.eval.summary import print_summary
 
-    test = metrics.get("test", {})
-    table = Table(title=f"cadft-train: {cfg.model.name} / {cfg.imbalance.method} / {cfg.backbone.name} on {cfg.task.name}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in ("auroc", "auprc", "brier", "sensitivity", "specificity"):
-        if test.get(key) is not None:
-            ci = (test.get("ci") or {}).get(key)
-            table.add_row(f"test {key}", f"{test[key]:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""))
-    for name, reference in metrics.get("reference", {}).items():
-        table.add_row(f"{name} auroc (same test split)", f"{reference['auroc']:.3f}")
-    table.add_row("train time", f"{usage['train/seconds']:.0f} s")
-    table.add_row("peak memory", f"{usage['train/peak_memory_gb']:.2f} GiB")
-    table.add_row("truncated records", str(truncated))
-    table.add_row("run dir", str(run_dir))
-    Console(stderr=False).print(table)
+    print_summary(f"cadft-train: {cfg.model.name} / {cfg.imbalance.method} / {cfg.backbone.name} on {cfg.task.name} "
+                  f"(risks recalibrated: {metrics['recalibration']['method']}; test scored once)", {metrics["model"]: metrics} | baselines,
+                  metrics.get("comparison"), footer=[
+                      f"train time {usage['train/seconds']:.0f} s, peak memory {usage['train/peak_memory_gb']:.2f} GiB, truncated records {truncated}",
+                      f"report: {run.eval_dir / REPORT_FILE}"])
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Classical baselines: fitted on train only, better than chance, PCE through the feature mapping, the oracle join."""
+"""Classical baselines: fitted on train only, tuned on validation, on the run's terms (same eids and features), PCE through
+the feature mapping, the oracle join."""
 
 import json
 from pathlib import Path
@@ -10,12 +11,15 @@ from omegaconf import OmegaConf
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
-from cadft.baselines import fit_baselines, oracle_scores, run_baselines
+from cadft.baselines import Terms, fit_baselines, oracle_scores, run_baselines
 from cadft.errors import CadftError
 from cadft.pce import MG_DL_PER_MMOL_L, pce_risk
 
-EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
+CONF = Path(__file__).resolve().parent.parent / "conf"
+EVAL_DEFAULTS = CONF / "eval" / "default.yaml"
+SETTINGS = OmegaConf.load(CONF / "baselines" / "default.yaml")
 FEATURES = ["age", "sex", "ethnicity", "cholesterol", "hdl", "systolic_bp", "bp_medication", "smoking", "diabetes", "townsend"]
+ALL = Terms(FEATURES, FEATURES)
 
 
 def synthetic_table(n: int = 4000, seed: int = 0) -> pl.DataFrame:
@@ -55,7 +59,7 @@ def table():
 
 @pytest.fixture(scope="module")
 def fitted(table):
-    return fit_baselines(table, FEATURES, seed=1, which=("logistic", "lightgbm"))
+    return fit_baselines(table, ALL, SETTINGS, seed=1, which=("logistic", "lightgbm"))
 
 
 def eval_config(**overrides):
@@ -67,9 +71,9 @@ def eval_config(**overrides):
 
 @pytest.mark.parametrize("name", ["logistic", "lightgbm"])
 def test_fitted_baselines_beat_chance_clearly(fitted, table, name):
-    validation, test = fitted[name]
+    validation, test = fitted[name].validation, fitted[name].test
     assert validation["eid"].to_list() == table.filter(pl.col("split") == "validation")["eid"].to_list()
-    assert set(test.columns) == {"eid", "label", "prob", "sex", "age"}
+    assert set(test.columns) == {"eid", "label", "prob", "sex", "age", "ethnicity", "townsend"}
     assert roc_auc_score(test["label"], test["prob"]) > 0.7
 
 
@@ -77,11 +81,39 @@ def test_fitted_baselines_beat_chance_clearly(fitted, table, name):
 def test_baselines_are_fitted_on_train_only(fitted, table, name):
     outside_train = pl.col("split") != "train"
     relabelled = table.with_columns(pl.when(outside_train).then(1 - pl.col("label")).otherwise(pl.col("label")).alias("label"))
-    validation, test = fit_baselines(relabelled, FEATURES, seed=1, which=(name,))[name]
-    assert validation["prob"].to_list() == fitted[name][0]["prob"].to_list()
-    assert test["prob"].to_list() == fitted[name][1]["prob"].to_list()
+    fixed = OmegaConf.create(OmegaConf.to_container(SETTINGS))  # one setting, no early stopping: tuning (the only use of
+    fixed.logistic_c, fixed.lightgbm.num_leaves, fixed.lightgbm.learning_rate = [1.0], [8], [0.05]  # validation labels) is tested below
+    fixed.lightgbm.max_trees, fixed.lightgbm.early_stopping_rounds = 200, 0
+    original = fit_baselines(table, ALL, fixed, seed=1, which=(name,))[name]
+    changed = fit_baselines(relabelled, ALL, fixed, seed=1, which=(name,))[name]
+    assert changed.validation["prob"].to_list() == original.validation["prob"].to_list()
+    assert changed.test["prob"].to_list() == original.test["prob"].to_list()
     retrained = table.with_columns(pl.when(outside_train).then(pl.col("label")).otherwise(1 - pl.col("label")).alias("label"))
-    assert fit_baselines(retrained, FEATURES, seed=1, which=(name,))[name][0]["prob"].to_list() != validation["prob"].to_list()
+    assert fit_baselines(retrained, ALL, fixed, seed=1, which=(name,))[name].validation["prob"].to_list() != original.validation["prob"].to_list()
+
+
+def test_hyperparameters_are_tuned_on_validation(fitted):
+    assert fitted["logistic"].info["tuned"]["C"] in SETTINGS.logistic_c
+    tuned = fitted["lightgbm"].info["tuned"]
+    assert tuned["num_leaves"] in SETTINGS.lightgbm.num_leaves and 1 <= tuned["trees"] < SETTINGS.lightgbm.max_trees  # early stopping
+
+
+def test_equal_terms_use_exactly_the_runs_training_eids_and_features(table):
+    train = table.filter(pl.col("split") == "train")
+    eids = train.filter(pl.col("label") == 1)["eid"].to_list() + train.filter(pl.col("label") == 0)["eid"].head(300).to_list()
+    terms = Terms(["age", "sex", "smoking"], FEATURES, np.array(eids))
+    scored = fit_baselines(table, terms, SETTINGS, seed=0, which=("logistic", "lightgbm", "logistic_all", "age"))
+    for name in ("logistic", "lightgbm"):
+        assert scored[name].info["features"] == ["age", "sex", "smoking"] and scored[name].info["train_records"] == len(eids)
+    assert scored["age"].info["features"] == ["age"] and scored["age"].info["train_records"] == len(eids)
+    assert scored["logistic_all"].info["features"] == FEATURES and scored["logistic_all"].info["train_records"] == train.height
+    # prior_shift knows the equal-terms sample is case-enriched relative to the training split
+    assert scored["logistic"].sample.sample_fraction > scored["logistic_all"].sample.sample_fraction
+    # the records really are the run's: a model fitted on other records scores differently
+    other = Terms(["age", "sex", "smoking"], FEATURES, train["eid"].tail(len(eids)).to_numpy())
+    assert fit_baselines(table, other, SETTINGS, seed=0, which=("logistic",))["logistic"].test["prob"].to_list() != scored["logistic"].test["prob"].to_list()
+    with pytest.raises(CadftError, match="3 of the run's training eids are not in the prepared table's training split"):
+        fit_baselines(table, Terms(FEATURES, FEATURES, np.array(eids + [1, 2, 3])), SETTINGS, seed=0, which=("logistic",))
 
 
 def guideline_table() -> pl.DataFrame:
@@ -98,7 +130,8 @@ def guideline_table() -> pl.DataFrame:
 
 
 def test_pce_reproduces_the_guideline_worked_example_through_the_feature_mapping():
-    validation, test = fit_baselines(guideline_table(), FEATURES, seed=0, which=("pce",))["pce"]
+    scored = fit_baselines(guideline_table(), ALL, SETTINGS, seed=0, which=("pce",))["pce"]
+    validation, test = scored.validation, scored.test
     woman, man, black_woman_without_hdl = test.sort("eid")["prob"].to_list()
     assert woman == pytest.approx(0.021, abs=0.0005)
     assert man == pytest.approx(0.054, abs=0.0005)
@@ -111,13 +144,13 @@ def test_pce_reproduces_the_guideline_worked_example_through_the_feature_mapping
 
 def test_pce_names_the_columns_it_lacks(table):
     with pytest.raises(CadftError, match="need feature column.*cholesterol, hdl"):
-        fit_baselines(table.drop("cholesterol", "hdl"), ["age", "sex"], seed=0, which=("pce",))
+        fit_baselines(table.drop("cholesterol", "hdl"), Terms(["age", "sex"], ["age", "sex"]), SETTINGS, seed=0, which=("pce",))
 
 
 def test_a_table_without_features_is_refused():
     seed_json = pl.DataFrame({"eid": [1, 2, 3], "label": [0, 1, 0], "split": ["train", "validation", "test"], "text": ["a", "b", "c"]})
     with pytest.raises(CadftError, match="no feature columns"):
-        fit_baselines(seed_json, [], seed=0)
+        fit_baselines(seed_json, Terms([], []), SETTINGS, seed=0)
 
 
 def test_oracle_is_joined_to_validation_and_test(tmp_path, table):
@@ -140,12 +173,24 @@ def test_oracle_is_joined_to_validation_and_test(tmp_path, table):
 def test_run_baselines_writes_one_report_per_model(tmp_path, table):
     oracle_path = tmp_path / "oracle.csv"
     table.select("eid", pl.col("label").cast(pl.Float64).mul(0.5).add(0.2).alias("risk")).write_csv(oracle_path)
-    results = run_baselines(table, FEATURES, eval_config(plots=True), tmp_path / "baselines", seed=3, oracle_path=oracle_path)
-    assert set(results) == {"logistic", "lightgbm", "pce", "oracle"}
-    for name, metrics in results.items():
+    cfg = OmegaConf.create({"eval": eval_config(plots=True), "baselines": SETTINGS})
+    results = run_baselines(table, ALL, cfg, tmp_path / "baselines", seed=3, oracle_path=oracle_path)
+    assert set(results) == {"logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "oracle"}
+    for name, (metrics, test_risk) in results.items():
         folder = tmp_path / "baselines" / name
         assert json.loads((folder / "metrics.json").read_text()) == metrics
-        assert (folder / "roc.png").is_file() and metrics["baseline"]["name"] == name
-    assert results["oracle"]["test"]["auroc"] == 1.0
-    assert results["pce"]["baseline"]["imputed_participants"]["test"] == table.filter((pl.col("split") == "test") & pl.col("hdl").is_null()).height
-    assert results["logistic"]["test"]["auroc"] > 0.7 and results["pce"]["test"]["auroc"] > 0.6
+        assert (folder / "roc.png").is_file() and (folder / "report.html").is_file() and metrics["baseline"]["name"] == name
+        assert test_risk["prob"].to_list() == pytest.approx(sorted_risks(folder))
+    methods = {name: metrics["recalibration"]["method"] for name, (metrics, _) in results.items()}
+    assert methods == {"logistic": "platt", "lightgbm": "platt", "logistic_all": "platt", "lightgbm_all": "platt", "age": "platt",
+                       "pce": "none", "pce_recalibrated": "platt", "oracle": "none"}
+    assert results["oracle"][0]["test"]["auroc"] == 1.0
+    pce, pce_recalibrated = results["pce"][0]["test"], results["pce_recalibrated"][0]["test"]
+    assert pce["auroc"] == pytest.approx(pce_recalibrated["auroc"]) and abs(pce_recalibrated["oe_ratio"] - 1) < abs(pce["oe_ratio"] - 1)
+    assert results["pce"][0]["baseline"]["imputed_participants"]["test"] == table.filter((pl.col("split") == "test") & pl.col("hdl").is_null()).height
+    assert results["logistic"][0]["test"]["auroc"] > 0.7 and results["pce"][0]["test"]["auroc"] > 0.6
+
+
+def sorted_risks(folder: Path) -> list[float]:
+    rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    return [row["risk"] for row in sorted((r for r in rows if r["split"] == "test"), key=lambda r: r["eid"])]

@@ -9,7 +9,6 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from cadft.errors import CadftError
 from cadft.eval.cli import main as eval_main
 from cadft.train import run_training
 
@@ -31,6 +30,20 @@ def test_eval_run_dir_is_repeatable_and_matches_training(trained, capsys):
     second = {p.name: p.read_bytes() for p in (trained / "eval").iterdir() if p.suffix in (".json", ".jsonl")}
     assert first == second
     assert "test AUROC" in capsys.readouterr().out
+
+
+def test_the_saved_calibrator_is_reused_and_another_method_is_fitted_again(trained, tmp_path):
+    calibrator = trained / "model" / "calibrator.json"
+    saved = json.loads(calibrator.read_text())
+    edited = saved | {"params": saved["params"] | {"intercept": saved["params"]["intercept"] + 1.0}}
+    calibrator.write_text(json.dumps(edited))  # a saved calibrator is applied as saved, not refitted
+    eval_main([str(trained), "--out", str(tmp_path / "reused")])
+    assert json.loads((tmp_path / "reused" / "metrics.json").read_text())["recalibration"] == edited
+    eval_main([str(trained), "eval.recalibration=isotonic", "--out", str(tmp_path / "isotonic")])
+    isotonic = json.loads((tmp_path / "isotonic" / "metrics.json").read_text())["recalibration"]
+    assert isotonic["method"] == "isotonic" and isotonic["fitted_on"] == "validation"
+    eval_main([str(trained), "eval.recalibration=prior_shift", "--out", str(tmp_path / "prior")])
+    assert json.loads((tmp_path / "prior" / "metrics.json").read_text())["recalibration"]["params"]["population_n"] > 0
 
 
 def test_eval_checkpoint_and_overrides(trained):

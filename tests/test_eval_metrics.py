@@ -1,4 +1,5 @@
-"""Clinical metrics: threshold choice on validation, bad input, the vectorised bootstrap, temperature, flat keys."""
+"""Clinical metrics: threshold choice on validation, bad input, the vectorised and paired bootstrap, calibration tables,
+subgroups, flat keys."""
 
 import re
 import time
@@ -12,17 +13,8 @@ from scipy.special import expit, logit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cadft.errors import CadftError
-from cadft.eval.metrics import (
-    _resample_metrics,
-    bootstrap_cis,
-    check_scores,
-    choose_threshold,
-    evaluate_scores,
-    fit_temperature,
-    flatten_metrics,
-    resample_counts,
-    split_metrics,
-)
+from cadft.eval.bootstrap import ResampledMetrics, bootstrap_cis, paired_differences, resample_counts
+from cadft.eval.metrics import check_scores, choose_threshold, decile_table, evaluate_scores, flatten_metrics, split_metrics
 
 EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
 
@@ -70,7 +62,7 @@ def test_each_threshold_method_on_a_hand_computed_example(method, target, expect
 def test_threshold_is_chosen_on_validation_and_applied_to_test():
     validation = pl.DataFrame({"eid": range(8), "label": HAND_LABEL, "prob": HAND_PROB})
     test = scored(500, seed=1, first_eid=100)
-    metrics = evaluate_scores(validation, test, eval_config(threshold="max_f1"), seed=0)
+    metrics = evaluate_scores(validation, test, eval_config(threshold="max_f1", recalibration="none"), seed=0)
     assert metrics["threshold"] == {"method": "max_f1", "value": pytest.approx(0.4), "chosen_on": "validation"}
     assert metrics["test"]["tp"] + metrics["test"]["fn"] == int(test["label"].sum())
     assert metrics["test"]["tp"] == int(((test["prob"] >= 0.4) & (test["label"] == 1)).sum())
@@ -87,8 +79,8 @@ def test_validation_without_cases_falls_back_to_the_fixed_threshold_when_configu
     metrics = evaluate_scores(validation, scored(300, seed=3, first_eid=1000),
                               eval_config(on_no_validation_cases="fixed", fixed_threshold=0.2), seed=0)
     assert metrics["threshold"]["method"] == "fixed" and metrics["threshold"]["value"] == 0.2
-    assert metrics["temperature_scaling"] is None
-    assert any("fixed_threshold" in note for note in metrics["notes"]) and any("temperature" in note for note in metrics["notes"])
+    assert metrics["recalibration"]["method"] == "none"  # platt cannot be fitted without validation cases: said in a note
+    assert any("fixed_threshold" in note for note in metrics["notes"]) and any("recalibration=platt was not fitted" in note for note in metrics["notes"])
     assert metrics["validation"]["auroc"] is None and metrics["validation"]["specificity"] is not None
 
 
@@ -122,15 +114,15 @@ def test_vectorised_bootstrap_matches_sklearn_on_each_resample():
     rng = np.random.default_rng(8)
     label = (rng.random(400) < 0.2).astype(int)
     prob = np.round(rng.random(400) * 0.5 + 0.2 * label, 2)  # rounding makes ties, the hard case for AUROC/AUPRC
-    positives, negatives = np.sort(prob[label == 1]), np.sort(prob[label == 0])
-    stats = _resample_metrics(positives, negatives, 0.3)(5, np.random.default_rng(9))
+    positives, negatives = prob[label == 1], prob[label == 0]  # counts are given in this (unsorted) class order
     replay = np.random.default_rng(9)
     counts_pos, counts_neg = resample_counts(len(positives), 5, replay), resample_counts(len(negatives), 5, replay)
+    stats = ResampledMetrics(label, prob, 0.3)(counts_pos, counts_neg)
     for row, w_pos, w_neg in zip(stats, counts_pos, counts_neg):
         y = np.r_[np.ones(w_pos.sum()), np.zeros(w_neg.sum())]
         p = np.r_[np.repeat(positives, w_pos), np.repeat(negatives, w_neg)]
         expected = [roc_auc_score(y, p), average_precision_score(y, p), np.mean((p - y) ** 2),
-                    np.mean(p[y == 1] >= 0.3), np.mean(p[y == 0] < 0.3)]
+                    np.mean(p[y == 1] >= 0.3), np.mean(p[y == 0] < 0.3), y.mean() / p.mean()]
         np.testing.assert_allclose(row, expected, rtol=1e-12)
 
 
@@ -145,22 +137,43 @@ def test_bootstrap_is_seeded_stratified_and_fast():
     assert resample_counts(7, 4, np.random.default_rng(0)).sum(axis=1).tolist() == [7] * 4
 
 
-def test_temperature_recovers_a_known_overconfidence():
-    rng = np.random.default_rng(11)
-    true_risk = expit(rng.normal(-2, 1, 20_000))
-    label = (rng.random(true_risk.size) < true_risk).astype(int)
-    overconfident = expit(2.0 * logit(true_risk))  # logits doubled: the right temperature is 2
-    assert fit_temperature(label, overconfident) == pytest.approx(2.0, rel=0.05)
+def test_paired_differences_resample_the_same_people_for_both_models():
+    frame = scored(2000, seed=14, prevalence=0.08)
+    label, prob = frame["label"].to_numpy(), frame["prob"].to_numpy()
+    noisy = expit(logit(prob) + np.random.default_rng(15).normal(0, 1.5, prob.size))
+    same = paired_differences(label, prob, prob.copy(), resamples=300, level=0.95, rng=np.random.default_rng(0))
+    assert same["delta_auroc"] == {"value": 0.0, "low": 0.0, "high": 0.0}  # one model against itself: exactly zero
+    delta = paired_differences(label, prob, noisy, resamples=300, level=0.95, rng=np.random.default_rng(0))
+    assert delta["delta_auroc"]["value"] == pytest.approx(roc_auc_score(label, prob) - roc_auc_score(label, noisy))
+    assert 0 < delta["delta_auroc"]["low"] < delta["delta_auroc"]["value"] < delta["delta_auroc"]["high"]
+    # Paired intervals are narrower than the two models' own intervals added up (their errors are correlated).
+    own = [bootstrap_cis(label, p, 0.5, resamples=300, level=0.95, rng=np.random.default_rng(1))["auroc"] for p in (prob, noisy)]
+    width = delta["delta_auroc"]["high"] - delta["delta_auroc"]["low"]
+    assert width < sum(ci["high"] - ci["low"] for ci in own)
+
+
+def test_decile_table_has_equal_counts_and_wilson_intervals():
+    label = np.array([0] * 95 + [1] * 5)
+    prob = np.linspace(0.001, 0.2, 100)
+    rows = decile_table(label, prob, 10)
+    assert [row["n"] for row in rows] == [10] * 10 and sum(row["cases"] for row in rows) == 5
+    last = rows[-1]  # the five cases have the highest risks: 5 of 10 in the top bin
+    assert last["observed"] == 0.5 and last["observed_low"] == pytest.approx(0.2366, abs=1e-4) and last["observed_high"] == pytest.approx(0.7634, abs=1e-4)
+    assert last["mean_risk"] == pytest.approx(prob[90:].mean())
+    block = split_metrics(label, prob, 0.1, 10)
+    assert block["ece"] == pytest.approx(sum(abs(r["observed"] - r["mean_risk"]) for r in rows) / 10)
+    assert block["oe_ratio"] == pytest.approx(0.05 / prob.mean()) and block["mean_risk"] == pytest.approx(prob.mean())
 
 
 def test_subgroups_and_flat_keys_are_valid_mlflow_names():
-    metrics = evaluate_scores(scored(600, seed=12), scored(900, seed=13, first_eid=1000), eval_config(), seed=0)
+    metrics = evaluate_scores(scored(600, seed=12), scored(900, seed=13, first_eid=1000), eval_config(min_subgroup_cases=5), seed=0)
     assert set(metrics["test"]["subgroups"]) == {"sex", "age"}
     assert set(metrics["test"]["subgroups"]["age"]) == {"under_40", "40-50", "50-60", "60-70", "70_plus"}
     assert sum(s["n"] for s in metrics["test"]["subgroups"]["age"].values()) == 900
     flat = flatten_metrics(metrics)
     for key in ("test/auroc", "test/auroc_ci_low", "test/auroc_ci_high", "test/sensitivity", "test/subgroup/sex_Female/auroc",
-                "test/subgroup/age_40-50/specificity_ci_low", "test/calibrated/brier", "validation/auroc", "threshold", "temperature"):
+                "test/subgroup/age_40-50/auroc_ci_low", "test/raw/brier", "test/oe_ratio", "test/decision/t0.075/net_benefit",
+                "validation/auroc", "threshold", "recalibration/intercept", "recalibration/slope"):
         assert key in flat, key
     assert all(re.fullmatch(r"[/\w.\- ]+", key) for key in flat)  # what MLflow accepts on every platform
     assert all(isinstance(value, float) for value in flat.values())
@@ -168,7 +181,7 @@ def test_subgroups_and_flat_keys_are_valid_mlflow_names():
 
 def test_a_fixed_threshold_needs_no_validation_cases():
     validation = scored(300, seed=2).with_columns(pl.lit(0, pl.Int8).alias("label"))
-    metrics = evaluate_scores(validation, scored(300, seed=3, first_eid=1000), eval_config(threshold="fixed", temperature_scaling=False), seed=0)
+    metrics = evaluate_scores(validation, scored(300, seed=3, first_eid=1000), eval_config(threshold="fixed", recalibration="none"), seed=0)
     assert metrics["threshold"]["value"] == 0.5 and metrics["notes"] == []
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
+from scipy.stats import binomtest
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -64,24 +64,31 @@ def newton_logistic(y: np.ndarray, x: np.ndarray, offset: np.ndarray) -> np.ndar
     return beta
 
 
+def expected_probability_block(y: np.ndarray, p: np.ndarray, bins: int) -> dict:
+    """Probability metrics recomputed with sklearn/scipy/numpy only."""
+    z = logit(np.clip(p, CLIP, 1 - CLIP))
+    intercept, slope = newton_logistic(y, np.column_stack([np.ones_like(z), z]), np.zeros_like(z))
+    (in_the_large,) = newton_logistic(y, np.ones((len(z), 1)), z)
+    order = np.argsort(p, kind="stable")
+    deciles = []
+    for index in np.array_split(order, bins):
+        k, n = int(y[index].sum()), len(index)
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        deciles.append({"n": n, "cases": k, "observed": k / n, "observed_low": ci.low, "observed_high": ci.high,
+                        "mean_risk": p[index].mean(), "min_risk": p[index].min(), "max_risk": p[index].max()})
+    return {
+        "n": len(y), "cases": int(y.sum()), "prevalence": y.mean(), "mean_risk": p.mean(), "oe_ratio": y.mean() / p.mean(),
+        "auroc": roc_auc_score(y, p), "auprc": average_precision_score(y, p), "brier": brier_score_loss(y, p), "log_loss": log_loss(y, p),
+        "ece": sum(d["n"] / len(y) * abs(d["observed"] - d["mean_risk"]) for d in deciles), "deciles": deciles,
+        "calibration_intercept": intercept, "calibration_slope": slope, "calibration_in_the_large": in_the_large,
+    }
+
+
 def expected_block(y: np.ndarray, p: np.ndarray, threshold: float, bins: int) -> dict:
     """A split block recomputed with sklearn/numpy only."""
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    z = logit(np.clip(p, CLIP, 1 - CLIP))
-    intercept, slope = newton_logistic(y, np.column_stack([np.ones_like(z), z]), np.zeros_like(z))
-    (in_the_large,) = newton_logistic(y, np.ones((len(z), 1)), z)
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    reliability = [{"lower": edges[k], "upper": edges[k + 1], "n": int((index == k).sum()),
-                    "mean_prob": p[index == k].mean() if (index == k).any() else None,
-                    "observed_rate": y[index == k].mean() if (index == k).any() else None} for k in range(bins)]
-    ece = sum(r["n"] / len(y) * abs(r["observed_rate"] - r["mean_prob"]) for r in reliability if r["n"])
-    return {
-        "n": len(y), "cases": int(y.sum()), "prevalence": y.mean(),
-        "auroc": roc_auc_score(y, p), "auprc": average_precision_score(y, p), "brier": brier_score_loss(y, p), "log_loss": log_loss(y, p),
-        "ece": ece, "reliability": reliability,
-        "calibration_intercept": intercept, "calibration_slope": slope, "calibration_in_the_large": in_the_large,
+    return expected_probability_block(y, p, bins) | {
         "tp": tp, "fp": fp, "tn": tn, "fn": fn,
         "accuracy": accuracy_score(y, pred), "balanced_accuracy": balanced_accuracy_score(y, pred),
         "precision": precision_score(y, pred), "recall": recall_score(y, pred), "sensitivity": recall_score(y, pred),
@@ -90,12 +97,12 @@ def expected_block(y: np.ndarray, p: np.ndarray, threshold: float, bins: int) ->
 
 
 def assert_block(actual: dict, expected: dict) -> None:
-    extra = set(actual) - set(expected) - {"ci", "subgroups", "calibrated"}
+    extra = set(actual) - set(expected) - {"ci", "subgroups", "raw", "decision", "decision_curve"}
     assert not extra, f"metrics not recomputed by this test: {extra}"
     for key, value in expected.items():
-        if key == "reliability":
+        if key == "deciles":
             for got, want in zip(actual[key], value, strict=True):
-                assert got == {k: pytest.approx(v, abs=1e-12) if v is not None else None for k, v in want.items()}
+                assert got == {k: pytest.approx(v, abs=1e-12) for k, v in want.items()}
         else:
             assert actual[key] == pytest.approx(value, abs=1e-6), key
 
@@ -114,18 +121,35 @@ def test_every_number_in_metrics_json_is_recomputed_from_predictions_jsonl(tmp_p
     assert rows.height == validation.height + test.height
     bins = written["calibration_bins"]
     val, tst = rows.filter(pl.col("split") == "validation"), rows.filter(pl.col("split") == "test")
-    y_val, p_val = val["label"].to_numpy(), val["prob"].to_numpy()
+    y_val, raw_val = val["label"].to_numpy(), val["raw_score"].to_numpy()
+
+    # Platt recalibration fitted on validation alone: risk = sigmoid(a + b logit(raw)).
+    z_val = logit(np.clip(raw_val, CLIP, 1 - CLIP))
+    a, b = newton_logistic(y_val, np.column_stack([np.ones_like(z_val), z_val]), np.zeros_like(z_val))
+    assert written["recalibration"] == {"method": "platt", "fitted_on": "validation",
+                                        "params": {"intercept": pytest.approx(a, abs=1e-6), "slope": pytest.approx(b, abs=1e-6), "slope_fixed": 0}}
+    for part in (val, tst):
+        z = logit(np.clip(part["raw_score"].to_numpy(), CLIP, 1 - CLIP))
+        np.testing.assert_allclose(part["risk"].to_numpy(), expit(a + b * z), rtol=1e-5)
+    p_val = val["risk"].to_numpy()
 
     fpr, tpr, cutoffs = roc_curve(y_val, p_val, drop_intermediate=False)
     j = tpr - fpr
     threshold = cutoffs[np.flatnonzero(j == j.max()).min()]  # the highest cut-off with the best Youden's J
     assert written["threshold"] == {"method": "youden", "value": threshold, "chosen_on": "validation"}
-    assert (rows["pred"] == (rows["prob"] >= threshold).cast(pl.Int64)).all()
+    assert (rows["flagged"] == (rows["risk"] >= threshold).cast(pl.Int64)).all()
 
     assert_block(written["validation"], expected_block(y_val, p_val, threshold, bins))
-    y, p = tst["label"].to_numpy(), tst["prob"].to_numpy()
+    assert_block(written["validation"]["raw"], expected_probability_block(y_val, raw_val, bins))
+    y, p = tst["label"].to_numpy(), tst["risk"].to_numpy()
     assert_block(written["test"], expected_block(y, p, threshold, bins))
+    assert_block(written["test"]["raw"], expected_probability_block(y, tst["raw_score"].to_numpy(), bins))
     assert_cis_hold_estimates(written["test"])
+    for row, t in zip(written["test"]["decision"], written["risk_thresholds"], strict=True):
+        flagged = p >= t
+        tp, fp = int((flagged & (y == 1)).sum()), int((flagged & (y == 0)).sum())
+        assert row["threshold"] == t and row["net_benefit"] == pytest.approx(tp / len(y) - fp / len(y) * t / (1 - t))
+        assert row["ppv"] == pytest.approx(tp / flagged.sum()) and row["flagged"] == pytest.approx(flagged.mean())
 
     with_groups = tst.join(test.select("eid", "sex", "age"), on="eid")
     bands = {"under_40": (-np.inf, 40), "40-50": (40, 50), "50-60": (50, 60), "60-70": (60, 70), "70_plus": (70, np.inf)}
@@ -135,19 +159,14 @@ def test_every_number_in_metrics_json_is_recomputed_from_predictions_jsonl(tmp_p
     for (group, value), condition in groups.items():
         part = with_groups.filter(condition)
         block = written["test"]["subgroups"][group][value]
-        assert_block(block, expected_block(part["label"].to_numpy(), part["prob"].to_numpy(), threshold, bins))
-        assert_cis_hold_estimates(block)
-
-    log_t = minimize_scalar(lambda t: log_loss(y_val, expit(logit(np.clip(p_val, CLIP, 1 - CLIP)) / np.exp(t))),
-                            bounds=(-3, 3), method="bounded", options={"xatol": 1e-9}).x
-    scaling = written["temperature_scaling"]
-    assert scaling["temperature"] == pytest.approx(np.exp(log_t), rel=1e-5)
-    calibrated_val = val["prob_calibrated"].to_numpy()
-    np.testing.assert_allclose(calibrated_val, expit(logit(np.clip(p_val, CLIP, 1 - CLIP)) / scaling["temperature"]), rtol=1e-12)
-    fpr, tpr, cutoffs = roc_curve(y_val, calibrated_val, drop_intermediate=False)
-    assert scaling["threshold"] == cutoffs[np.flatnonzero(tpr - fpr == (tpr - fpr).max()).min()]
-    assert_block(written["test"]["calibrated"], expected_block(y, tst["prob_calibrated"].to_numpy(), scaling["threshold"], bins))
-    assert written["schema_version"] == 1 and written["bootstrap"]["resamples"] == 300 and written["notes"] == []
+        y_part, p_part = part["label"].to_numpy(), part["risk"].to_numpy()
+        assert block["n"] == part.height and block["cases"] == y_part.sum() and block["mean_risk"] == pytest.approx(p_part.mean())
+        if y_part.sum() >= written["min_subgroup_cases"]:
+            assert block["auroc"] == pytest.approx(roc_auc_score(y_part, p_part)) and block["brier"] == pytest.approx(brier_score_loss(y_part, p_part))
+            assert block["ci"]["auroc"]["low"] <= block["auroc"] <= block["ci"]["auroc"]["high"]
+        else:
+            assert block["auroc"] is None and "too few cases" in block["note"]
+    assert written["schema_version"] == 2 and written["bootstrap"]["resamples"] == 300 and written["notes"] == []
 
 
 def test_same_inputs_give_byte_identical_files(tmp_path, frames):
@@ -161,12 +180,12 @@ def test_same_inputs_give_byte_identical_files(tmp_path, frames):
     assert rewritten["metrics"].read_bytes() == again["metrics"].read_bytes()
 
 
-def test_without_eids_and_without_temperature_scaling(tmp_path, frames):
+def test_without_eids_and_without_recalibration(tmp_path, frames):
     validation, test = frames
-    metrics = evaluate_scores(validation, test, eval_config(temperature_scaling=False), seed=0)
+    metrics = evaluate_scores(validation, test, eval_config(recalibration="none"), seed=0)
     paths = write_report(tmp_path, validation, test, metrics, plots=False, include_eids=False)
     record = json.loads(paths["predictions"].read_text().splitlines()[0])
-    assert set(record) == {"split", "label", "prob", "pred"}
+    assert set(record) == {"split", "label", "risk", "raw_score", "flagged"} and record["risk"] == record["raw_score"]
 
 
 def test_a_line_count_mismatch_writes_nothing(tmp_path, frames):
@@ -198,8 +217,10 @@ def test_plots_draw_reference_curves_of_the_same_participants(tmp_path, frames):
     metrics = evaluate_scores(validation, test, eval_config(bootstrap=0), seed=0)
     baseline = test.select("eid", "label", pl.col("prob").sqrt().alias("prob"))
     paths = write_report(tmp_path, validation, test, metrics, curves={"baseline": baseline})
-    assert {"roc", "pr", "reliability", "scores"} <= set(paths)
-    assert all(paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in ("roc", "pr", "reliability", "scores"))
+    assert {"roc", "pr", "calibration", "decision_curve", "scores", "report"} <= set(paths)
+    assert all(paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in ("roc", "pr", "calibration", "decision_curve", "scores"))
+    html = paths["report"].read_text()
+    assert html.count("data:image/png;base64,") == 5 and "Decisions at guideline risk thresholds" in html
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
     with pytest.raises(CadftError, match="not the 2000 test participants"):
         write_report(tmp_path / "other", validation, test, metrics, curves={"baseline": baseline.slice(5)})

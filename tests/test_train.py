@@ -42,6 +42,28 @@ def test_every_strategy_and_imbalance(train_config, tmp_path, strategy, imbalanc
             "train/examples_per_second", "val/auroc", "test/auroc", "test/auroc_ci_low"} <= metric_keys
 
 
+def test_a_case_enriched_weighted_run_reports_calibrated_risks_beside_equal_terms_baselines(train_config, tmp_path):
+    cfg = train_config("train.subsample=all_cases", "imbalance=weighted", "train.max_train_examples=128")
+    metrics = run_training(cfg, tmp_path / "run")
+    test = metrics["test"]
+    assert test["raw"]["mean_risk"] > 5 * test["prevalence"]  # enriched sample + class weights: the raw score is no risk
+    assert 0.5 < test["mean_risk"] / test["prevalence"] < 2  # the headline risk is recalibrated on validation
+    saved = json.loads((tmp_path / "run" / "model" / "calibrator.json").read_text())
+    assert saved == metrics["recalibration"] and saved["fitted_on"] == "validation"
+    sample = json.loads((tmp_path / "run" / "model" / "training_sample.json").read_text())
+    assert sample["sample_fraction"] > 0.3 and sample["class_weights"][1] > 1  # what prior_shift would undo
+    assert set(metrics["comparison"]) == {"logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "oracle"}
+    for name, comparison in metrics["comparison"].items():
+        assert comparison["delta_auroc"]["low"] <= comparison["delta_auroc"]["value"] <= comparison["delta_auroc"]["high"], name
+    baseline = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["comparison"]["logistic"]
+    assert baseline["delta_auroc"]["value"] == pytest.approx(test["auroc"] - baseline["auroc"])
+    html = (tmp_path / "run" / "eval" / "report.html").read_text()
+    assert "lightgbm_all" in html and "ΔAUROC" in html and "128 (" in html  # the training records, stated in the config summary
+    with sqlite3.connect(_mlflow_db(cfg)) as db:
+        metric_keys = {row[0] for row in db.execute("select distinct key from metrics")}
+    assert {"test/raw/brier", "test/oe_ratio", "comparison/logistic/delta_auroc", "test/decision/t0.075/net_benefit"} <= metric_keys
+
+
 def test_nothing_identifying_is_logged(train_config, tmp_path, synthetic_cohort):
     cfg = train_config()
     run_training(cfg, tmp_path / "run")
@@ -107,9 +129,9 @@ def test_cli_end_to_end(synthetic_cohort, prepared_dir, tmp_path):
         "text.features=[age,sex,systolic_bp,smoking]", "eval.bootstrap=50", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "test auroc" in done.stdout and "oracle auroc (same test split)" in done.stdout
+    assert "test AUROC [95% CI]" in done.stdout and "oracle" in done.stdout and "report.html" in done.stdout
     run = next((tmp_path / "out" / "runs").glob("*/*"))
-    assert {p.name for p in (run / "eval").iterdir()} >= {"metrics.json", "predictions.jsonl", "roc.png", "pr.png", "reliability.png"}
+    assert {p.name for p in (run / "eval").iterdir()} >= {"metrics.json", "predictions.jsonl", "roc.png", "pr.png", "calibration.png", "decision_curve.png", "report.html"}
     assert (run / ".hydra" / "config.yaml").is_file()
 
 

@@ -1,21 +1,28 @@
-"""Clinical metrics of one model's validation and test probabilities: the content of metrics.json.
+"""Clinical metrics of one model's validation and test scores: the content of metrics.json. The one place metrics
+are computed; `cadft.eval.summary` is the one place they are printed.
 
-metrics.json, schema_version 1 (floats are plain numbers; a metric that is undefined, e.g. AUROC of a
-subgroup without cases, is null):
-- `threshold`: {method, value, chosen_on: "validation", target_sensitivity (method sensitivity only)}.
-  Predictions are positive when prob >= value.
-- `temperature_scaling`: null, or {temperature, fitted_on: "validation", threshold}: calibrated
-  prob = sigmoid(logit(prob) / temperature); `threshold` is chosen the same way on calibrated validation probs.
-- `bootstrap`: {resamples, level, seed, stratified_by: "label", method: "percentile"}.
-- `calibration_bins`, `notes` (list of strings: fallbacks taken).
-- `validation`, `test`: split blocks. A split block has n, cases, prevalence, auroc, auprc, brier, log_loss,
-  ece, calibration_intercept and calibration_slope (y ~ a + b logit(p), Cox), calibration_in_the_large
-  (a in y ~ a + offset(logit(p))), threshold-dependent accuracy, balanced_accuracy, precision, recall,
-  sensitivity (= recall), specificity, f1, tp, fp, tn, fn, and `reliability` (one entry per equal-width bin
-  [lower, upper), the last closed: lower, upper, n, mean_prob, observed_rate).
-  `test` also has `ci` ({auroc, auprc, brier, sensitivity, specificity} -> {low, high}, the threshold held
-  fixed), `subgroups` ({"sex": {"Female": block + ci, ...}, "age": {"under_40", "40-50", ..., "70_plus"}};
-  age bands are half-open [low, high)), and `calibrated` (a split block, without ci) under temperature scaling.
+metrics.json, schema_version 2 (floats are plain numbers; an undefined metric, e.g. AUROC without cases, is null):
+- `model`: the model's name; `recalibration`: {method, fitted_on, params} (cadft.eval.recalibration): the
+  headline risk is the recalibrated probability, fitted on validation (prior_shift: on the known training sample).
+- `threshold`: {method, value, chosen_on: "validation", target_sensitivity (method sensitivity only)}, chosen on
+  the recalibrated validation risks; flagged when risk >= value.
+- `bootstrap`: {resamples, level, seed, stratified_by: "label", method: "percentile"}; `calibration_bins`,
+  `risk_thresholds`, `min_subgroup_cases`, `notes` (list of strings: fallbacks taken).
+- `validation`, `test`: split blocks on the recalibrated risk: n, cases, prevalence, auroc, auprc, brier, log_loss,
+  mean_risk, oe_ratio (observed / expected = prevalence / mean_risk), calibration_in_the_large (a in
+  y ~ a + offset(logit p)), calibration_intercept and calibration_slope (y ~ a + b logit p), ece (equal-count
+  bins), `deciles` (equal-count bins of risk: n, cases, observed, observed_low/high (Wilson 95%), mean_risk,
+  min_risk, max_risk), the threshold metrics accuracy, balanced_accuracy, precision, recall, sensitivity,
+  specificity, f1, tp, fp, tn, fn; and `raw`: the same probability metrics (no threshold ones) of the score before
+  recalibration.
+- `test` also has `ci` ({auroc, auprc, brier, sensitivity, specificity, oe_ratio} -> {low, high}, the threshold
+  held fixed), `decision` (one row per eval.risk_thresholds value: threshold, flagged, sensitivity, specificity,
+  ppv, npv, net_benefit, net_benefit_treat_all, tp, fp, tn, fn), `decision_curve` (rows: threshold, treat_all,
+  treat_none, model) and `subgroups` (group -> name -> {n, cases, prevalence, mean_risk, oe_ratio, auroc, brier,
+  ci, note}; groups sex, age, ethnicity, townsend where the table has them; AUROC is null below
+  eval.min_subgroup_cases cases).
+- `comparison` (training runs; cadft.eval.compare_models): baseline -> {auroc, brier, delta_auroc, delta_brier},
+  each delta {value, low, high}: this model minus the baseline on the same test participants (paired bootstrap).
 """
 
 from __future__ import annotations
@@ -23,36 +30,42 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
-from scipy.optimize import brentq, minimize_scalar
-from scipy.special import expit, logit
+from scipy.optimize import brentq
+from scipy.special import expit
+from scipy.stats import binomtest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, confusion_matrix, log_loss, precision_recall_curve, roc_auc_score, roc_curve
 
 from cadft.errors import CadftError
+from cadft.eval import recalibration
+from cadft.eval.bootstrap import bootstrap_cis
+from cadft.eval.decision import at_risk_thresholds, decision_curve, decision_curve_thresholds
+from cadft.eval.recalibration import Recalibrator, TrainingSample, to_logit
+from cadft.eval.subgroups import subgroup_masks
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 THRESHOLD_METHODS = ("youden", "max_f1", "sensitivity", "fixed")
 NO_VALIDATION_CASES_POLICIES = ("error", "fixed")
-CI_METRICS = ("auroc", "auprc", "brier", "sensitivity", "specificity")
-PROB_CLIP = 1e-12  # logit(0) and logit(1) are infinite: probabilities are clipped to [PROB_CLIP, 1 - PROB_CLIP] first
-BOOTSTRAP_CELLS = 2_000_000  # resample x participant cells per chunk: bounds memory on UKB-sized splits
 
 
 @dataclass(frozen=True)
 class EvalSettings:
+    recalibration: str
     threshold: str
     target_sensitivity: float
     fixed_threshold: float
     on_no_validation_cases: str
+    risk_thresholds: tuple[float, ...]
+    decision_curve: tuple[float, float, float]
     bootstrap: int
     ci_level: float
-    temperature_scaling: bool
     calibration_bins: int
+    min_subgroup_cases: int
     age_bands: tuple[float, ...]
 
     @classmethod
@@ -60,19 +73,25 @@ class EvalSettings:
         missing = [key for key in cls.__dataclass_fields__ if cfg.get(key) is None]
         if missing:
             raise CadftError(f"eval config lacks {', '.join(missing)} (see conf/eval/default.yaml)")
-        settings = cls(str(cfg.get("threshold")), float(cfg.get("target_sensitivity")), float(cfg.get("fixed_threshold")),
-                       str(cfg.get("on_no_validation_cases")), int(cfg.get("bootstrap")), float(cfg.get("ci_level")),
-                       bool(cfg.get("temperature_scaling")), int(cfg.get("calibration_bins")),
-                       tuple(float(edge) for edge in cfg.get("age_bands")))
+        settings = cls(str(cfg.get("recalibration")), str(cfg.get("threshold")), float(cfg.get("target_sensitivity")),
+                       float(cfg.get("fixed_threshold")), str(cfg.get("on_no_validation_cases")),
+                       tuple(float(t) for t in cfg.get("risk_thresholds")), tuple(float(v) for v in cfg.get("decision_curve")),
+                       int(cfg.get("bootstrap")), float(cfg.get("ci_level")), int(cfg.get("calibration_bins")),
+                       int(cfg.get("min_subgroup_cases")), tuple(float(edge) for edge in cfg.get("age_bands")))
         requirements = {
+            f"eval.recalibration={settings.recalibration!r}; allowed: {', '.join(recalibration.METHODS)}": settings.recalibration in recalibration.METHODS,
             f"eval.threshold={settings.threshold!r}; allowed: {', '.join(THRESHOLD_METHODS)}": settings.threshold in THRESHOLD_METHODS,
             f"eval.on_no_validation_cases={settings.on_no_validation_cases!r}; allowed: {', '.join(NO_VALIDATION_CASES_POLICIES)}":
                 settings.on_no_validation_cases in NO_VALIDATION_CASES_POLICIES,
             "eval.target_sensitivity must be in (0, 1]": 0 < settings.target_sensitivity <= 1,
             "eval.fixed_threshold must be in [0, 1]": 0 <= settings.fixed_threshold <= 1,
+            "eval.risk_thresholds must lie in (0, 1)": all(0 < t < 1 for t in settings.risk_thresholds),
+            "eval.decision_curve must be [low, high, step] with 0 < low < high < 1 and step > 0":
+                len(settings.decision_curve) == 3 and 0 < settings.decision_curve[0] < settings.decision_curve[1] < 1 and settings.decision_curve[2] > 0,
             "eval.bootstrap must be >= 0 (0: no confidence intervals)": settings.bootstrap >= 0,
             "eval.ci_level must be in (0, 1)": 0 < settings.ci_level < 1,
-            "eval.calibration_bins must be >= 1": settings.calibration_bins >= 1,
+            "eval.calibration_bins must be >= 2": settings.calibration_bins >= 2,
+            "eval.min_subgroup_cases must be >= 1": settings.min_subgroup_cases >= 1,
             "eval.age_bands must be strictly increasing": bool(np.all(np.diff(settings.age_bands) > 0)),
         }
         problems = [message for message, met in requirements.items() if not met]
@@ -81,50 +100,59 @@ class EvalSettings:
         return settings
 
 
-def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, eval_cfg, *, seed: int) -> dict:
-    """metrics.json content: the threshold is chosen on validation, everything headline is measured on test."""
+def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, eval_cfg, *, seed: int, model: str = "model",
+                    recalibrator: Recalibrator | None = None, sample: TrainingSample | None = None) -> dict:
+    """metrics.json content. Frames hold eid, label, prob (the raw score) and subgroup columns. The recalibrator is
+    fitted on validation unless one is given (a saved model's); the threshold is chosen on validation; test is only
+    measured."""
     settings = EvalSettings.from_config(eval_cfg)
     validation, test = validation.sort("eid"), test.sort("eid")  # row order must not change a single digit
-    y_val, p_val = frame_scores(validation, "validation")
-    y_test, p_test = frame_scores(test, "test")
+    y_val, raw_val = frame_scores(validation, "validation")
+    y_test, raw_test = frame_scores(test, "test")
     shared = set(validation["eid"].to_list()) & set(test["eid"].to_list())
     if shared:
-        raise CadftError(f"{len(shared)} participant(s) are in both validation and test (e.g. eid {min(shared)}): the splits must be disjoint")
+        raise CadftError(f"{len(shared)} participant(s) are in both validation and test: the splits must be disjoint")
     if not 0 < y_test.sum() < len(y_test):
         raise CadftError(f"the test split has {int(y_test.sum())} cases among {len(y_test)} participants: discrimination needs cases and controls")
     validation_usable = 0 < y_val.sum() < len(y_val)
     method, notes = _threshold_method(settings, y_val) if not validation_usable else (settings.threshold, [])
+    if recalibrator is None:
+        if not validation_usable and settings.recalibration in ("platt", "isotonic"):
+            notes.append(f"eval.recalibration={settings.recalibration} was not fitted: validation lacks cases or controls; risks are the raw scores")
+            recalibrator = recalibration.fit("none", y_val, raw_val)
+        else:
+            recalibrator = recalibration.fit(settings.recalibration, y_val, raw_val, sample=sample)
+    p_val, p_test = recalibrator.apply(raw_val), recalibrator.apply(raw_test)
     threshold = choose_threshold(y_val, p_val, method, target_sensitivity=settings.target_sensitivity, fixed_threshold=settings.fixed_threshold)
     rng = np.random.default_rng(seed)
     bins = settings.calibration_bins
-    test_block = split_metrics(y_test, p_test, threshold, bins)
+    test_block = split_metrics(y_test, p_test, threshold, bins) | {"raw": probability_metrics(y_test, raw_test, bins)}
     test_block["ci"] = bootstrap_cis(y_test, p_test, threshold, resamples=settings.bootstrap, level=settings.ci_level, rng=rng)
+    test_block["decision"] = at_risk_thresholds(y_test, p_test, settings.risk_thresholds)
+    test_block["decision_curve"] = decision_curve(y_test, {model: p_test}, decision_curve_thresholds(settings.decision_curve))
     test_block["subgroups"] = {
-        group: {name: {**split_metrics(y_test[mask], p_test[mask], threshold, bins),
-                       "ci": bootstrap_cis(y_test[mask], p_test[mask], threshold, resamples=settings.bootstrap, level=settings.ci_level, rng=rng)}
-                for name, mask in masks.items()}
+        group: {name: subgroup_metrics(y_test[mask], p_test[mask], settings, rng) for name, mask in masks.items()}
         for group, masks in subgroup_masks(test, settings.age_bands).items()
     }
-    metrics = {
+    return {
         "schema_version": SCHEMA_VERSION,
+        "model": model,
+        "recalibration": asdict(recalibrator),
         "threshold": {"method": method, "value": threshold, "chosen_on": "validation"}
         | ({"target_sensitivity": settings.target_sensitivity} if method == "sensitivity" else {}),
-        "temperature_scaling": None,
         "bootstrap": {"resamples": settings.bootstrap, "level": settings.ci_level, "seed": int(seed), "stratified_by": "label", "method": "percentile"},
         "calibration_bins": bins,
+        "risk_thresholds": list(settings.risk_thresholds),
+        "min_subgroup_cases": settings.min_subgroup_cases,
         "notes": notes,
-        "validation": split_metrics(y_val, p_val, threshold, bins),
+        "validation": split_metrics(y_val, p_val, threshold, bins) | {"raw": probability_metrics(y_val, raw_val, bins)},
         "test": test_block,
     }
-    if settings.temperature_scaling and not validation_usable:
-        notes.append("temperature scaling was skipped: it needs cases and controls in validation")
-    elif settings.temperature_scaling:
-        temperature = fit_temperature(y_val, p_val)
-        calibrated_threshold = choose_threshold(y_val, apply_temperature(p_val, temperature), method,
-                                                target_sensitivity=settings.target_sensitivity, fixed_threshold=settings.fixed_threshold)
-        metrics["temperature_scaling"] = {"temperature": temperature, "fitted_on": "validation", "threshold": calibrated_threshold}
-        test_block["calibrated"] = split_metrics(y_test, apply_temperature(p_test, temperature), calibrated_threshold, bins)
-    return metrics
+
+
+def recalibrated(metrics: dict, prob) -> np.ndarray:
+    """The headline risk of raw scores under the recalibration recorded in metrics.json."""
+    return Recalibrator(**metrics["recalibration"]).apply(prob)
 
 
 def _threshold_method(settings: EvalSettings, y_val: np.ndarray) -> tuple[str, list[str]]:
@@ -182,10 +210,12 @@ def choose_threshold(label: np.ndarray, prob: np.ndarray, method: str, *, target
     return float(thresholds[np.flatnonzero(tpr >= target_sensitivity)[0]])  # the highest cut-off reaching the target
 
 
-def split_metrics(label: np.ndarray, prob: np.ndarray, threshold: float, bins: int) -> dict:
+def probability_metrics(label: np.ndarray, prob: np.ndarray, bins: int) -> dict:
+    """Discrimination and calibration of probabilities, without a threshold."""
     n, cases = len(label), int(label.sum())
     both_classes = 0 < cases < n
-    reliability = reliability_table(label, prob, bins)
+    deciles = decile_table(label, prob, bins)
+    mean_risk = float(prob.mean())
     return {
         "n": n,
         "cases": cases,
@@ -194,11 +224,40 @@ def split_metrics(label: np.ndarray, prob: np.ndarray, threshold: float, bins: i
         "auprc": float(average_precision_score(label, prob)) if both_classes else None,
         "brier": float(brier_score_loss(label, prob, pos_label=1)),
         "log_loss": float(log_loss(label, prob, labels=[0, 1])),
+        "mean_risk": mean_risk,
+        "oe_ratio": cases / n / mean_risk if mean_risk > 0 else None,
         **calibration_fit(label, prob),
-        **threshold_metrics(label, prob, threshold),
-        "ece": expected_calibration_error(reliability, n),
-        "reliability": reliability,
+        "ece": float(sum(row["n"] / n * abs(row["observed"] - row["mean_risk"]) for row in deciles)),
+        "deciles": deciles,
     }
+
+
+def split_metrics(label: np.ndarray, prob: np.ndarray, threshold: float, bins: int) -> dict:
+    return probability_metrics(label, prob, bins) | threshold_metrics(label, prob, threshold)
+
+
+def subgroup_metrics(label: np.ndarray, prob: np.ndarray, settings: EvalSettings, rng: np.random.Generator) -> dict:
+    n, cases = len(label), int(label.sum())
+    mean_risk = float(prob.mean())
+    block = {"n": n, "cases": cases, "prevalence": cases / n, "mean_risk": mean_risk, "oe_ratio": cases / n / mean_risk if mean_risk > 0 else None,
+             "brier": float(brier_score_loss(label, prob, pos_label=1)), "auroc": None, "ci": None, "note": None}
+    if cases < settings.min_subgroup_cases or cases == n:
+        return block | {"note": f"too few cases ({cases} < {settings.min_subgroup_cases}) for AUROC" if cases < settings.min_subgroup_cases else "no controls"}
+    ci = bootstrap_cis(label, prob, 0.5, resamples=settings.bootstrap, level=settings.ci_level, rng=rng)
+    return block | {"auroc": float(roc_auc_score(label, prob)), "ci": {k: ci[k] for k in ("auroc", "brier", "oe_ratio")} if ci else None}
+
+
+def decile_table(label: np.ndarray, prob: np.ndarray, bins: int) -> list[dict]:
+    """Equal-count bins of predicted risk (ordered by risk; sizes differ by at most one): observed rate with its
+    Wilson 95% interval beside the mean predicted risk."""
+    order = np.argsort(prob, kind="stable")
+    rows = []
+    for index in np.array_split(order, min(bins, len(order))):
+        cases, n = int(label[index].sum()), len(index)
+        interval = binomtest(cases, n).proportion_ci(confidence_level=0.95, method="wilson")
+        rows.append({"n": n, "cases": cases, "observed": cases / n, "observed_low": float(interval.low), "observed_high": float(interval.high),
+                     "mean_risk": float(prob[index].mean()), "min_risk": float(prob[index].min()), "max_risk": float(prob[index].max())})
+    return rows
 
 
 def threshold_metrics(label: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
@@ -218,29 +277,6 @@ def threshold_metrics(label: np.ndarray, prob: np.ndarray, threshold: float) -> 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
-
-
-def reliability_table(label: np.ndarray, prob: np.ndarray, bins: int) -> list[dict]:
-    """Equal-width bins [k/bins, (k+1)/bins), the last one closed at 1: n, mean probability and observed rate."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.digitize(prob, edges[1:-1])
-    table = []
-    for k in range(bins):
-        inside = index == k
-        count = int(inside.sum())
-        table.append({"lower": float(edges[k]), "upper": float(edges[k + 1]), "n": count,
-                      "mean_prob": float(prob[inside].mean()) if count else None,
-                      "observed_rate": float(label[inside].mean()) if count else None})
-    return table
-
-
-def expected_calibration_error(reliability: list[dict], n: int) -> float:
-    """sum over bins of (bin share) x |observed rate - mean probability|, from reliability_table."""
-    return float(sum(row["n"] / n * abs(row["observed_rate"] - row["mean_prob"]) for row in reliability if row["n"]))
-
-
-def to_logit(prob: np.ndarray) -> np.ndarray:
-    return logit(np.clip(prob, PROB_CLIP, 1 - PROB_CLIP))
 
 
 def calibration_fit(label: np.ndarray, prob: np.ndarray) -> dict:
@@ -264,114 +300,40 @@ def calibration_fit(label: np.ndarray, prob: np.ndarray) -> dict:
             "calibration_in_the_large": float(in_the_large)}
 
 
-def fit_temperature(label: np.ndarray, prob: np.ndarray) -> float:
-    """The T > 0 minimising the log loss of sigmoid(logit(p) / T), searched in [0.01, 100]."""
-    z = to_logit(prob)
-
-    def mean_log_loss(log_t: float) -> float:
-        scaled = z / math.exp(log_t)
-        return float(np.mean(np.logaddexp(0.0, scaled) - label * scaled))
-
-    result = minimize_scalar(mean_log_loss, bounds=(math.log(0.01), math.log(100.0)), method="bounded", options={"xatol": 1e-10})
-    return float(math.exp(result.x))
-
-
-def apply_temperature(prob: np.ndarray, temperature: float) -> np.ndarray:
-    return expit(to_logit(np.asarray(prob, dtype=np.float64)) / temperature)
-
-
-def subgroup_masks(frame: pl.DataFrame, age_bands: tuple[float, ...]) -> dict[str, dict[str, np.ndarray]]:
-    """Non-empty subgroups of the optional `sex` and `age` columns, as boolean masks over the frame's rows."""
-    groups = {}
-    if "sex" in frame.columns:
-        sex = frame["sex"].cast(pl.String)
-        groups["sex"] = {value: (sex == value).fill_null(False).to_numpy() for value in sorted(sex.drop_nulls().unique().to_list())}
-    if "age" in frame.columns and age_bands:
-        age = frame["age"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        edges = (-math.inf, *age_bands, math.inf)
-        bands = {_band_name(low, high): (age >= low) & (age < high) for low, high in zip(edges[:-1], edges[1:])}
-        groups["age"] = {name: mask for name, mask in bands.items() if mask.any()}
-    return groups
-
-
-def _band_name(low: float, high: float) -> str:
-    if low == -math.inf:
-        return f"under_{high:g}"
-    return f"{low:g}_plus" if high == math.inf else f"{low:g}-{high:g}"
-
-
-def bootstrap_cis(label: np.ndarray, prob: np.ndarray, threshold: float, *, resamples: int, level: float, rng: np.random.Generator) -> dict | None:
-    """Percentile CIs from resampling cases and controls separately (each resample keeps the split's case count)."""
-    if resamples == 0 or not 0 < label.sum() < len(label):
-        return None
-    positives, negatives = np.sort(prob[label == 1]), np.sort(prob[label == 0])
-    chunk = max(1, BOOTSTRAP_CELLS // len(prob))
-    draw = _resample_metrics(positives, negatives, threshold)
-    stats = np.concatenate([draw(min(chunk, resamples - start), rng) for start in range(0, resamples, chunk)])
-    tail = (1 - level) / 2
-    low, high = np.quantile(stats, [tail, 1 - tail], axis=0)
-    return {name: {"low": float(lo), "high": float(hi)} for name, lo, hi in zip(CI_METRICS, low, high)}
-
-
-def resample_counts(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """(size, n): how often each of n items is drawn in each of `size` resamples with replacement."""
-    draws = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
-    return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
-
-
-def _resample_metrics(positives: np.ndarray, negatives: np.ndarray, threshold: float):
-    """draw(size, rng) -> (size, len(CI_METRICS)) metrics of `size` resamples, computed from draw counts instead of
-    copied arrays; `positives` and `negatives` are sorted scores, and what does not depend on the draw is computed once."""
-    n_pos, n_neg = len(positives), len(negatives)
-    # AUROC: for each positive, the drawn negatives below it (ties count half), from cumulative counts over sorted negatives.
-    below, not_above = np.searchsorted(negatives, positives, "left"), np.searchsorted(negatives, positives, "right")
-    # AUPRC = mean over drawn positives of the precision at their score (all tied scores counted), as sklearn's step sum.
-    scores = np.concatenate([positives, negatives])
-    order = np.argsort(-scores, kind="stable")
-    is_case = (order < n_pos).astype(np.float64)
-    position = np.arange(len(scores))
-    last_of_tie = np.r_[scores[order][1:] != scores[order][:-1], True]
-    case_tie_end = np.minimum.accumulate(np.where(last_of_tie, position, len(scores))[::-1])[::-1][is_case == 1]
-    case_errors, control_errors = (1 - positives) ** 2, negatives**2
-    detected, cleared = (positives >= threshold).astype(np.float64), (negatives < threshold).astype(np.float64)
-
-    def draw(size: int, rng: np.random.Generator) -> np.ndarray:
-        w_pos, w_neg = resample_counts(n_pos, size, rng), resample_counts(n_neg, size, rng)
-        cumulative = np.zeros((size, n_neg + 1))
-        np.cumsum(w_neg, axis=1, out=cumulative[:, 1:])
-        auroc = (w_pos * (cumulative[:, below] + cumulative[:, not_above]) / 2).sum(axis=1) / (n_pos * n_neg)
-        weights = np.concatenate([w_pos, w_neg], axis=1)[:, order]
-        true_pos, seen = np.cumsum(weights * is_case, axis=1), np.cumsum(weights, axis=1)
-        precision = true_pos[:, case_tie_end] / np.maximum(seen[:, case_tie_end], 1)
-        auprc = (weights[:, is_case == 1] * precision).sum(axis=1) / n_pos
-        brier = (w_pos @ case_errors + w_neg @ control_errors) / (n_pos + n_neg)
-        return np.column_stack([auroc, auprc, brier, w_pos @ detected / n_pos, w_neg @ cleared / n_neg])
-
-    return draw
-
 
 def flatten_metrics(metrics: dict) -> dict[str, float]:
-    """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/subgroup/sex_Female/auroc, test/calibrated/brier, ...
+    """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/raw/brier, test/decision/t0.075/net_benefit,
+    test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc, ...
 
     MLflow metric names allow only letters, digits, _ - . / space, so subgroup names are sanitised
     (`sex=Female` would be refused).
     """
     flat = {"threshold": float(metrics["threshold"]["value"])}
-    if metrics.get("temperature_scaling"):
-        flat["temperature"] = float(metrics["temperature_scaling"]["temperature"])
+    flat |= {f"recalibration/{k}": float(v) for k, v in metrics["recalibration"]["params"].items() if isinstance(v, (int, float))}
     for split in ("validation", "test"):
         _flatten_block(flat, split, metrics[split])
+    for row in metrics["test"].get("decision") or []:
+        _flatten_block(flat, f"test/decision/t{row['threshold']:g}", row)
+    for name, comparison in (metrics.get("comparison") or {}).items():
+        _flatten_block(flat, f"comparison/{_mlflow_name(name)}", comparison)
     return flat
+
+
+def _mlflow_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _flatten_block(flat: dict, prefix: str, block: dict) -> None:
     for key, value in block.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[f"{prefix}/{key}"] = float(value)
+        elif isinstance(value, dict) and "value" in value:  # a paired difference: {value, low, high}
+            flat |= {f"{prefix}/{key}{suffix}": float(value[part]) for part, suffix in (("value", ""), ("low", "_ci_low"), ("high", "_ci_high"))
+                     if value.get(part) is not None}
     for name, interval in (block.get("ci") or {}).items():
         flat[f"{prefix}/{name}_ci_low"], flat[f"{prefix}/{name}_ci_high"] = float(interval["low"]), float(interval["high"])
     for group, subgroups in (block.get("subgroups") or {}).items():
         for name, sub in subgroups.items():
-            _flatten_block(flat, f"{prefix}/subgroup/{re.sub(r'[^A-Za-z0-9_.-]', '_', f'{group}_{name}')}", sub)
-    if block.get("calibrated"):
-        _flatten_block(flat, f"{prefix}/calibrated", block["calibrated"])
+            _flatten_block(flat, f"{prefix}/subgroup/{_mlflow_name(f'{group}_{name}')}", sub)
+    if block.get("raw"):
+        _flatten_block(flat, f"{prefix}/raw", block["raw"])

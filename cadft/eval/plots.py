@@ -1,4 +1,5 @@
-"""Report figures for the test split: ROC and PR curves (model plus reference curves), reliability, score distribution.
+"""Report figures for the test split: ROC and PR curves (model plus reference curves), calibration on equal-count bins,
+decision curve, score distribution.
 
 Figures are drawn on the Agg canvas directly (no pyplot), so nothing depends on a display or global state.
 """
@@ -14,23 +15,27 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from cadft.eval.metrics import apply_temperature, reliability_table
+from cadft.eval.decision import decision_curve
+from cadft.eval.metrics import recalibrated
 
-PLOT_FILES = {"roc": "roc.png", "pr": "pr.png", "reliability": "reliability.png", "scores": "score_distribution.png"}
+PLOT_FILES = {"roc": "roc.png", "pr": "pr.png", "calibration": "calibration.png", "decision_curve": "decision_curve.png",
+              "scores": "score_distribution.png"}
 DPI = 120
 
 
 def write_plots(directory: Path, test: pl.DataFrame, metrics: dict, curves: Mapping[str, pl.DataFrame] | None = None) -> dict[str, Path]:
-    """PNG files in `directory`, keyed as PLOT_FILES; `curves` (name -> eid, label, prob) share the ROC and PR axes."""
-    models = {(metrics.get("baseline") or {}).get("name", "model"): test, **(curves or {})}
-    label, prob = test["label"].to_numpy(), test["prob"].to_numpy()
-    scaling = metrics.get("temperature_scaling")
-    calibrated = apply_temperature(prob, scaling["temperature"]) if scaling else None
+    """PNG files in `directory`, keyed as PLOT_FILES. `test` holds the model's raw scores (prob); `curves` (name ->
+    eid, label, prob as that model's reported risk) share the ROC, PR and decision-curve axes."""
+    label, raw = test["label"].to_numpy(), test["prob"].to_numpy()
+    risk = recalibrated(metrics, raw)
+    models = {metrics.get("model", "model"): test.with_columns(pl.Series("prob", risk)), **(curves or {})}
     figures = {
         "roc": roc_figure(models),
         "pr": pr_figure(models),
-        "reliability": reliability_figure(label, prob, int(metrics["calibration_bins"]), calibrated),
-        "scores": score_distribution_figure(label, prob, float(metrics["threshold"]["value"])),
+        "calibration": calibration_figure(metrics["test"], metrics["recalibration"]["method"]),
+        "decision_curve": decision_curve_figure(label, {name: frame.sort("eid")["prob"].to_numpy() for name, frame in models.items()},
+                                                [row["threshold"] for row in metrics["test"]["decision_curve"]]),
+        "scores": score_distribution_figure(label, risk, float(metrics["threshold"]["value"])),
     }
     paths = {}
     for name, figure in figures.items():
@@ -70,23 +75,39 @@ def pr_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
     return figure
 
 
-def reliability_figure(label: np.ndarray, prob: np.ndarray, bins: int, calibrated: np.ndarray | None = None) -> Figure:
-    """Observed rate against mean predicted risk per bin, with the number of participants per bin underneath."""
-    figure = Figure(figsize=(5.5, 6.5))
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    series = {"raw": prob} | ({"temperature-scaled": calibrated} if calibrated is not None else {})
-    limit = 0.05
-    for name, values in series.items():
-        rows = [row for row in reliability_table(label, values, bins) if row["n"]]
-        mean_prob, observed = [r["mean_prob"] for r in rows], [r["observed_rate"] for r in rows]
-        top.plot(mean_prob, observed, marker="o", label=name)
-        limit = max(limit, *mean_prob, *observed)
-    limit = min(1.0, 1.05 * limit)  # low-prevalence risks sit near 0: zoom to the populated range
-    top.plot([0, limit], [0, limit], ls=":", color="grey", label="perfect calibration")
-    top.set(ylabel="observed rate", title=f"Reliability, test split ({bins} equal-width bins)", xlim=(0, limit), ylim=(0, limit))
-    top.legend(loc="upper left", fontsize="small")
-    bottom.hist(prob, bins=np.linspace(0, 1, bins + 1), color="grey")
-    bottom.set(xlabel="predicted risk", ylabel="participants", yscale="log")
+def calibration_figure(test_block: dict, method: str) -> Figure:
+    """Observed rate (Wilson 95% CI) against mean predicted risk per equal-count bin: the reported (recalibrated) risk
+    on the left, zoomed to its range, and the raw score on the right (bin sizes are in metrics.json, deciles)."""
+    figure = Figure(figsize=(10, 5))
+    panels = figure.subplots(1, 2)
+    for ax, name, block in ((panels[0], f"risk ({method})", test_block), (panels[1], "raw score", test_block["raw"])):
+        rows = block["deciles"]
+        x, y = np.array([r["mean_risk"] for r in rows]), np.array([r["observed"] for r in rows])
+        error = np.array([[r["observed"] - r["observed_low"] for r in rows], [r["observed_high"] - r["observed"] for r in rows]])
+        ax.errorbar(x, y, yerr=error, fmt="o-", capsize=2, label=name)
+        limit = min(1.0, 1.05 * max(0.05, x.max(), max(r["observed_high"] for r in rows)))  # low risks sit near 0: zoom
+        ax.plot([0, limit], [0, limit], ls=":", color="grey", label="perfect calibration")
+        oe = f"O/E {block['oe_ratio']:.2f}, slope " + ("–" if block["calibration_slope"] is None else f"{block['calibration_slope']:.2f}")
+        ax.set(xlabel="mean predicted risk", ylabel="observed rate (95% CI)", xlim=(0, limit), ylim=(0, limit), title=f"{name}: {oe}")
+        ax.legend(loc="upper left", fontsize="small")
+    figure.suptitle(f"Calibration, test split ({len(test_block['deciles'])} equal-count bins)")
+    figure.tight_layout()
+    return figure
+
+
+def decision_curve_figure(label: np.ndarray, risks: Mapping[str, np.ndarray], thresholds: list[float]) -> Figure:
+    """Net benefit against the risk threshold for each model, treat-all and treat-none (dcurves)."""
+    rows = decision_curve(label, dict(risks), np.asarray(thresholds))
+    figure = Figure(figsize=(6, 4.5))
+    ax = figure.add_subplot()
+    x = [row["threshold"] for row in rows]
+    for rank, name in enumerate(risks):
+        ax.plot(x, [row[name] for row in rows], lw=2 if rank == 0 else 1.2, label=name)
+    ax.plot(x, [row["treat_all"] for row in rows], color="grey", ls="--", label="treat all")
+    ax.plot(x, [row["treat_none"] for row in rows], color="black", ls=":", label="treat none")
+    prevalence = float(label.mean())
+    ax.set(xlabel="risk threshold", ylabel="net benefit", title="Decision curve, test split", ylim=(-0.1 * prevalence, 1.1 * prevalence))
+    ax.legend(fontsize="small")
     figure.tight_layout()
     return figure
 

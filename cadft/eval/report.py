@@ -1,10 +1,10 @@
-"""Evaluation report files: metrics.json, predictions.jsonl and the plots, written all-or-nothing.
+"""Evaluation report files: metrics.json, predictions.jsonl, the plots and report.html, written all-or-nothing.
 
 Identical inputs give byte-identical metrics.json and predictions.jsonl: keys sorted, floats written as
 Python's shortest round-trip repr (exact, platform-independent), rows sorted by split then eid, no timestamps.
 predictions.jsonl has one line per participant of validation and test: eid (unless include_eids=False),
-split, label, prob (positive class), pred (prob >= the chosen threshold) and, under temperature scaling,
-prob_calibrated.
+split, label, risk (the recalibrated probability: the number to report), raw_score (the model's probability
+before recalibration) and flagged (risk >= the threshold chosen on validation).
 """
 
 from __future__ import annotations
@@ -20,17 +20,20 @@ import numpy as np
 import polars as pl
 
 from cadft.errors import CadftError
-from cadft.eval.metrics import apply_temperature
+from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE
+from cadft.eval.html import write_html
+from cadft.eval.metrics import recalibrated
 from cadft.eval.plots import write_plots
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
 SCORED_SPLITS = ("validation", "test")
 
 
 def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics: dict, *,
-                 curves: Mapping[str, pl.DataFrame] | None = None, plots: bool = True, include_eids: bool = True) -> dict[str, Path]:
-    """Write the report into out_dir; returns name -> path (metrics, predictions, and roc/pr/reliability/scores).
+                 curves: Mapping[str, pl.DataFrame] | None = None, plots: bool = True, include_eids: bool = True,
+                 context: Mapping | None = None) -> dict[str, Path]:
+    """Write the report into out_dir; returns name -> path (metrics, predictions, report, and the plots when asked).
+    `curves` (name -> eid, label, prob as that model's risk) are drawn beside the model; `context` (config summary,
+    data counts, baselines' metrics) goes into report.html.
 
     Every file is complete in a staging folder inside out_dir before the first one replaces its old version.
     """
@@ -51,6 +54,7 @@ def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics:
         names = {"metrics": METRICS_FILE, "predictions": PREDICTIONS_FILE}
         if plots:
             names |= {key: path.name for key, path in write_plots(staging, test, metrics, curves).items()}
+        names["report"] = write_html(staging / REPORT_FILE, metrics, {key: staging / name for key, name in names.items()}, context or {}).name
         for name in names.values():
             os.replace(staging / name, out_dir / name)
     finally:
@@ -61,18 +65,17 @@ def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics:
 def prediction_lines(frames: Mapping[str, pl.DataFrame], metrics: dict, *, include_eids: bool) -> dict[str, list[str]]:
     """split -> one JSON line per participant, sorted by eid."""
     threshold = float(metrics["threshold"]["value"])
-    scaling = metrics.get("temperature_scaling")
     lines = {}
     for split in SCORED_SPLITS:
         frame = frames[split].sort("eid")
         prob = frame["prob"].cast(pl.Float64).to_numpy()
         if np.isnan(prob).any() or frame["label"].null_count():
             raise CadftError(f"{split} scores have missing labels or NaN probabilities; nothing was written")
-        columns = {"label": frame["label"].cast(pl.Int64).to_list(), "prob": prob.tolist(), "pred": (prob >= threshold).astype(int).tolist()}
+        risk = recalibrated(metrics, prob)
+        columns = {"label": frame["label"].cast(pl.Int64).to_list(), "risk": risk.tolist(), "raw_score": prob.tolist(),
+                   "flagged": (risk >= threshold).astype(int).tolist()}
         if include_eids:
             columns["eid"] = frame["eid"].cast(pl.Int64).to_list()
-        if scaling:
-            columns["prob_calibrated"] = apply_temperature(prob, float(scaling["temperature"])).tolist()
         lines[split] = [json.dumps(dict(zip(columns, values)) | {"split": split}, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
                         for values in zip(*columns.values())]
     return lines

@@ -1,0 +1,49 @@
+"""The one printed summary of evaluation results (cadft-train, cadft-eval, cadft-baselines): a table per model of
+validation AUROC (what choices are made on), test AUROC with its CI, Brier, O/E and calibration slope of the
+reported risk, and, for a model compared with baselines, the paired differences."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _ci(value, interval, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.{digits}f}"
+    if interval and interval.get("low") is not None:
+        text += f" [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+    return text
+
+
+def _row(name: str, metrics: dict) -> list[str]:
+    test, ci = metrics["test"], metrics["test"].get("ci") or {}
+    slope = test.get("calibration_slope")
+    return [name, _ci(metrics["validation"]["auroc"], None), _ci(test["auroc"], ci.get("auroc")), _ci(test["brier"], ci.get("brier"), 4),
+            _ci(test["oe_ratio"], None, 2), "-" if slope is None else f"{slope:.2f}", f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%"]
+
+
+def summary_table(title: str, models: dict[str, dict], comparison: dict | None = None) -> Table:
+    """models: name -> metrics.json content (the first is the one compared); comparison: metrics['comparison']."""
+    table = Table(title=title)
+    columns = ["model", "val AUROC", "test AUROC [95% CI]", "Brier [95% CI]", "O/E", "slope", "mean risk / observed"]
+    if comparison:
+        columns += ["ΔAUROC model − row [95% CI]", "ΔBrier model − row"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for rank, (name, metrics) in enumerate(models.items()):
+        extra = []
+        if comparison:
+            delta = comparison.get(name)
+            extra = ["" if delta is None else _ci(delta["delta_auroc"]["value"], delta["delta_auroc"]),
+                     "" if delta is None else _ci(delta["delta_brier"]["value"], delta["delta_brier"], 4)] if rank else ["", ""]
+        table.add_row(*_row(name, metrics), *extra)
+    return table
+
+
+def print_summary(title: str, models: dict[str, dict], comparison: dict | None = None, footer: list[str] = ()) -> None:
+    console = Console(width=160)
+    console.print(summary_table(title, models, comparison))
+    for line in footer:
+        console.print(line, soft_wrap=True)
