@@ -160,6 +160,16 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
     return table, card
 
 
+def records_from_extract(data_cfg, text_cfg) -> pl.DataFrame:
+    """eid, the features and the text of every participant of an extract, without labels: how cadft-predict builds
+    the records of new people exactly as a run built its own (the run's data.features and text config)."""
+    features = parse_features(data_cfg.features)
+    extract = read_extract(data_cfg.path, required_fields(features), optional_ids=tuple(fallback_fields(features)), fmt=data_cfg.format,
+                           max_bad_fraction=float(data_cfg.max_bad_fraction), encoding=data_cfg.encoding)
+    table = build_features(extract, features)
+    return table.with_columns(render_texts(table, features, text_cfg)).sort("eid")
+
+
 def _describe(table: pl.DataFrame, feature_names: list[str], cfg: DictConfig) -> dict:
     splits = {}
     for name in SPLITS:

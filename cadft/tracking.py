@@ -27,6 +27,7 @@ RUN_FILE = "mlflow_run.json"  # in the run dir: lets eval and resume find the ru
 PARENT_ENV = "CADFT_MLFLOW_PARENT_RUN_ID"  # set by the sweep callback: jobs become child runs
 SWEEP_TAGS_ENV = "CADFT_MLFLOW_SWEEP_TAGS"  # set by the sweep callback: the job's swept values, JSON tags
 SWEEP_RUN_NAME_ENV = "CADFT_MLFLOW_SWEEP_RUN_NAME"  # set by the sweep callback: the job's swept values, as a run name
+MODEL_URI_TAG = "cadft.model_uri"  # a training run's logged pyfunc model (cadft.pyfunc), for cadft-eval and cadft-predict
 
 
 def is_main_process() -> bool:
@@ -125,6 +126,11 @@ def _active_mlflow():
     if mlflow is None or not is_main_process() or mlflow.active_run() is None:
         return None
     return mlflow
+
+
+def is_active() -> bool:
+    """Whether this process (rank 0) has an open MLflow run to log to."""
+    return _active_mlflow() is not None
 
 
 def end_run(status: str = "FINISHED") -> None:

@@ -183,8 +183,12 @@ def _log_artifacts(cfg: DictConfig, run: RunLayout, card_path: Path) -> None:
 
     tracking.log_artifacts([run.config, card_path], artifact_path="config")
     tracking.log_artifacts(artifact_files(run.eval_dir, include_eids=tracking.may_log_eids(cfg)), artifact_path="eval")
-    if cfg.tracking.log_model != "none":
+    if cfg.tracking.log_model == "adapter":
         tracking.log_artifacts([run.model_dir])
+    elif cfg.tracking.log_model == "pyfunc" and tracking.is_active():
+        from cadft.pyfunc import log_risk_model
+
+        tracking.set_tags({tracking.MODEL_URI_TAG: log_risk_model(run.root, cfg.tracking.get("register_model"))})
 
 
 def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:

@@ -73,6 +73,13 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
     if local.is_dir():
         return _local_target(local)
     download = Path(tempfile.mkdtemp(prefix=f"cadft-eval-{run_id[:8]}-"))
+    model_uri = run.data.tags.get(tracking.MODEL_URI_TAG)
+    if model_uri:  # log_model=pyfunc: the logged model holds the run's config and model folder
+        from cadft.pyfunc import RUN_ARTIFACT
+
+        model = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(download)))
+        root = model / "artifacts" / RUN_ARTIFACT
+        return Target(root, root / MODEL_DIR, download / EVAL_DIR)
     for artifact in ("config", MODEL_DIR):
         mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=str(download))
     (download / RESOLVED_CONFIG).write_text((download / "config" / RESOLVED_CONFIG).read_text())

@@ -1,0 +1,144 @@
+"""cadft-predict: apply a trained run to new participants: extract in, calibrated 10-year risk out.
+
+    cadft-predict run=RUN_DIR data.path=EXTRACT out=risks.csv [data.format=auto|showcase|tab|rap|parquet]
+                  [task=NAME] [device=auto|cpu|cuda] [batch_size=N]
+
+Reads any supported extract (only the columns of the run's features), builds each record's text exactly as the
+run did (the run's saved config: data.features and the text template, not today's defaults), scores it with the
+run's model and applies the calibrator saved with it (model/calibrator.json). Writes a CSV with eid, risk (the
+recalibrated probability, the number to use), raw_score (the model's output before recalibration); written to a
+temporary file and renamed, so a failure leaves nothing behind. Labels and outcome fields are not needed: these
+are new people. `task=NAME`, when given, must be the run's task (a model for one outcome does not predict another).
+Exit status 2 with one line for bad input: an unreadable run, a run without a calibrator, missing columns.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from omegaconf import DictConfig, OmegaConf
+
+from cadft.cli import exit_on_user_error
+from cadft.errors import CadftError
+from cadft.layout import CALIBRATOR_FILE, CHECKPOINT_INFO, RunLayout
+
+ARGUMENTS = {"run": "a training run dir", "data.path": "the extract to score", "out": "the CSV to write",
+             "data.format": "auto | showcase | tab | rap | parquet", "task": "the run's task name (a check)",
+             "device": "auto | cpu | cuda", "batch_size": "records per scoring batch"}
+REQUIRED = ("run", "data.path", "out")
+
+
+@dataclass
+class TrainedRun:
+    """What applying a run needs, loaded once: its config, model, tokenizer and calibrator."""
+
+    cfg: DictConfig
+    model: object
+    tokenizer: object
+    recalibrator: object
+    device: str
+
+    @classmethod
+    def load(cls, run_dir: Path, device_setting: str = "auto") -> TrainedRun:
+        from transformers import AutoTokenizer
+
+        from cadft.eval.recalibration import Recalibrator
+        from cadft.strategy import load_model
+        from cadft.trainer import resolve_device
+
+        layout = RunLayout(Path(run_dir))
+        if not layout.config.is_file() or not (layout.model_dir / CHECKPOINT_INFO).is_file():
+            raise CadftError(f"run={run_dir}: not a finished cadft training run (expected {layout.config.name} and "
+                             f"{layout.model_dir.name}/{CHECKPOINT_INFO})")
+        if not (layout.model_dir / CALIBRATOR_FILE).is_file():
+            raise CadftError(f"run={run_dir}: {layout.model_dir.name}/{CALIBRATOR_FILE} is missing: the run was saved before "
+                             f"recalibration existed or did not finish; run cadft-eval on it first")
+        cfg = OmegaConf.load(layout.config)
+        if cfg.data.get("format") == "seed_json":
+            raise CadftError(f"run={run_dir}: trained on seed-JSON records, which carry no extract fields to rebuild text from")
+        device = resolve_device(device_setting)
+        model = load_model(layout.model_dir, device=device)
+        return cls(cfg, model, AutoTokenizer.from_pretrained(layout.model_dir), Recalibrator.load(layout.model_dir / CALIBRATOR_FILE), device)
+
+    def records(self, path: Path, fmt: str = "auto") -> pl.DataFrame:
+        """eid and text of every participant of an extract, built as the run built its records."""
+        from cadft.prepare import records_from_extract
+
+        data = OmegaConf.merge(self.cfg.data, {"path": str(path), "format": fmt})
+        return records_from_extract(data, self.cfg.text)
+
+    def predict(self, records: pl.DataFrame, batch_size: int | None = None) -> pl.DataFrame:
+        """eid, risk, raw_score for records with eid and text."""
+        from cadft.eval.score import score_texts
+
+        raw = score_texts(self.model, self.tokenizer, records["text"].to_list(), batch_size=int(batch_size or self.cfg.eval.batch_size),
+                          max_length=int(self.cfg.train.max_length), device=self.device, desc="scoring")
+        return pl.DataFrame({"eid": records["eid"], "risk": self.recalibrator.apply(raw), "raw_score": np.asarray(raw, dtype=np.float64)})
+
+
+def parse_arguments(argv: list[str]) -> dict[str, str]:
+    """KEY=VALUE arguments, checked: unknown keys and missing required ones are one clear error."""
+    import difflib
+
+    values = {}
+    for argument in argv:
+        key, sep, value = argument.partition("=")
+        if not sep:
+            raise CadftError(f"{argument!r}: arguments are KEY=VALUE; keys: {', '.join(ARGUMENTS)}")
+        if key not in ARGUMENTS:
+            close = difflib.get_close_matches(key, ARGUMENTS, n=1)
+            raise CadftError(f"{key}: unknown argument" + (f"; did you mean {close[0]}?" if close else "") + f" (allowed: {', '.join(ARGUMENTS)})")
+        values[key] = value
+    missing = [key for key in REQUIRED if not values.get(key)]
+    if missing:
+        raise CadftError(f"missing {', '.join(f'{key}=' for key in missing)}: {'; '.join(f'{k}: {ARGUMENTS[k]}' for k in missing)}")
+    if values.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise CadftError(f"device={values['device']}; allowed: auto, cpu, cuda")
+    if "batch_size" in values and (not values["batch_size"].isdigit() or int(values["batch_size"]) < 1):
+        raise CadftError(f"batch_size={values['batch_size']}; must be a positive integer")
+    return values
+
+
+def write_csv(frame: pl.DataFrame, out: Path) -> Path:
+    """All or nothing: a temporary file beside `out`, renamed when complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
+    os.close(handle)
+    try:
+        frame.write_csv(temporary)
+        os.replace(temporary, out)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return out
+
+
+@exit_on_user_error("cadft-predict")
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    args = parse_arguments(argv)
+    out = Path(args["out"]).expanduser().resolve()
+    if not Path(args["data.path"]).is_file():
+        raise CadftError(f"data.path={args['data.path']}: no such file")
+    if out.is_dir():
+        raise CadftError(f"out={out} is a folder; give a file name such as risks.csv")
+    trained = TrainedRun.load(Path(args["run"]).expanduser().resolve(), args.get("device", "auto"))
+    if args.get("task") and args["task"] != trained.cfg.task.name:
+        raise CadftError(f"task={args['task']}, but run={args['run']} predicts {trained.cfg.task.name} ({trained.cfg.task.get('description', '')})")
+    records = trained.records(Path(args["data.path"]).resolve(), args.get("data.format", "auto"))
+    risks = trained.predict(records, int(args["batch_size"]) if "batch_size" in args else None)
+    write_csv(risks, out)
+    print(f"cadft-predict: {risks.height} participants scored by {args['run']} ({trained.cfg.task.name}; recalibration "
+          f"{trained.recalibrator.method}); mean risk {risks['risk'].mean():.2%}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""cadft-predict and the MLflow pyfunc model: a trained run applied to an extract reproduces its own test risks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import polars as pl
+import pytest
+
+from cadft.train import run_training
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir):
+    """A tiny run (with its pyfunc model logged) and the extract it was trained on."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR, TINY_TRAINING
+
+    extract, oracle = synthetic_cohort
+    root = tmp_path_factory.mktemp("predict")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.output_dir={root / 'outputs'}", f"paths.cache_dir={cache_dir}", "backbone=tiny",
+                                           f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
+                                           *TINY_TRAINING, "baselines.which=[logistic]"])
+    run_training(cfg, root / "run")
+    return root / "run", extract
+
+
+def predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cadft.predict", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def run_test_risks(run: Path) -> pl.DataFrame:
+    rows = [json.loads(line) for line in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
+    return pl.DataFrame([r for r in rows if r["split"] == "test"]).select("eid", "risk", "raw_score")
+
+
+def test_predict_reproduces_the_runs_test_risks(trained, tmp_path):
+    run, extract = trained
+    done = predict(f"run={run}", f"data.path={extract}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    risks = pl.read_csv(tmp_path / "risks.csv")
+    assert risks.columns == ["eid", "risk", "raw_score"] and risks.height == 3000  # every participant of the extract, labels unused
+    joined = run_test_risks(run).join(risks, on="eid", suffix="_predicted")
+    assert joined.height == run_test_risks(run).height
+    assert (joined["risk"] - joined["risk_predicted"]).abs().max() < 1e-5
+    assert (joined["raw_score"] - joined["raw_score_predicted"]).abs().max() < 1e-5
+    assert "participants scored" in done.stdout
+
+
+def test_the_pyfunc_model_gives_the_same_numbers(trained):
+    run, extract = trained
+    record = json.loads((run / "mlflow_run.json").read_text())
+    mlflow.set_tracking_uri(record["tracking_uri"])
+    model_uri = mlflow.get_run(record["run_id"]).data.tags["cadft.model_uri"]
+    model = mlflow.pyfunc.load_model(model_uri)
+    expected = run_test_risks(run).head(200)
+    rows = pd.read_csv(extract, dtype=str)
+    rows = rows[rows["eid"].astype(int).isin(expected["eid"].to_list())]
+    predicted = pl.from_pandas(model.predict(rows))
+    joined = expected.join(predicted, on="eid", suffix="_pyfunc")
+    assert joined.height == 200 and (joined["risk"] - joined["risk_pyfunc"]).abs().max() < 1e-5
+
+
+def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
+    run, extract = trained
+    out = tmp_path / "risks.csv"
+    no_sbp = tmp_path / "no_sbp.csv"
+    pl.read_csv(extract, infer_schema=False).drop([c for c in pl.read_csv(extract, n_rows=0).columns if c.startswith(("4080-", "93-"))]).write_csv(no_sbp)
+    cases = {
+        "no such run": ([f"run={tmp_path}", f"data.path={extract}", f"out={out}"], "not a finished cadft training run"),
+        "unknown key": ([f"run={run}", f"data.pth={extract}", f"out={out}"], "data.pth: unknown argument; did you mean data.path?"),
+        "missing column": ([f"run={run}", f"data.path={no_sbp}", f"out={out}"], "4080"),
+        "another task": ([f"run={run}", f"data.path={extract}", f"out={out}", "task=broad_chd"], "predicts hard_cad_incident10"),
+        "missing out": ([f"run={run}", f"data.path={extract}"], "missing out="),
+    }
+    for name, (args, message) in cases.items():
+        done = predict(*args, cwd=tmp_path)
+        assert done.returncode == 2, (name, done.stderr[-1500:])
+        assert message in done.stderr and "Traceback" not in done.stderr, (name, done.stderr[-1500:])
+        assert len(done.stderr.strip().splitlines()) == 1, (name, done.stderr)
+        assert not out.exists() and not list(tmp_path.glob(".risks.csv-*")), name
+    (run / "model" / "calibrator.json").rename(tmp_path / "calibrator.json")
+    try:
+        done = predict(f"run={run}", f"data.path={extract}", f"out={out}", cwd=tmp_path)
+        assert done.returncode == 2 and "calibrator.json is missing" in done.stderr
+    finally:
+        (tmp_path / "calibrator.json").rename(run / "model" / "calibrator.json")
