@@ -61,7 +61,7 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-@hydra.main(config_path=CONF_DIR, config_name="baselines", version_base="1.3")
+@hydra.main(config_path=CONF_DIR, config_name="baselines_cli", version_base="1.3")
 @exit_on_user_error("cadft-baselines")
 def main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
