@@ -13,6 +13,7 @@ its metrics.json/predictions.jsonl/plots go to <run dir>/<name>/ and to an MLflo
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -20,7 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from cadft import tracking
-from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
+from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
+from cadft.config import validate
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
@@ -29,6 +31,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
     from cadft.eval.run import artifact_files, oracle_path_for
     from cadft.prepare import prepare
 
+    validate(cfg)
     run_dir = run_dir.resolve()
     absolute_paths(cfg)
     tracking.check_writable(run_dir, "run dir (hydra.run.dir)")
@@ -61,9 +64,15 @@ def summary_lines(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def main() -> None:
+    quote_stage_choices(sys.argv)
+    check_command_line("cadft-baselines", "baselines_cli", sys.argv[1:])
+    _hydra_main()
+
+
 @hydra.main(config_path=CONF_DIR, config_name="baselines_cli", version_base="1.3")
 @exit_on_user_error("cadft-baselines")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     results = run(cfg, run_dir)

@@ -32,15 +32,14 @@ from pathlib import Path
 
 import hydra
 import polars as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cadft import distributed, tracking
-from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
+from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
+from cadft.config import validate
 from cadft.errors import CadftError
-from cadft.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype, quote_stage_choices
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "model"
@@ -68,7 +67,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         classification_metrics,
         resolve_device,
     )
+    from cadft.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype
 
+    validate(cfg)  # also each sweep job's own values (the command line checked only their composition)
     run_dir = run_dir.resolve()
     absolute_paths(cfg)
     tracking.check_writable(run_dir, "run dir (hydra.run.dir)")
@@ -177,6 +178,8 @@ def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
 def _reset_peak_memory(device: str) -> None:
     """Peaks are per process: reset them so a run that shares its process (a sweep's jobs, tests) reports its own."""
     if device.startswith("cuda"):
+        import torch
+
         torch.cuda.reset_peak_memory_stats()
         return
     try:
@@ -187,6 +190,8 @@ def _reset_peak_memory(device: str) -> None:
 
 def _peak_memory_gb(device: str) -> float:
     if device.startswith("cuda"):
+        import torch
+
         return torch.cuda.max_memory_allocated() / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
@@ -213,8 +218,11 @@ def _print_summary(cfg: DictConfig, metrics: dict, usage: dict, run_dir: Path, t
 
 
 def main() -> None:
-    # Before Hydra parses the command line: `zero=2` as a choice, launcher flags, one run dir for all ranks.
+    # Before Hydra parses the command line: `zero=2` as a choice, launcher flags, the config checked (before torch is
+    # imported: a mistake stops in seconds), one run dir for all ranks.
     quote_stage_choices(sys.argv)
+    distributed.accept_local_rank_flag(sys.argv)
+    check_command_line("cadft-train", "config", sys.argv[1:])
     distributed.prepare_launch(sys.argv)
     _hydra_main()
 
