@@ -185,7 +185,7 @@ class Model:  # conf/model/{lora,qlora,full}.yaml
 class Imbalance:  # conf/imbalance/*.yaml
     method: Literal["weighted", "oversample", "none"]
     class_weights: Annotated[
-        Union[Literal["inverse_frequency"], Annotated[list[Positive], Rule(lambda w: len(w) == 2, "of 2")], None],
+        Union[Literal["inverse_frequency"], Annotated[list[Positive], Rule(lambda w: len(w) == 2, "two of them")], None],
         Describe("inverse_frequency, [w_control, w_case] (two numbers > 0) or null")]
     positive_fraction: OpenFraction | None
 

@@ -165,7 +165,7 @@ def describe(hint, plural: bool = False) -> str:
             if isinstance(mark, Range):
                 text += f" {mark.text}"
             elif isinstance(mark, Rule) and mark.text:
-                text += f" {mark.text}" if mark.text.startswith("of ") else f", {mark.text}"
+                text += f", {mark.text}"
         return text
     if _is_union(hint):
         arms = [describe(arm, plural) for arm in args]
