@@ -30,6 +30,7 @@ TRAIN_CASES = [
 ]
 CASES = [
     *[("cadft.train", [*args, f"paths.output_dir={OUT}"], "cadft-train", message) for args, message in TRAIN_CASES],
+    ("cadft.train", ["data.path=no_such_extract.csv", f"paths.output_dir={OUT}"], "cadft-train", "data.path=no_such_extract.csv: no such file"),
     ("cadft.prepare", ["data.format=csv", f"paths.output_dir={OUT}"], "cadft-prepare",
      "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json"),
     ("cadft.prepare", ["task=hard_cad", "task.censor_date=soon", f"paths.output_dir={OUT}"], "cadft-prepare",
