@@ -32,8 +32,6 @@ from cadft.errors import CadftError
 log = logging.getLogger(__name__)
 
 SOURCES = ("gguf_package", "tiny", "hf")
-# Linear layers' in/out sizes must be multiples of this (bitsandbytes' CPU 4-bit kernel needs it).
-TINY_SIZE_MULTIPLE = 32
 TINY_SPECIAL_TOKENS = ("<pad>", "</s>")
 # Bump when the tiny builder changes what it writes, so old cache entries are not reused.
 TINY_BUILDER_VERSION = 1
@@ -175,25 +173,14 @@ def _tiny_identity(backbone_cfg: Mapping) -> dict:
 def _tiny_llama_config(backbone_cfg: Mapping, pad_token_id: int, eos_token_id: int):
     from transformers import LlamaConfig
 
-    hidden, heads, kv_heads = (int(backbone_cfg[k]) for k in ("hidden_size", "num_attention_heads", "num_key_value_heads"))
-    if hidden % heads:
-        raise CadftError(f"backbone.hidden_size={hidden} is not divisible by backbone.num_attention_heads={heads}")
-    linear_sizes = {
-        "hidden_size": hidden,
-        "intermediate_size": int(backbone_cfg["intermediate_size"]),
-        "vocab_size": int(backbone_cfg["vocab_size"]),
-        "num_key_value_heads * head_dim": kv_heads * (hidden // heads),
-    }
-    bad = {key: size for key, size in linear_sizes.items() if size % TINY_SIZE_MULTIPLE}
-    if bad:
-        raise CadftError(f"tiny backbone sizes must be multiples of {TINY_SIZE_MULTIPLE} (bitsandbytes CPU 4-bit): {bad}")
+    # The sizes are checked with the config (cadft.config): multiples of 32 for bitsandbytes' CPU 4-bit kernel.
     return LlamaConfig(
-        hidden_size=hidden,
-        intermediate_size=linear_sizes["intermediate_size"],
+        hidden_size=int(backbone_cfg["hidden_size"]),
+        intermediate_size=int(backbone_cfg["intermediate_size"]),
         num_hidden_layers=int(backbone_cfg["num_hidden_layers"]),
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        vocab_size=linear_sizes["vocab_size"],
+        num_attention_heads=int(backbone_cfg["num_attention_heads"]),
+        num_key_value_heads=int(backbone_cfg["num_key_value_heads"]),
+        vocab_size=int(backbone_cfg["vocab_size"]),
         max_position_embeddings=int(backbone_cfg["max_position_embeddings"]),
         pad_token_id=pad_token_id,
         eos_token_id=eos_token_id,

@@ -15,6 +15,7 @@ kind=baseline (kind=oracle for the synthetic cohort's true risk). cadft-train's 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -22,7 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from cadft import tracking
-from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
+from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
+from cadft.config import validate
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
@@ -33,6 +35,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
     from cadft.prepare import prepare
     from cadft.text import text_feature_names
 
+    validate(cfg)
     run_dir = run_dir.resolve()
     absolute_paths(cfg)
     tracking.check_writable(run_dir, "run dir (hydra.run.dir)")
@@ -60,9 +63,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
     return {name: metrics for name, (metrics, _) in results.items()}
 
 
+def main() -> None:
+    quote_stage_choices(sys.argv)
+    check_command_line("cadft-baselines", "baselines_cli", sys.argv[1:])
+    _hydra_main()
+
+
 @hydra.main(config_path=CONF_DIR, config_name="baselines_cli", version_base="1.3")
 @exit_on_user_error("cadft-baselines")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     results = run(cfg, run_dir)

@@ -16,11 +16,12 @@ the sweep dir and the files are also logged to the parent run (leaderboard/).
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import polars as pl
 
-from cadft.cli import exit_on_user_error
+from cadft.cli import ArgumentParser, exit_on_user_error
 from cadft.errors import CadftError
 from cadft.layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_PLOT
 from cadft.tracking import default_tracking_uri
@@ -36,6 +37,7 @@ SWEEP_KIND = "sweep"  # the `kind` tag of a sweep's parent run (training runs: l
 CSV_FILE, PLOT_FILE, HTML_FILE = LEADERBOARD_CSV, LEADERBOARD_PLOT, LEADERBOARD_HTML
 ARTIFACT_DIR = "leaderboard"
 PAGE = 1000  # runs per search_runs request
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow run ids: uuid4 hex
 
 
 def sweep_runs(client, parent_id: str) -> list:
@@ -208,9 +210,23 @@ def _experiment_ids(client) -> list[str]:
     return [experiment.experiment_id for experiment in client.search_experiments()]
 
 
+def check_arguments(parent_run_id: str | None, uri: str, out: Path | None) -> None:
+    """Before MLflow is asked (it would create an empty store at a mistyped path): the run id's form, the store, --out."""
+    if parent_run_id is not None and not RUN_ID.fullmatch(parent_run_id):
+        raise CadftError(f"PARENT_RUN_ID={parent_run_id}: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)")
+    if uri.startswith(("sqlite:///", "file:")):
+        store = Path(uri.removeprefix("sqlite:///").removeprefix("file://").removeprefix("file:"))
+        if not store.exists():
+            raise CadftError(f"--tracking-uri {uri}: no MLflow store at {store} (cadft-train creates it; pass the store a run logged to)")
+    elif not re.match(r"[a-z][a-z0-9+.-]*://|databricks", uri):
+        raise CadftError(f"--tracking-uri {uri}: not a tracking URI; allowed: sqlite:///FILE, file:DIR, http(s)://HOST:PORT, databricks")
+    if out is not None and out.exists() and not out.is_dir():
+        raise CadftError(f"--out {out}: is a file; give a folder for {CSV_FILE} and {PLOT_FILE}")
+
+
 @exit_on_user_error("cadft-compare")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cadft-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="cadft-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parent_run_id", nargs="?", help="a sweep's parent run id (default: the latest sweep)")
     parser.add_argument("--experiment", help="every training run of this MLflow experiment instead of one sweep")
     parser.add_argument("--tracking-uri", help="MLflow store (default: cadft-train's, sqlite:///<outputs>/mlflow.db)")
@@ -219,10 +235,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.parent_run_id and args.experiment:
         parser.error("give a parent run id or --experiment, not both")
+    uri = args.tracking_uri or default_tracking_uri()
+    check_arguments(args.parent_run_id, uri, args.out)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(args.tracking_uri or default_tracking_uri())
+    client = MlflowClient(uri)
     if args.experiment:
         board, parent_id, title = leaderboard(experiment_runs(client, args.experiment), RUN_COLUMNS), None, f"experiment {args.experiment}"
         out_dir = args.out or Path(f"leaderboard-{args.experiment}")

@@ -40,17 +40,11 @@ class TokenizedSplit(torch.utils.data.Dataset):
         return TokenizedSplit(self.name, self.eids[order], self.labels[order], [self.input_ids[i] for i in order], self.truncated)
 
 
-SUBSAMPLE_METHODS = ("stratified", "all_cases")
-
-
 def subsample(table: pl.DataFrame, limit: int | None, seed: int, method: str = "stratified") -> pl.DataFrame:
     """At most `limit` rows, or the table itself. `stratified` keeps the case fraction; `all_cases` keeps every
     case (up to the limit) and fills with random controls: a case-control sample, more signal per step when
-    compute is short, at the price of calibration (predicted risks come out too high; ranking is unaffected)."""
-    if method not in SUBSAMPLE_METHODS:
-        raise CadftError(f"train.subsample={method!r}; allowed: {', '.join(SUBSAMPLE_METHODS)}")
-    if limit is not None and int(limit) < 1:
-        raise CadftError(f"train.max_train_examples/max_eval_examples={limit}; must be a positive number or null")
+    compute is short, at the price of calibration (predicted risks come out too high; ranking is unaffected).
+    Method and limit are checked with the config (cadft.config)."""
     if limit is None or table.height <= limit:
         return table
     if method == "all_cases":

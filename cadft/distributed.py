@@ -20,8 +20,6 @@ import os
 import re
 from datetime import datetime
 
-import torch
-
 RUN_STAMP_ENV = "CADFT_RUN_STAMP"
 RUN_STAMP_FORMAT = "%Y-%m-%d/%H-%M-%S"  # the same layout as the config's `${now:%Y-%m-%d}/${now:%H-%M-%S}`
 LOCAL_RANK_FLAG = re.compile(r"--local[-_]rank(=(\d+))?$")
@@ -29,6 +27,8 @@ LOCAL_RANK_FLAG = re.compile(r"--local[-_]rank(=(\d+))?$")
 
 def backend() -> str:
     """The collective backend: nccl between GPUs, gloo between CPU processes."""
+    import torch
+
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
@@ -39,9 +39,11 @@ def world_size() -> int:
 def prepare_launch(argv: list[str]) -> None:
     """Edit argv (sys.argv) and the environment in place, before Hydra parses them. For a single process only the
     launcher flag is handled."""
-    _accept_local_rank_flag(argv)
+    accept_local_rank_flag(argv)
     if world_size() == 1:
         return
+    import torch  # only here: a single process checks its command line before torch is imported (cadft.train)
+
     _default_thread_count()
     _init_process_group()
     _agree_on_run_stamp()
@@ -51,7 +53,7 @@ def prepare_launch(argv: list[str]) -> None:
             argv += ["hydra/job_logging=stdout"]  # rank 0 writes train.log
 
 
-def _accept_local_rank_flag(argv: list[str]) -> None:
+def accept_local_rank_flag(argv: list[str]) -> None:
     """`--local_rank=N` / `--local_rank N` (deepspeed launcher, torch.distributed.launch) -> LOCAL_RANK."""
     for i, arg in enumerate(argv[1:], start=1):
         match = LOCAL_RANK_FLAG.match(arg)
@@ -68,10 +70,14 @@ def _default_thread_count() -> None:
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or world_size())
     threads = max(1, len(os.sched_getaffinity(0)) // local_processes)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # for child processes (extension builds, data workers)
+    import torch
+
     torch.set_num_threads(threads)  # this process: OpenMP read the variable when torch was imported
 
 
 def _init_process_group() -> None:
+    import torch
+
     if torch.distributed.is_initialized():
         return
     if torch.cuda.is_available():
@@ -80,6 +86,8 @@ def _init_process_group() -> None:
 
 
 def _agree_on_run_stamp() -> None:
+    import torch
+
     stamp = [os.environ.get(RUN_STAMP_ENV) or datetime.now().strftime(RUN_STAMP_FORMAT)]
     torch.distributed.broadcast_object_list(stamp, src=0)
     os.environ[RUN_STAMP_ENV] = stamp[0]
@@ -94,6 +102,7 @@ def use_gloo_for_deepspeed_without_cuda() -> None:
     trains on the same batches. Answering gloo / MULTI_CPU in exactly that case fixes both; with CUDA (nccl) and
     without DeepSpeed nothing changes. Idempotent.
     """
+    import torch
     from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 

@@ -25,8 +25,6 @@ import polars as pl
 from cadft.ukb.read import Extract
 from cadft.errors import CadftError
 
-OUTCOMES = ("incident", "prevalent")
-UNDATED_POLICIES = ("exclude", "prevalent", "ignore")
 HOSPITAL_SOURCES = {"icd10": (41270, 41280), "icd9": (41271, 41281), "opcs4": (41272, 41282)}
 DEATH_FIELDS = (40000, 40001, 40002)
 LOST_FIELD = 191
@@ -54,16 +52,7 @@ class Definition:
 
     @classmethod
     def from_config(cls, task) -> Definition:
-        if task.outcome not in OUTCOMES:
-            raise TaskConfigError(f"task.outcome={task.outcome!r}; allowed: {', '.join(OUTCOMES)}")
-        if task.undated_events not in UNDATED_POLICIES:
-            raise TaskConfigError(f"task.undated_events={task.undated_events!r}; allowed: {', '.join(UNDATED_POLICIES)}")
-        if task.horizon_years is None or float(task.horizon_years) <= 0:
-            raise TaskConfigError(f"task.horizon_years={task.horizon_years!r}; must be a positive number of years")
-        try:
-            censor = dt.date.fromisoformat(str(task.censor_date))
-        except ValueError:
-            raise TaskConfigError(f"task.censor_date={task.censor_date!r}; expected an ISO date such as 2022-10-31") from None
+        """The task group (its keys' types and choices checked by cadft.config), with its codes normalised."""
         d = task.definition
         codes = {key: tuple(_normalise_code(c) for c in (d.get(key) or ())) for key in HOSPITAL_SOURCES}
         self_report = {int(k): tuple(int(c) for c in (v or ())) for k, v in (d.get("self_report") or {}).items()}
@@ -73,7 +62,7 @@ class Definition:
             name=str(task.name),
             outcome=str(task.outcome),
             horizon_years=float(task.horizon_years),
-            censor_date=censor,
+            censor_date=dt.date.fromisoformat(str(task.censor_date)),
             undated_events=str(task.undated_events),
             deaths_count=bool(task.deaths_count),
             self_report={k: v for k, v in self_report.items() if v},

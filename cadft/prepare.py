@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,7 +29,8 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
+from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
+from cadft.config import validate
 from cadft.errors import CadftError
 from cadft.features import build_features, check_no_leakage, fallback_fields, parse_features, required_fields
 from cadft.phenotype import LOST_FIELD, Definition, label
@@ -211,10 +213,17 @@ def summary_lines(prepared: Prepared) -> list[str]:
     return lines
 
 
+def main() -> None:
+    quote_stage_choices(sys.argv)
+    check_command_line("cadft-prepare", "prepare", sys.argv[1:])
+    _hydra_main()
+
+
 @hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
 @exit_on_user_error("cadft-prepare")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    validate(cfg)
     absolute_paths(cfg)
     prepared = prepare(cfg)
     print("\n".join(summary_lines(prepared)))

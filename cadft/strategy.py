@@ -19,10 +19,8 @@ from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig,
 
 from cadft.errors import CadftError
 
-STRATEGIES = ("lora", "qlora", "full")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_CHOICES = ("auto", *DTYPES)
-QUANT_TYPES = ("nf4", "fp4")
 ALL_LINEAR = "all-linear"
 HEAD = "score"  # the classification head of transformers' *ForSequenceClassification decoders
 NUM_LABELS = 2
@@ -40,8 +38,7 @@ def build_model(
     trust_remote_code: bool = False,
 ) -> torch.nn.Module:
     """A trainable classifier: adapters + score head (lora, qlora) or every weight (full)."""
-    cfg = _to_dict(model_cfg)
-    validate_model_cfg(cfg, device)
+    cfg = _to_dict(model_cfg)  # checked with the config (cadft.config); bitsandbytes' backend in _load_base
     info = {
         "strategy": cfg["name"],
         "base_model": backbone_path,
@@ -124,27 +121,6 @@ def trainable_parameter_summary(model: torch.nn.Module) -> dict:
         total += count
         trainable += count if param.requires_grad else 0
     return {"trainable": trainable, "total": total, "trainable_fraction": trainable / total if total else 0.0}
-
-
-def validate_model_cfg(cfg: Mapping, device: str = "cpu") -> None:
-    """Raise a ValueError naming the key and the allowed values for anything build_model cannot honour."""
-    _check_choice("model.name", cfg["name"], STRATEGIES)
-    _check_choice("model.dtype", cfg["dtype"], DTYPE_CHOICES)
-    quantized, adapters = cfg["name"] == "qlora", cfg["name"] != "full"
-    if (cfg["quantization"] is not None) != quantized:
-        raise CadftError(f"model.quantization must be {'set' if quantized else 'null'} for model.name={cfg['name']}")
-    if (cfg["lora"] is not None) != adapters:
-        raise CadftError(f"model.lora must be {'set' if adapters else 'null'} for model.name={cfg['name']}")
-    if quantized:
-        quant = cfg["quantization"]
-        _check_choice("model.quantization.quant_type", quant["quant_type"], QUANT_TYPES)
-        _check_choice("model.quantization.compute_dtype", quant["compute_dtype"], DTYPE_CHOICES)
-        _check_choice("model.quantization.quant_storage", quant["quant_storage"], DTYPE_CHOICES)
-        _require_bitsandbytes(device)
-    if adapters:
-        targets = cfg["lora"]["target_modules"]
-        if not (targets == ALL_LINEAR or isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)):
-            raise CadftError(f"model.lora.target_modules={targets!r} must be {ALL_LINEAR!r} or a list of module names")
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:

@@ -14,7 +14,6 @@ import polars as pl
 from cadft.features import SPECIAL_LABELS, Feature
 from cadft.errors import CadftError
 
-POLICIES = ("drop", "state")
 _VALUE = "\x00"
 
 
@@ -23,12 +22,7 @@ class TextConfigError(CadftError):
 
 
 def render_texts(table: pl.DataFrame, features: list[Feature], text_cfg) -> pl.Series:
-    """One record per row of `table` (which has a column per feature)."""
-    for key in ("missing", "special"):
-        if text_cfg[key] not in POLICIES:
-            raise TextConfigError(f"text.{key}={text_cfg[key]!r}; allowed: {', '.join(POLICIES)}")
-    if "{value}" not in text_cfg.item:
-        raise TextConfigError(f"text.item={text_cfg.item!r} must contain {{value}}")
+    """One record per row of `table` (which has a column per feature); text_cfg is checked (cadft.config)."""
     items = [_item(feature, text_cfg) for feature in select_features(features, text_cfg.get("features"))]
     body = pl.concat_str(items, separator=text_cfg.separator, ignore_nulls=True)
     record = pl.concat_str([pl.lit(text_cfg.prefix or ""), body]) if text_cfg.prefix else body
@@ -51,11 +45,18 @@ def text_feature_names(all_features: list[str], names) -> list[str]:
     return list(all_features) if names is None else [n for n in names if n in all_features]
 
 
-def _item(feature: Feature, text_cfg) -> pl.Expr:
+def check_item(item: str) -> None:
+    """text.item: one {value} and only the placeholders {title}, {Title}, {value}."""
     try:
-        filled = text_cfg.item.format(title=_sentence_case(feature.title), Title=feature.title, value=_VALUE)
-    except (KeyError, IndexError) as err:
-        raise TextConfigError(f"text.item={text_cfg.item!r}: unknown placeholder {err}; use {{title}}, {{Title}}, {{value}}") from None
+        filled = item.format(title="", Title="", value=_VALUE)
+    except (KeyError, IndexError, ValueError) as err:
+        raise TextConfigError(f"text.item={item!r}: unknown placeholder {err}; use {{title}}, {{Title}}, {{value}}") from None
+    if filled.count(_VALUE) != 1:
+        raise TextConfigError(f"text.item={item!r} must contain {{value}} once")
+
+
+def _item(feature: Feature, text_cfg) -> pl.Expr:
+    filled = text_cfg.item.format(title=_sentence_case(feature.title), Title=feature.title, value=_VALUE)
     before, after = filled.split(_VALUE)
     value = _value_text(feature)
     if text_cfg.special == "drop" and not feature.numeric:

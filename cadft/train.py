@@ -33,17 +33,15 @@ from pathlib import Path
 
 import hydra
 import polars as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cadft import distributed, tracking
-from cadft.eval.recalibration import Recalibrator, TrainingSample
+from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
+from cadft.config import validate
 from cadft.layout import CALIBRATOR_FILE, REPORT_FILE, TRAINING_SAMPLE_FILE, RunLayout
-from cadft.cli import CONF_DIR, absolute_paths, exit_on_user_error
 from cadft.errors import CadftError
-from cadft.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype, quote_stage_choices
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +64,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         classification_metrics,
         resolve_device,
     )
+    from cadft.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype
 
+    validate(cfg)  # also each sweep job's own values (the command line checked only their composition)
     run_dir = run_dir.resolve()
     run = RunLayout(run_dir)
     absolute_paths(cfg)
@@ -161,6 +161,8 @@ def _evaluate_only_when_it_chooses(args, n_train: int) -> None:
 
 def training_sample(table: pl.DataFrame, train_rows: pl.DataFrame, applied) -> TrainingSample:
     """What the model was trained on relative to the whole training split (eval.recalibration=prior_shift's input)."""
+    from cadft.eval.recalibration import TrainingSample
+
     population = table.filter(pl.col("split") == "train")
     fraction = applied.positive_fraction if applied.positive_fraction is not None else float(train_rows["label"].mean())
     return TrainingSample(int(population["label"].sum()), population.height, float(fraction), tuple(applied.class_weights))
@@ -170,6 +172,7 @@ def _evaluate(cfg: DictConfig, model, tokenizer, table: pl.DataFrame, run: RunLa
               sample: TrainingSample, card: dict) -> tuple[dict, dict]:
     """Score, recalibrate on validation and save the calibrator beside the model, compare with the baselines."""
     from cadft.eval.metrics import flatten_metrics
+    from cadft.eval.recalibration import Recalibrator
     from cadft.eval.run import evaluate_model
 
     metrics, baselines = evaluate_model(model, tokenizer, table, cfg, run.eval_dir, device=device, train_rows=train_rows, sample=sample, card=card)
@@ -207,6 +210,8 @@ def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
 def _reset_peak_memory(device: str) -> None:
     """Peaks are per process: reset them so a run that shares its process (a sweep's jobs, tests) reports its own."""
     if device.startswith("cuda"):
+        import torch
+
         torch.cuda.reset_peak_memory_stats()
         return
     try:
@@ -217,6 +222,8 @@ def _reset_peak_memory(device: str) -> None:
 
 def _peak_memory_gb(device: str) -> float:
     if device.startswith("cuda"):
+        import torch
+
         return torch.cuda.max_memory_allocated() / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
@@ -232,8 +239,11 @@ def _print_summary(cfg: DictConfig, metrics: dict, baselines: dict, usage: dict,
 
 
 def main() -> None:
-    # Before Hydra parses the command line: `zero=2` as a choice, launcher flags, one run dir for all ranks.
+    # Before Hydra parses the command line: `zero=2` as a choice, launcher flags, the config checked (before torch is
+    # imported: a mistake stops in seconds), one run dir for all ranks.
     quote_stage_choices(sys.argv)
+    distributed.accept_local_rank_flag(sys.argv)
+    check_command_line("cadft-train", "config", sys.argv[1:])
     distributed.prepare_launch(sys.argv)
     _hydra_main()
 

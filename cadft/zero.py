@@ -6,10 +6,11 @@ scheduler stay the Trainer's (model.optim, train.lr_scheduler), except that offl
 own CPU AdamW (DeepSpeed refuses other optimizers there), given the Trainer's learning rate, betas, eps and weight
 decay. Stage 3 gathers the partitioned weights when the model is saved, so the saved adapter or model is complete.
 
-Combinations that cannot work raise CadftError from `deepspeed_config`, before data or model are loaded:
-offload_param with stage 2; stage 3 without gathering weights on save; qlora + stage 3 with quant_storage other than
-the compute dtype; 16-bit weights outside DeepSpeed's bf16 mode (fp16 anywhere, bf16 without CUDA); offloading the
-optimizer with a non-AdamW model.optim; train.device=cpu while GPUs are visible.
+Combinations that cannot work are refused before data or model are loaded: by the config check (cadft.config, on the
+command line) offload_param with stage 2, stage 3 without gathering weights on save and offloading the optimizer with a
+non-AdamW model.optim; by `deepspeed_config`, which knows the device, qlora + stage 3 with quant_storage other than the
+compute dtype, 16-bit weights outside DeepSpeed's bf16 mode (fp16 anywhere, bf16 without CUDA) and train.device=cpu
+while GPUs are visible.
 
 Checked on CPU (2 processes over gloo, tiny backbone): lora, full and qlora under ZeRO-2 and ZeRO-3, with torchrun,
 the deepspeed launcher and a single process, and ZeRO-3 with optimizer and weights offloaded. docs/scale_out.md has
@@ -30,21 +31,9 @@ from cadft.distributed import use_gloo_for_deepspeed_without_cuda
 from cadft.errors import CadftError
 from cadft.strategy import load_model, resolve_dtype
 
-STAGES = (None, 2, 3)
-GROUP_OVERRIDE = "zero="
-OFFLOAD_DEVICES = ("none", "cpu")
 AUTO = "auto"
 ZERO_KEYS = ("overlap_comm", "contiguous_gradients", "reduce_bucket_size")
 STAGE3_KEYS = ("stage3_prefetch_bucket_size", "stage3_param_persistence_threshold", "stage3_gather_16bit_weights_on_model_save")
-
-
-def quote_stage_choices(argv: list[str]) -> None:
-    """`zero=2` -> `zero='2'` in argv, in place: Hydra reads a bare 2 as an integer and refuses it as a config-group
-    choice ("Config group override must be a string or a list. Got int"). Also for sweeps: `zero=none,2,3`."""
-    for i, arg in enumerate(argv):
-        if arg.startswith(GROUP_OVERRIDE):
-            choices = arg.removeprefix(GROUP_OVERRIDE).split(",")
-            argv[i] = GROUP_OVERRIDE + ",".join(f"'{c}'" if c.isdigit() else c for c in choices)
 
 
 def deepspeed_config(cfg: DictConfig, device: str) -> dict | None:
@@ -74,20 +63,9 @@ def deepspeed_config(cfg: DictConfig, device: str) -> dict | None:
 
 
 def validate(zero: Mapping, model_cfg: Mapping, device: str) -> None:
+    """What the config alone cannot tell (its keys and their combinations are checked by cadft.config): the GPUs this
+    process sees and the dtypes on this device."""
     stage = zero["stage"]
-    if stage not in STAGES:
-        raise CadftError(f"zero.stage={stage!r} is not one of: null, 2, 3")
-    for key in ("offload_optimizer", "offload_param"):
-        if zero.get(key, "none") not in OFFLOAD_DEVICES:
-            raise CadftError(f"zero.{key}={zero[key]!r} is not one of: {', '.join(OFFLOAD_DEVICES)}")
-    if stage == 2 and zero.get("offload_param", "none") != "none":
-        raise CadftError("zero.offload_param is ZeRO-3 only (stage 2 keeps every weight on each process): use zero=3")
-    if stage == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is not True:
-        raise CadftError("zero=3 needs zero.stage3_gather_16bit_weights_on_model_save=true: "
-                         "without it the saved model would hold only one process's share of the weights")
-    if zero["offload_optimizer"] == "cpu" and "adamw" not in str(model_cfg["optim"]).lower():
-        raise CadftError(f"zero.offload_optimizer=cpu runs DeepSpeed's CPU AdamW in place of model.optim={model_cfg['optim']}: "
-                         "use an AdamW optimizer (adamw_torch) or zero.offload_optimizer=none")
     if device == "cpu" and torch.cuda.is_available():
         raise CadftError("train.device=cpu with zero: DeepSpeed would still use the visible GPUs; "
                          "hide them (CUDA_VISIBLE_DEVICES=) or use train.device=auto")

@@ -98,7 +98,7 @@ def run_sweep(synthetic_cohort):
 @pytest.fixture(scope="session")
 def tiny_sweep(run_sweep, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """(output dir, finished process) of the strategies template cut to 2 LoRA jobs, the second bound to fail
-    (imbalance.positive_fraction=2 composes but is refused when training starts)."""
+    (imbalance.positive_fraction=2 composes, and the job refuses it when it starts)."""
     out_dir = tmp_path_factory.mktemp("tiny_sweep") / "outputs"
     out_dir.mkdir()
     done = run_sweep(out_dir, "sweep_strategies", "model=lora", "imbalance=oversample", "imbalance.positive_fraction=0.5,2")

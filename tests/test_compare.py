@@ -57,7 +57,8 @@ def test_an_experiment_lists_its_training_runs(tiny_sweep, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["0123456789abcdef"], "0123456789abcdef: no such run"),
+        (["0123456789abcdef0123456789abcdef"], "0123456789abcdef0123456789abcdef: no such run"),
+        (["0123456789abcdef"], "PARENT_RUN_ID=0123456789abcdef: not an MLflow run id"),
         (["--experiment", "no_such_task"], "--experiment no_such_task: no such MLflow experiment (known: "),
     ],
 )
@@ -69,8 +70,10 @@ def test_unknown_runs_and_experiments_are_one_clear_line(tiny_sweep, capsys, arg
 
 
 def test_a_store_without_sweeps(tmp_path, capsys):
+    store = f"sqlite:///{tmp_path / 'empty.db'}"
+    MlflowClient(store).search_experiments()  # creates the store
     with pytest.raises(SystemExit):
-        main(["--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}"])
+        main(["--tracking-uri", store])
     assert "no sweep in sqlite:///" in capsys.readouterr().err
 
 

@@ -33,9 +33,6 @@ def test_oversample_applies_no_weights_unless_configured():
 @pytest.mark.parametrize(
     ("cfg", "labels", "message"),
     [
-        (_cfg(method="smote"), LABELS, "imbalance.method='smote'; allowed: weighted, oversample, none"),
-        (_cfg(method="oversample", positive_fraction=1.5), LABELS, "imbalance.positive_fraction=1.5"),
-        (_cfg(class_weights=[1.0]), LABELS, "imbalance.class_weights=\\[1.0\\]"),
         (_cfg(), np.zeros(10), "0 cases among 10"),
         (_cfg(), np.zeros(0), "training split is empty"),
     ],

@@ -79,15 +79,9 @@ def test_new_phenotype_in_yaml_alone(extract, make_config):
     assert rows[EDGE_CASES["angina_only"][0]["eid"]]["label"] == 0
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("task.outcome=lifetime", "task.outcome='lifetime'; allowed: incident, prevalent"),
-        ("task.undated_events=drop", "task.undated_events='drop'; allowed: exclude, prevalent, ignore"),
-        ("task.censor_date=soon", "task.censor_date='soon'"),
-        ("task.horizon_years=0", "task.horizon_years=0"),
-    ],
-)
-def test_bad_task_config(make_config, override, message):
-    with pytest.raises(TaskConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        Definition.from_config(make_config(override).task)
+def test_a_task_without_codes_is_refused(make_config):
+    """The keys' types and choices are checked with the config (tests/test_config.py); the codes here."""
+    task = make_config().task
+    task.definition = {"icd10": [], "icd9": [], "opcs4": [], "self_report": {6150: []}}
+    with pytest.raises(TaskConfigError, match="task.definition lists no codes"):
+        Definition.from_config(task)

@@ -139,20 +139,6 @@ def test_target_modules_matching_nothing_are_rejected(tiny):
         build("lora", tiny, ["lora.target_modules=[q_proj,query_key_value]"])
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["name=adapter"], r"model\.name='adapter' is not one of: lora, qlora, full"),
-        (["dtype=fp8"], r"model\.dtype='fp8' is not one of: auto, bf16, fp16, fp32"),
-        (["quantization.quant_type=int3"], r"model\.quantization\.quant_type='int3' is not one of: nf4, fp4"),
-        (["name=lora"], r"model\.quantization must be null for model\.name=lora"),
-    ],
-)
-def test_invalid_config_is_rejected_naming_key_and_choices(overrides, message, tiny):
-    with pytest.raises(CadftError, match=message):
-        build("qlora", tiny, overrides)
-
-
 def test_qlora_without_a_bitsandbytes_backend_is_rejected(tiny, monkeypatch):
     import bitsandbytes
 

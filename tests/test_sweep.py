@@ -36,6 +36,11 @@ def test_a_command_line_sweep_without_a_template_gets_its_parent_run(run_sweep, 
     assert "raised" not in done.stdout + done.stderr  # Hydra logs a failing callback and goes on
     assert parent.data.tags["cadft.sweep.swept"] == "seed" and parent.data.tags["cadft.sweep.params"] == "{}"
     assert [run.data.tags["cadft.swept.seed"] for run in children] == ["0", "1"]
+    # The jobs prepare the data once: the second reads the first's table from the cache.
+    assert len([p for p in (out_dir / "prepared").iterdir() if not p.name.startswith(".")]) == 1
+    sweep_dir = next((out_dir / "multiruns").glob("*/*"))
+    logs = [(sweep_dir / str(job) / "train.log").read_text() for job in (0, 1)]
+    assert ["prepared data from cache" in log for log in logs] == [False, True]
 
 
 def test_a_sweep_is_one_parent_run_with_a_child_per_job(tiny_sweep):
@@ -67,12 +72,12 @@ def test_the_sweep_ends_with_a_leaderboard_on_the_parent_run(tiny_sweep):
     assert json.loads((sweep_dir / SWEEP_FILE).read_text())["parent_run_id"] == parent.info.run_id
 
 
-def test_the_jobs_of_a_sweep_prepare_the_data_once(tiny_sweep):
+def test_a_job_with_a_bad_value_fails_before_it_reads_data(tiny_sweep):
+    """The command line of a sweep is checked for each job's composition; each job's values when the job runs."""
     out_dir, _ = tiny_sweep
-    assert len([p for p in (out_dir / "prepared").iterdir() if not p.name.startswith(".")]) == 1
     sweep_dir = next((out_dir / "multiruns").glob("*/*"))
-    logs = [(sweep_dir / str(job) / "train.log").read_text() for job in (0, 1)]
-    assert ["prepared data from cache" in log for log in logs] == [False, True]
+    lines = (sweep_dir / "1" / "train.log").read_text().strip().splitlines()  # the failure alone: no data was read
+    assert len(lines) == 1 and lines[0].endswith("sweep job 1 failed: imbalance.positive_fraction=2: expected a number in (0, 1) or null")
 
 
 def _compose_template(name: str, overrides: list[str]):

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from cadft.features import parse_features
-from cadft.text import TextConfigError, render_texts
+from cadft.text import TextConfigError, check_item, render_texts
 
 SPEC = {
     "age": {"field": 21022},
@@ -48,10 +48,10 @@ def test_prefix(make_config):
     assert first.startswith("Predict CAD. The age at recruitment is 63 years.")
 
 
-@pytest.mark.parametrize(("override", "message"), [("text.missing=hide", "text.missing='hide'"), ("text.item='{name}: {value}'", "unknown placeholder"), ("text.item=nothing", "must contain")])
-def test_bad_text_config(make_config, override, message):
+@pytest.mark.parametrize(("item", "message"), [("{name}: {value}", "unknown placeholder"), ("nothing", "must contain"), ("{value} {value}", "once")])
+def test_bad_item_template(item, message):
     with pytest.raises(TextConfigError, match=message):
-        _render(make_config, override)
+        check_item(item)
 
 
 def test_text_features_subset(make_config):

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from tests.conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER = os.environ.get("CADFT_REQUIRE_BROWSER") == "1"  # .ci/run: a missing browser fails the test
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 ARTIFACTS = REPO / "outputs" / "test-artifacts" / "test_ui"
@@ -64,7 +65,10 @@ def _stop(server: subprocess.Popen) -> None:
 @pytest.mark.slow
 def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium chromium-driver (.ci/run does)")
+        reason = f"{CHROMIUM} is missing: `make test-deps` installs it as root with apt-get (Debian's chromium)"
+        if REQUIRE_BROWSER:
+            pytest.fail(reason + "; CADFT_REQUIRE_BROWSER=1 requires it")
+        pytest.skip(reason)
     from playwright.sync_api import expect, sync_playwright
 
     out_dir = tmp_path / "outputs"

@@ -26,7 +26,8 @@ import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
 from cadft import tracking
-from cadft.cli import exit_on_user_error
+from cadft.cli import ArgumentParser, exit_on_user_error
+from cadft.config import check_overrides, validate
 from cadft.errors import CadftError
 from cadft.layout import (CALIBRATOR_FILE, CHECKPOINT_DIR, CHECKPOINT_INFO, EVAL_DIR, METRICS_FILE, MODEL_DIR, PREDICTIONS_FILE, PREPARED_RECORD,
                           REPORT_FILE, RESOLVED_CONFIG, TRAINING_SAMPLE_FILE)
@@ -89,11 +90,9 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     for candidate in (run_dir / RESOLVED_CONFIG, run_dir / ".hydra" / "config.yaml"):
         if candidate.is_file():
-            cfg = OmegaConf.load(candidate)
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise CadftError(f"overrides must be KEY=VALUE, got {bad}")
-            return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+            cfg = OmegaConf.merge(OmegaConf.load(candidate), OmegaConf.from_dotlist(overrides))
+            validate(cfg)
+            return cfg
     raise CadftError(f"{run_dir}: the run's resolved config (config.yaml) is missing")
 
 
@@ -163,13 +162,14 @@ def evaluate(target: Target, cfg: DictConfig, *, device_setting: str = "auto") -
 
 @exit_on_user_error("cadft-eval")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cadft-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="cadft-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", help="run dir, checkpoint dir, model dir or MLflow run id")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the run's config (eval.*, data.path, ...)")
     parser.add_argument("--out", type=Path, help="output dir (default: eval/ in the run or checkpoint)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--tracking-uri", help="MLflow tracking URI to find a run id in (default: MLFLOW_TRACKING_URI)")
     args = parser.parse_args(argv)
+    check_overrides(args.overrides)  # before the run is looked up: a mistake stops here
     target = resolve_target(args.target, args.tracking_uri)
     if args.out:
         target = Target(target.run_dir, target.model_dir, args.out.resolve())
