@@ -260,7 +260,7 @@ class LightGbm:
     num_leaves: Annotated[list[Annotated[int, Range(low=2)]], NonEmpty]
     learning_rate: Annotated[list[Annotated[float, Range(0, 1, low_open=True)]], NonEmpty]
     max_trees: PositiveInt
-    early_stopping_rounds: PositiveInt
+    early_stopping_rounds: CountInt  # 0: no early stopping
     min_child_samples: PositiveInt
 
 
@@ -277,7 +277,8 @@ class Tracking:  # conf/tracking/mlflow.yaml
     experiment: str
     artifact_location: str | None
     run_name: str | None
-    log_model: Literal["adapter", "none"]
+    log_model: Literal["pyfunc", "adapter", "none"]
+    register_model: str | None
     log_eids: Union[Literal["auto"], bool]
     enabled: bool
 

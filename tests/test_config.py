@@ -160,7 +160,7 @@ def test_the_slurm_launcher_passes():
         (["baselines.lightgbm.learning_rate=[1.5]"], "baselines.lightgbm.learning_rate=[1.5]: expected a list of numbers in (0, 1], not empty"),
         (["baselines.lightgbm.max_trees=0"], "baselines.lightgbm.max_trees=0: expected an integer >= 1"),
         (["tracking.log_eids=maybe"], "tracking.log_eids=maybe: expected auto or true or false"),
-        (["tracking.log_model=full"], "tracking.log_model=full: expected one of adapter, none"),
+        (["tracking.log_model=full"], "tracking.log_model=full: expected one of pyfunc, adapter, none"),
     ],
 )
 def test_a_mistake_is_one_line_naming_the_key_the_value_and_what_is_allowed(overrides, message):

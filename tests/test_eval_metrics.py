@@ -104,7 +104,7 @@ def test_other_bad_input_is_refused():
         evaluate_scores(validation, test, eval_config(), seed=0)
     with pytest.raises(CadftError, match="test split has 0 cases"):
         evaluate_scores(validation, test.with_columns(pl.lit(0).alias("label"), pl.col("eid") + 1000), eval_config(), seed=0)
-    with pytest.raises(CadftError, match="eval.threshold='best'"):
+    with pytest.raises(CadftError, match="eval.threshold=best: expected one of youden, max_f1"):
         evaluate_scores(validation, test, eval_config(threshold="best"), seed=0)
     with pytest.raises(CadftError, match="lack column"):
         evaluate_scores(validation.drop("prob"), test, eval_config(), seed=0)

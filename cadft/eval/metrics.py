@@ -49,8 +49,6 @@ from cadft.eval.recalibration import Recalibrator, TrainingSample, to_logit
 from cadft.eval.subgroups import subgroup_masks
 
 SCHEMA_VERSION = 2
-THRESHOLD_METHODS = ("youden", "max_f1", "sensitivity", "fixed")
-NO_VALIDATION_CASES_POLICIES = ("error", "fixed")
 
 
 @dataclass(frozen=True)
@@ -70,34 +68,16 @@ class EvalSettings:
 
     @classmethod
     def from_config(cls, cfg) -> EvalSettings:
-        missing = [key for key in cls.__dataclass_fields__ if cfg.get(key) is None]
-        if missing:
-            raise CadftError(f"eval config lacks {', '.join(missing)} (see conf/eval/default.yaml)")
-        settings = cls(str(cfg.get("recalibration")), str(cfg.get("threshold")), float(cfg.get("target_sensitivity")),
-                       float(cfg.get("fixed_threshold")), str(cfg.get("on_no_validation_cases")),
-                       tuple(float(t) for t in cfg.get("risk_thresholds")), tuple(float(v) for v in cfg.get("decision_curve")),
-                       int(cfg.get("bootstrap")), float(cfg.get("ci_level")), int(cfg.get("calibration_bins")),
-                       int(cfg.get("min_subgroup_cases")), tuple(float(edge) for edge in cfg.get("age_bands")))
-        requirements = {
-            f"eval.recalibration={settings.recalibration!r}; allowed: {', '.join(recalibration.METHODS)}": settings.recalibration in recalibration.METHODS,
-            f"eval.threshold={settings.threshold!r}; allowed: {', '.join(THRESHOLD_METHODS)}": settings.threshold in THRESHOLD_METHODS,
-            f"eval.on_no_validation_cases={settings.on_no_validation_cases!r}; allowed: {', '.join(NO_VALIDATION_CASES_POLICIES)}":
-                settings.on_no_validation_cases in NO_VALIDATION_CASES_POLICIES,
-            "eval.target_sensitivity must be in (0, 1]": 0 < settings.target_sensitivity <= 1,
-            "eval.fixed_threshold must be in [0, 1]": 0 <= settings.fixed_threshold <= 1,
-            "eval.risk_thresholds must lie in (0, 1)": all(0 < t < 1 for t in settings.risk_thresholds),
-            "eval.decision_curve must be [low, high, step] with 0 < low < high < 1 and step > 0":
-                len(settings.decision_curve) == 3 and 0 < settings.decision_curve[0] < settings.decision_curve[1] < 1 and settings.decision_curve[2] > 0,
-            "eval.bootstrap must be >= 0 (0: no confidence intervals)": settings.bootstrap >= 0,
-            "eval.ci_level must be in (0, 1)": 0 < settings.ci_level < 1,
-            "eval.calibration_bins must be >= 2": settings.calibration_bins >= 2,
-            "eval.min_subgroup_cases must be >= 1": settings.min_subgroup_cases >= 1,
-            "eval.age_bands must be strictly increasing": bool(np.all(np.diff(settings.age_bands) > 0)),
-        }
-        problems = [message for message, met in requirements.items() if not met]
-        if problems:
-            raise CadftError("; ".join(problems))
-        return settings
+        """The eval group, checked against its schema (cadft.config.Eval, the same check as the up-front one), for
+        callers that hand over an eval config alone."""
+        from omegaconf import DictConfig, OmegaConf
+
+        from cadft.config import Eval
+        from cadft.schema import check
+
+        values = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        check(values, Eval, "eval")
+        return cls(**{name: tuple(values[name]) if isinstance(values[name], list) else values[name] for name in cls.__dataclass_fields__})
 
 
 def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, eval_cfg, *, seed: int, model: str = "model",
