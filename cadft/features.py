@@ -10,6 +10,10 @@ Each feature is one of three kinds, so a user adds a feature in YAML alone:
   the above), the special answer's label when that is all they gave, and missing when they gave nothing
   (or `No`, with `absent: "no"`, for fields such as 20002 that are blank when there is nothing to report).
 
+In a number field that cannot be negative (all but `signed` ones in the registry), a negative value is a
+UK Biobank special code, not a measurement: the number becomes missing and the answer's label
+(`Do not know`, `Prefer not to answer`) goes to the column `<name>:special`, which the text templates read.
+
 The outcome's own fields (hospital codes, deaths, and the task's self-report codes) are refused as
 features: a feature that reads them would leak the label.
 """
@@ -30,6 +34,7 @@ SPEC_KEYS = {"kind", "field", "fields", "by_sex", "codes", "absent", "title", "u
 SEX_FIELD = 31
 # Special answers: do not know / prefer not to answer, also the family-history group variants.
 SPECIAL_CODES = {-1: "Do not know", -3: "Prefer not to answer", -11: "Do not know", -13: "Prefer not to answer", -21: "Do not know", -23: "Prefer not to answer"}
+SPECIAL_SUFFIX = ":special"  # numeric feature `x` -> column `x:special`: the special answer given instead of a number
 SPECIAL_LABELS = frozenset(SPECIAL_CODES.values()) | frozenset({"Do not know (group 1)", "Prefer not to answer (group 1)", "Do not know (group 2)", "Prefer not to answer (group 2)"})
 
 
@@ -141,37 +146,56 @@ def check_no_leakage(features: list[Feature], definition: Definition) -> None:
 
 
 def build_features(extract: Extract, features: list[Feature]) -> pl.DataFrame:
-    """eid plus one column per feature: Float64 for numbers, String labels for everything else."""
+    """eid plus one column per feature: Float64 for numbers, String labels for everything else; a numeric
+    feature also gets `<name>:special`, the special answer's label where one was given instead of a number."""
     table = extract.scalars.select("eid")
     for feature in features:
         column = {"field": _field_value, "mean": _mean_value, "flag": _flag_value}[feature.kind](extract, feature)
-        table = table.join(column.rename({"v": feature.name}), on="eid", how="left")
+        names = {"v": feature.name, "special": feature.name + SPECIAL_SUFFIX}
+        table = table.join(column.rename({k: v for k, v in names.items() if k in column.columns}), on="eid", how="left")
     return table
+
+
+def _number_or_special(value: pl.Expr, signed: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(number, special answer label) of a numeric value: a negative value where the field cannot be negative is
+    a special code (-1 Do not know, -3 Prefer not to answer), never a number; one without a label is missing."""
+    special = ~signed & (value < 0)
+    codes = {float(code): label for code, label in SPECIAL_CODES.items()}
+    label = value.replace_strict(codes, default=None, return_dtype=pl.String)
+    return pl.when(special).then(None).otherwise(value), pl.when(special).then(label).otherwise(None)
 
 
 def _field_value(extract: Extract, feature: Feature) -> pl.DataFrame:
     f = get_field(feature.fields[0])
     value = pl.col(f"f{f.id}")
     if f.type in ("continuous", "integer"):
-        return extract.scalars.select("eid", value.alias("v"))
+        number, special = _number_or_special(value, pl.lit(f.signed))
+        return extract.scalars.select("eid", number.alias("v"), special.alias("special"))
     if f.type == "categorical":
-        labels = {code: label for code, label in f.labels.items()}
+        labels = SPECIAL_CODES | f.labels  # a special code the field's coding does not list is still no number
         decoded = value.replace_strict(labels, default=value.cast(pl.String), return_dtype=pl.String)
         return extract.scalars.select("eid", decoded.alias("v"))
     return extract.scalars.select("eid", value.cast(pl.String).alias("v"))
 
 
 def _mean_value(extract: Extract, feature: Feature) -> pl.DataFrame:
-    means = (
+    """The mean of the first field (in `fields` order) with a number; the special answer when none has one."""
+    signed = [f for f in feature.fields if get_field(f).signed]
+    number, special = _number_or_special(pl.col("value"), pl.col("field").is_in(signed))
+    order = pl.col("field").replace_strict({f: i for i, f in enumerate(feature.fields)}, return_dtype=pl.Int32)
+    per_person = (
         extract.entries.filter(pl.col("field").is_in(feature.fields) & pl.col("value").is_not_null())
         .group_by("eid", "field")
-        .agg(pl.col("value").mean())
-        .pivot(on="field", index="eid", values="value")
+        .agg(number.mean().alias("v"), special.drop_nulls().first().alias("special"))
+        .sort(order)
+        .group_by("eid")
+        .agg(pl.col("v").drop_nulls().first(), pl.col("special").drop_nulls().first())
     )
-    present = [str(f) for f in feature.fields if str(f) in means.columns]
-    if not present:
-        return extract.scalars.select("eid", pl.lit(None, pl.Float64).alias("v"))
-    return means.select("eid", pl.coalesce(present).alias("v"))
+    return (
+        extract.scalars.select("eid").join(per_person, on="eid", how="left")
+        .select("eid", "v", pl.when(pl.col("v").is_null()).then(pl.col("special")).alias("special"))
+        .with_columns(pl.col("v").cast(pl.Float64), pl.col("special").cast(pl.String))
+    )
 
 
 def _flag_value(extract: Extract, feature: Feature) -> pl.DataFrame:

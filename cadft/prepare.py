@@ -6,8 +6,10 @@
 The result is cached under `paths.prepared_dir` by a hash of the input file's identity (path, size,
 modification time) and the data, task and text config, so a sweep prepares once. The table has
 `eid, label, split, text` and one column per feature; the data card (JSON) has counts, exclusions,
-prevalence per split, missingness per feature, parse problems and token-length percentiles.
-Output is written to a temporary folder and renamed, so a failure leaves nothing half-written.
+prevalence per split, missingness and special answers per feature, parse problems and token-length percentiles.
+Output is written to a temporary folder and renamed, so a failure leaves nothing half-written; a manifest
+written last holds the size and SHA-256 of both files, and an entry that does not match it (a truncated copy,
+a damaged disk) is logged and built again.
 """
 
 from __future__ import annotations
@@ -32,15 +34,16 @@ from tqdm.auto import tqdm
 from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
 from cadft.config import validate
 from cadft.errors import CadftError
-from cadft.features import build_features, check_no_leakage, fallback_fields, parse_features, required_fields
+from cadft.features import SPECIAL_SUFFIX, build_features, check_no_leakage, fallback_fields, parse_features, required_fields
 from cadft.phenotype import LOST_FIELD, Definition, label
 from cadft.split import SPLITS, assign_splits
 from cadft.text import render_texts
+from cadft.tracking import check_writable
 from cadft.ukb.read import read_extract
 from cadft.ukb.seed_json import read_seed_json
 
 log = logging.getLogger(__name__)
-PREPARE_VERSION = 1  # bump when the prepared table changes for the same input and config
+PREPARE_VERSION = 2  # bump when the prepared table changes for the same input and config (2: NaN and special codes)
 TOKEN_SAMPLE = 20_000  # records tokenized for the data card's length percentiles
 
 
@@ -57,6 +60,10 @@ class Prepared:
     def card_path(self) -> Path:
         return self.directory / "data_card.json"
 
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST
+
     def table(self) -> pl.DataFrame:
         return pl.read_parquet(self.table_path)
 
@@ -64,30 +71,76 @@ class Prepared:
     def card(self) -> dict:
         return json.loads(self.card_path.read_text())
 
+    def damage(self) -> str | None:
+        """Why this cache entry cannot be used, or None when its files match the manifest."""
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+            recorded = {name: manifest["files"][name] for name in (self.table_path.name, self.card_path.name)}
+        except FileNotFoundError:
+            return f"{MANIFEST} is missing"
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"{MANIFEST} is unreadable ({type(err).__name__}: {err})"
+        for name, expected in recorded.items():
+            path = self.directory / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if _digest(path) != expected:
+                return f"{name} does not match its size and SHA-256 in {MANIFEST}"
+        return None
+
+
+MANIFEST = "manifest.json"
+
+
+def _digest(path: Path) -> dict:
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            sha.update(block)
+    return {"bytes": path.stat().st_size, "sha256": sha.hexdigest()}
+
 
 def prepare(cfg: DictConfig) -> Prepared:
     """The prepared table for this config: from the cache, or built now."""
     key = cache_key(cfg)
     root = Path(cfg.paths.prepared_dir).resolve()
     prepared = Prepared(root / f"{_slug(cfg)}-{key[:12]}", key)
-    if prepared.table_path.is_file() and prepared.card_path.is_file():
-        log.info("prepared data from cache: %s", prepared.directory)
-        return prepared
+    if prepared.directory.exists():
+        problem = prepared.damage()
+        if problem is None:
+            log.info("prepared data from cache: %s", prepared.directory)
+            return prepared
+        log.warning("prepared data in %s is damaged (%s): building it again", prepared.directory, problem)
+    check_writable(root, "prepared data folder (paths.prepared_dir)", create=False)  # before the extract is read
     table, card = build(cfg)
     card["cache_key"] = key
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     try:
-        table.write_parquet(staging / "data.parquet")
-        (staging / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
-        try:
-            staging.rename(prepared.directory)
-        except OSError:  # another process (a sweep job, a rank) finished the same key first
-            if not prepared.table_path.is_file():
-                raise
+        table.write_parquet(staging / prepared.table_path.name)
+        (staging / prepared.card_path.name).write_text(json.dumps(card, indent=2) + "\n")
+        files = {name: _digest(staging / name) for name in (prepared.table_path.name, prepared.card_path.name)}
+        (staging / MANIFEST).write_text(json.dumps({"cache_key": key, "files": files}, indent=2) + "\n")
+        _install(staging, prepared)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return prepared
+
+
+def _install(staging: Path, prepared: Prepared) -> None:
+    """Rename the finished staging folder into place; a damaged entry there is moved aside first."""
+    if prepared.directory.exists():
+        aside = Path(tempfile.mkdtemp(prefix=".damaged-", dir=prepared.directory.parent))
+        try:
+            prepared.directory.rename(aside / prepared.directory.name)
+        except FileNotFoundError:  # another process moved it already
+            pass
+        shutil.rmtree(aside, ignore_errors=True)
+    try:
+        staging.rename(prepared.directory)
+    except OSError:  # another process (a sweep job, a rank) finished the same key first
+        if prepared.damage() is not None:
+            raise
 
 
 def cache_key(cfg: DictConfig) -> str:
@@ -143,6 +196,7 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         card = {
             "input": {"format": extract.naming, "rows": extract.n, "absent_optional_fields": extract.absent_optional},
             "exclusions": dict(labels.filter(~pl.col("included")).group_by("exclusion").len().sort("exclusion").iter_rows()),
+            "special_answers": _special_answers(table, features),
             "parse_problems": {"bad_values_set_missing": extract.bad_values, "labels_outside_registry": extract.unmapped_labels},
             "features": [f.name for f in features],
         }
@@ -163,13 +217,23 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
 
 
 def records_from_extract(data_cfg, text_cfg) -> pl.DataFrame:
-    """eid, the features and the text of every participant of an extract, without labels: how cadft-predict builds
-    the records of new people exactly as a run built its own (the run's data.features and text config)."""
+    """eid and text of every participant of an extract, without labels: how cadft-predict builds the records of
+    new people exactly as a run built its own (the run's data.features and text config)."""
     features = parse_features(data_cfg.features)
     extract = read_extract(data_cfg.path, required_fields(features), optional_ids=tuple(fallback_fields(features)), fmt=data_cfg.format,
                            max_bad_fraction=float(data_cfg.max_bad_fraction), encoding=data_cfg.encoding)
     table = build_features(extract, features)
-    return table.with_columns(render_texts(table, features, text_cfg)).sort("eid")
+    return table.select("eid", render_texts(table, features, text_cfg)).sort("eid")
+
+
+def _special_answers(table: pl.DataFrame, features: list) -> dict:
+    """Per numeric feature, how often each special answer (Do not know, ...) was given instead of a number."""
+    counts = {}
+    for feature in features:
+        column = feature.name + SPECIAL_SUFFIX
+        if column in table.columns and table[column].null_count() < table.height:
+            counts[feature.name] = dict(table[column].drop_nulls().value_counts(sort=True).iter_rows())
+    return counts
 
 
 def _describe(table: pl.DataFrame, feature_names: list[str], cfg: DictConfig) -> dict:

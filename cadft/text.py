@@ -3,7 +3,9 @@
 `text` writes one sentence per feature ("The age at recruitment is 63 years."), as TabLLM found a plain
 template at least as good as lists or LLM rewrites; `list` writes "- Age at recruitment: 63 years" lines.
 Values are decoded labels with their units; missing values and special answers ("Prefer not to answer",
-"Do not know") are dropped or stated, by option. Texts are built column-wise with polars, so a full
+"Do not know") are dropped or stated, by option (`text.missing`, `text.special`), for numeric features too:
+a numeric feature's special answer comes from its `<name>:special` column (cadft/features.py), and a NaN is
+missing, so neither is ever written as a number. Texts are built column-wise with polars, so a full
 cohort (502k records) takes seconds.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from cadft.features import SPECIAL_LABELS, Feature
+from cadft.features import SPECIAL_LABELS, SPECIAL_SUFFIX, Feature
 from cadft.errors import CadftError
 
 _VALUE = "\x00"
@@ -23,7 +25,7 @@ class TextConfigError(CadftError):
 
 def render_texts(table: pl.DataFrame, features: list[Feature], text_cfg) -> pl.Series:
     """One record per row of `table` (which has a column per feature); text_cfg is checked (cadft.config)."""
-    items = [_item(feature, text_cfg) for feature in select_features(features, text_cfg.get("features"))]
+    items = [_item(feature, text_cfg, table.columns) for feature in select_features(features, text_cfg.get("features"))]
     body = pl.concat_str(items, separator=text_cfg.separator, ignore_nulls=True)
     record = pl.concat_str([pl.lit(text_cfg.prefix or ""), body]) if text_cfg.prefix else body
     return table.select(record.alias("text")).to_series()
@@ -55,23 +57,31 @@ def check_item(item: str) -> None:
         raise TextConfigError(f"text.item={item!r} must contain {{value}} once")
 
 
-def _item(feature: Feature, text_cfg) -> pl.Expr:
+def _item(feature: Feature, text_cfg, columns: list[str]) -> pl.Expr:
     filled = text_cfg.item.format(title=_sentence_case(feature.title), Title=feature.title, value=_VALUE)
     before, after = filled.split(_VALUE)
-    value = _value_text(feature)
-    if text_cfg.special == "drop" and not feature.numeric:
-        value = pl.when(value.is_in(list(SPECIAL_LABELS))).then(None).otherwise(value)
+    value, special = _value_text(feature, columns)
+    if text_cfg.special == "drop":
+        value = pl.when(special).then(None).otherwise(value)
     if text_cfg.missing == "state":
         value = value.fill_null(pl.lit(text_cfg.missing_text))
     return pl.concat_str([pl.lit(before), value, pl.lit(after)])
 
 
-def _value_text(feature: Feature) -> pl.Expr:
+def _value_text(feature: Feature, columns: list[str]) -> tuple[pl.Expr, pl.Expr]:
+    """(the value as written, whether it is a special answer)."""
     column = pl.col(feature.name)
     if not feature.numeric:
-        return column
-    number = column.round(0).cast(pl.Int64).cast(pl.String) if feature.decimals == 0 else column.round(feature.decimals).cast(pl.String)
-    return pl.concat_str([number, pl.lit(f" {feature.units}")]) if feature.units else number
+        return column, column.is_in(list(SPECIAL_LABELS))
+    number = column.cast(pl.Float64).fill_nan(None)
+    text = number.round(0).cast(pl.Int64).cast(pl.String) if feature.decimals == 0 else number.round(feature.decimals).cast(pl.String)
+    if feature.units:
+        text = pl.concat_str([text, pl.lit(f" {feature.units}")])
+    special_column = feature.name + SPECIAL_SUFFIX
+    if special_column not in columns:
+        return text, pl.lit(False)
+    special = number.is_null() & pl.col(special_column).is_not_null()
+    return pl.when(special).then(pl.col(special_column)).otherwise(text), special
 
 
 def _sentence_case(title: str) -> str:

@@ -9,6 +9,7 @@ per-participant predictions go up as an artifact only to a local store unless `t
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -70,10 +71,17 @@ def preflight(cfg: DictConfig) -> None:
         check_writable(folder, "tracking store (paths.output_dir)")
 
 
-def check_writable(folder: Path, what: str) -> None:
+def check_writable(folder: Path, what: str, *, create: bool = True) -> None:
+    """Fail with one clear line when `folder` cannot be written. create=False leaves no trace: it probes the
+    nearest folder that exists (a path below a regular file fails there, even for root)."""
+    folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        target = folder if create else next(p for p in (folder, *folder.parents) if p.exists())
+        if not target.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target))
+        probe = target / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as err:

@@ -78,3 +78,29 @@ def test_leakage_guard(make_config):
 def test_bad_feature_config(spec, message):
     with pytest.raises(Exception, match=re.escape(message)):
         parse_features(spec)
+
+
+def test_special_codes_are_never_numbers(tmp_path):
+    """-1/-3 in a number field are answers (Do not know, Prefer not to answer); Townsend's negatives are values."""
+    persons = [
+        base_person(1000001) | {20161: -3, 21001: -1, 22189: -3.0, 1558: -1},
+        base_person(1000002) | {20161: 12.5, 4080: [-1, 150], 48: -7},
+        base_person(1000003) | {4080: [-3], 93: [], 30690: "nan"},
+    ]
+    spec = {
+        "pack_years": {"field": 20161}, "bmi": {"field": 21001}, "townsend": {"field": 22189}, "waist": {"field": 48},
+        "alcohol": {"field": 1558}, "sbp": {"kind": "mean", "fields": [4080, 93]}, "cholesterol": {"field": 30690},
+    }
+    features = parse_features(spec)
+    extract = read_extract(write_showcase(tmp_path / "x.csv", persons), required_fields(features), optional_ids=(93,))
+    rows = {row["eid"]: row for row in build_features(extract, features).iter_rows(named=True)}
+    first, second, third = rows[1000001], rows[1000002], rows[1000003]
+    assert (first["pack_years"], first["pack_years:special"]) == (None, "Prefer not to answer")
+    assert (first["bmi"], first["bmi:special"]) == (None, "Do not know")
+    assert (first["townsend"], first["townsend:special"]) == (-3.0, None)  # signed in the registry
+    assert first["alcohol"] == "Do not know"  # -1 is not in the alcohol coding, and still no number
+    assert (second["pack_years"], second["pack_years:special"]) == (12.5, None)
+    assert (second["sbp"], second["sbp:special"]) == (150.0, None)  # the -1 reading is left out of the mean
+    assert (second["waist"], second["waist:special"]) == (None, None)  # a negative code without a label: missing
+    assert (third["sbp"], third["sbp:special"]) == (None, "Prefer not to answer")
+    assert third["cholesterol"] is None and extract.bad_values == {}

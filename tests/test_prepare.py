@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,47 @@ def test_synthetic_cohort_prepares_identically_in_every_layout(make_config, synt
     reference = prepare(make_config(f"data.path={extract}")).table()
     assert prepare(make_config(f"data.path={other}")).table().equals(reference)
     assert 0.02 < reference["label"].mean() < 0.07
+
+
+@pytest.mark.parametrize("damage", ["flip_bytes", "truncate", "drop_manifest"])
+def test_damaged_cache_entry_is_rebuilt(make_config, extract, caplog, damage):
+    cfg = make_config(f"data.path={extract}")
+    first = prepare(cfg)
+    expected = first.table()
+    manifest = json.loads(first.manifest_path.read_text())
+    assert manifest["files"]["data.parquet"]["bytes"] == first.table_path.stat().st_size
+    raw = bytearray(first.table_path.read_bytes())
+    if damage == "flip_bytes":
+        middle = len(raw) // 2
+        raw[middle:middle + 64] = bytes(64)
+        first.table_path.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        first.table_path.write_bytes(bytes(raw[: len(raw) // 3]))
+    else:
+        first.manifest_path.unlink()
+    with caplog.at_level(logging.WARNING, logger="cadft.prepare"):
+        again = prepare(cfg)
+    assert again.directory == first.directory and again.damage() is None
+    assert again.table().equals(expected)
+    assert f"prepared data in {first.directory} is damaged" in caplog.text
+    assert sorted(p.name for p in again.directory.parent.iterdir()) == [first.directory.name]  # no staging or damaged leftovers
+
+
+def test_unwritable_prepared_dir_fails_before_the_extract_is_read(make_config, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")  # a folder below a regular file cannot be created, even by root (chmod would not stop root)
+    bad_extract = tmp_path / "not_an_extract.csv"
+    bad_extract.write_text("id,age\n1,50\n")  # reading it would fail with another message
+    with pytest.raises(CadftError) as err:
+        prepare(make_config(f"data.path={bad_extract}", f"paths.prepared_dir={blocker}/prepared"))
+    assert str(err.value) == f"prepared data folder (paths.prepared_dir) {blocker}/prepared is not writable (Not a directory)"
+
+
+def test_card_counts_special_answers(make_config, tmp_path):
+    cohort = _cohort()
+    cohort[-1][20161] = -3
+    cohort[-2][20161] = -3
+    cohort[-3][21001] = -1
+    prepared = prepare(make_config(f"data.path={write_showcase(tmp_path / 'x.csv', cohort)}"))
+    assert prepared.card["special_answers"] == {"bmi": {"Do not know": 1}, "pack_years": {"Prefer not to answer": 2}}
+    assert not [c for c in prepared.table().columns if c.endswith(":special")]

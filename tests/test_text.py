@@ -59,3 +59,47 @@ def test_text_features_subset(make_config):
     assert first == "The sex is Male. The age at recruitment is 63 years."
     with pytest.raises(TextConfigError, match=r"text.features names \['bmi'\]"):
         _render(make_config, "text.features=[bmi]")
+
+
+NUMBERS = {
+    "pack_years": {"field": 20161, "decimals": 1},
+    "waist": {"field": 48, "decimals": 0},
+    "systolic_bp": {"kind": "mean", "fields": [4080, 93], "title": "Systolic blood pressure", "decimals": 0},
+    "smoking": {"field": 20116},
+}
+# Hand-made records: a NaN and a special answer in each number column, and the special answers' own columns.
+RECORDS = pl.DataFrame(
+    {"pack_years": [float("nan"), None, 21.34], "pack_years:special": [None, "Prefer not to answer", None],
+     "waist": [float("nan"), 92.4, None], "waist:special": [None, None, "Do not know"],
+     "systolic_bp": [None, float("nan"), 150.0],
+     "smoking": ["Previous", "Prefer not to answer", "Current"]}
+)
+
+
+@pytest.mark.parametrize(
+    ("missing", "special", "expected"),
+    [
+        ("drop", "drop", ["The smoking status is Previous.",
+                          "The waist circumference is 92 cm.",
+                          "The pack years of smoking is 21.3 pack-years. The systolic blood pressure is 150 mmHg. The smoking status is Current."]),
+        ("drop", "state", ["The smoking status is Previous.",
+                           "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The smoking status is Prefer not to answer.",
+                           "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
+                           "The smoking status is Current."]),
+        ("state", "drop", ["The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
+                           "The smoking status is Previous.",
+                           "The pack years of smoking is not recorded. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
+                           "The smoking status is not recorded.",
+                           "The pack years of smoking is 21.3 pack-years. The waist circumference is not recorded. The systolic blood pressure is 150 mmHg. "
+                           "The smoking status is Current."]),
+        ("state", "state", ["The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
+                            "The smoking status is Previous.",
+                            "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
+                            "The smoking status is Prefer not to answer.",
+                            "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
+                            "The smoking status is Current."]),
+    ],
+)
+def test_nan_and_special_answers_are_never_numbers(make_config, missing, special, expected):
+    cfg = make_config(f"text.missing={missing}", f"text.special={special}")
+    assert render_texts(RECORDS, parse_features(NUMBERS), cfg.text).to_list() == expected

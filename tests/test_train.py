@@ -115,6 +115,13 @@ def test_unwritable_run_dir(train_config, tmp_path):
         run_training(train_config(), blocker / "run")
 
 
+def test_unwritable_prepared_dir_fails_before_the_extract_is_read(train_config, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(CadftError, match=f"prepared data folder \\(paths.prepared_dir\\) {blocker}/prepared is not writable"):
+        run_training(train_config(f"paths.prepared_dir={blocker}/prepared"), tmp_path / "run")
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cadft.train", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
@@ -142,6 +149,11 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     missing = _cli("backbone=tiny", f"data.path={tmp_path / 'nope.csv'}", f"paths.output_dir={tmp_path}", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1] == f"cadft-train: error: data.path={tmp_path / 'nope.csv'}: no such file"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")  # a folder below a regular file cannot be made, even by root: Hydra's own mkdir would fail
+    unwritable = _cli("backbone=tiny", f"paths.output_dir={blocker}/out", cwd=tmp_path)  # sweeps: tests/test_bad_input_data.py
+    assert unwritable.returncode == 2, unwritable.stderr
+    assert unwritable.stderr.strip().splitlines() == [f"cadft-train: error: paths.output_dir {blocker}/out is not writable (Not a directory)"]
 
 
 def test_cfg_job_shows_the_composed_config(tmp_path):

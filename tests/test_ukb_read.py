@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import tracemalloc
+
 import polars as pl
 import pytest
 
 from cadft.ukb.columns import detect_naming, parse_column
 from cadft.ukb.read import ExtractError, read_extract
+from cadft.ukb.rows import first_ragged_row
 from tests.edge_cases import people
 from tests.extracts import base_person, write_parquet, write_rap, write_showcase
 
@@ -128,3 +133,104 @@ def test_non_utf8(tmp_path):
     assert f"not valid UTF-8 at byte {offset}" in _message(path)
     extract = read_extract(path, FIELDS, optional_ids=(191,), encoding="utf8-lossy", max_bad_fraction=1.0)
     assert extract.bad_values == {"30690-0.0": 1}
+
+
+CUT_LAYOUTS = {
+    "showcase": lambda p: write_showcase(p / "x.csv", people()),
+    "tab": lambda p: write_showcase(p / "x.tab", people(), tab=True),
+    "rap": lambda p: write_rap(p / "x.csv", people(), replace=True),
+}
+
+
+@pytest.mark.parametrize("layout", list(CUT_LAYOUTS))
+def test_file_cut_off_mid_row(tmp_path, layout):
+    path = CUT_LAYOUTS[layout](tmp_path)
+    raw = path.read_bytes()
+    lines = raw.splitlines(keepends=True)
+    path.write_bytes(raw[: len(raw) - len(lines[-1]) // 2])  # an interrupted copy: half of the last row
+    header = len(next(csv.reader(io.StringIO(lines[0].decode()), delimiter="\t" if layout == "tab" else ",")))
+    message = _message(path)
+    assert message.startswith(f"{path}: line {len(lines)}")
+    assert f" fields, expected {header} as in the header" in message or f" of the header's {header} fields" in message
+    assert "the file is cut off mid-row (an interrupted download or copy?)" in message
+
+
+@pytest.mark.parametrize("layout", list(CUT_LAYOUTS))
+def test_row_with_more_or_fewer_fields(tmp_path, layout):
+    path = CUT_LAYOUTS[layout](tmp_path)
+    separator = "\t" if layout == "tab" else ","
+    lines = path.read_text().splitlines()
+    header = len(next(csv.reader(io.StringIO(lines[0]), delimiter=separator)))
+    long = lines.copy()
+    long[3] += f"{separator}5.6"
+    path.write_text("\n".join(long) + "\n")
+    assert _message(path) == (
+        f"{path}: line 4 has {header + 1} fields, expected {header} as in the header; every row needs one value per header "
+        "column (a separator inside an unquoted value?)"
+    )
+    short = lines.copy()
+    short[2] = short[2].rsplit(separator, 2)[0]
+    path.write_text("\n".join(short) + "\n")
+    assert _message(path).startswith(f"{path}: line 3 has {header - 2} fields, expected {header} as in the header; every row")
+
+
+def test_blank_line(tmp_path):
+    path = write_showcase(tmp_path / "x.csv", people()[:3])
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:2], "", *lines[2:]]) + "\n")
+    assert _message(path).startswith(f"{path}: line 3 is blank (1 field, expected ")
+
+
+def test_duplicated_column(tmp_path):
+    path = write_showcase(tmp_path / "x.csv", people()[:3])
+    text = path.read_text()
+    path.write_text(text.replace('"21001-0.0"', '"48-0.0"', 1))
+    header = next(csv.reader(io.StringIO(path.read_text())))
+    positions = [i + 1 for i, name in enumerate(header) if name == "48-0.0"]
+    assert _message(path) == f"{path}: column '48-0.0' appears 2 times in the header (columns {positions}); each column name must be unique"
+    rap = write_rap(tmp_path / "rap.csv", people()[:3])
+    frame = pl.read_csv(rap, infer_schema=False)
+    frame.with_columns(pl.col("p31").alias("participant.p31")).write_csv(rap)
+    assert _message(rap) == f"{rap}: columns 'p31' and 'participant.p31' both hold field 31 (instance None, array None); keep one of them"
+
+
+def test_row_check_follows_csv_quoting(tmp_path):
+    """Quoted separators, quoted newlines (counted as editor lines) and escaped quotes are values, not structure."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(b'eid,a,b\r\n1,"x, y","a ""q"" b"\r\n2,"two\nlines",3\r\n3,"[""I251"",""E119""]",\r\n4,5\r\n')
+    ragged = first_ragged_row(path, ",")
+    assert (ragged.line, ragged.found, ragged.expected, ragged.at_end) == (6, 2, 3, True)
+    path.write_bytes(b'"eid","a","b"\n"1","2","3"\n"2","still open\n')
+    ragged = first_ragged_row(path, ",")
+    assert (ragged.line, ragged.found, ragged.open_quote) == (3, 2, True)
+
+
+def test_row_check_streams(tmp_path):
+    """Memory stays at about one row however long the file (a real extract: 500k rows, tens of GB)."""
+    row = ",".join(f'"{i}.5"' for i in range(1000)) + "\n"
+    path = tmp_path / "wide.csv"
+    with path.open("w") as fh:
+        fh.writelines([row] * 3000)  # 16 MB
+    tracemalloc.start()
+    assert first_ragged_row(path, ",") is None
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200_000, peak
+
+
+def test_nan_is_missing_and_inf_is_unparseable(tmp_path):
+    persons = [base_person(1000000 + i) for i in range(10)]
+    persons[1][30690] = "nan"  # pandas' to_csv of a float column with a missing value
+    persons[2][30690] = "NaN"
+    persons[3][30690] = "inf"
+    persons[4][4080] = ["NaN", 140]
+    extract = read_extract(write_showcase(tmp_path / "x.csv", persons), FIELDS, optional_ids=(191,), max_bad_fraction=0.5)
+    values = extract.scalars.sort("eid")["f30690"].to_list()
+    assert values[1] is None and values[2] is None and values[3] is None and values[0] == 5.6
+    assert extract.bad_values == {"30690-0.0": 1}  # inf only: NaN is how pandas writes missing
+    readings = extract.entries.filter((pl.col("eid") == 1000004) & (pl.col("field") == 4080))
+    assert readings.select("array", "value").rows() == [(1, 140.0)]
+    frame = pl.read_csv(tmp_path / "x.csv", infer_schema=False).with_columns(pl.col("30690-0.0").cast(pl.Float64, strict=False))
+    frame.write_parquet(tmp_path / "x.parquet")  # a float column holding NaN, as pandas writes Parquet
+    parquet = read_extract(tmp_path / "x.parquet", FIELDS, optional_ids=(191,), max_bad_fraction=0.5)
+    assert parquet.scalars.sort("eid")["f30690"].to_list() == values

@@ -13,12 +13,18 @@ as two tables:
 
 RAP multi-select cells (`["I251","E119"]` or `I251|E119`) become entries with their position as the
 slot; REPLACE labels (`Female`, `I25.2 Old myocardial infarction`) are mapped back to codes.
+
+A text file must be whole: every row has the header's field count (cadft/ukb/rows.py, checked alongside the
+parse, since polars would fill a short row with nulls) and no column name repeats. A blank or NaN cell is
+missing; `inf` in a number field is an unparseable value.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +32,7 @@ import polars as pl
 
 from cadft.ukb.columns import ColumnKey, detect_naming, eid_column, parse_column
 from cadft.ukb.registry import Field, get_field
+from cadft.ukb.rows import RaggedRow, first_ragged_row
 from cadft.errors import CadftError
 
 EXTRACT_FORMATS = ("auto", "showcase", "tab", "rap", "parquet")
@@ -80,16 +87,25 @@ def read_extract(
     if path.stat().st_size == 0:
         raise ExtractError(f"{path}: the file is empty; {FORMAT_HELP}")
     is_parquet = fmt == "parquet" or (fmt == "auto" and _looks_like_parquet(path))
-    scan, header = _scan_parquet(path) if is_parquet else _scan_text(path, encoding)
+    scan, header, separator = _scan_parquet(path) if is_parquet else _scan_text(path, encoding)
+    _check_unique_columns(path, header)
     naming = _naming(path, header, fmt)
     eid = eid_column(header, naming)
     wanted = [get_field(f) for f in dict.fromkeys([*field_ids, *optional_ids])]
     sources = _locate(path, header, naming, wanted, set(optional_ids) - set(field_ids))
-    try:
-        scalars, bad, unmapped = _read_scalars(scan, eid, [s for s in sources if not s.field.is_list])
-        entries, bad_e, unmapped_e = _read_entries(scan, eid, [s for s in sources if s.field.is_list])
-    except pl.exceptions.ComputeError as err:
-        raise _decode_error(path, err, encoding) from None
+    # The row check reads the file in this thread while polars (which releases the GIL) parses it in its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rows = None if is_parquet else pool.submit(first_ragged_row, path, separator)
+        try:
+            scalars, bad, unmapped = _read_scalars(scan, eid, [s for s in sources if not s.field.is_list])
+            entries, bad_e, unmapped_e = _read_entries(scan, eid, [s for s in sources if s.field.is_list])
+        except pl.exceptions.ComputeError as err:
+            _check_rows(path, rows)  # a file cut off mid-row is the reason polars failed: say that
+            raise _decode_error(path, err, encoding) from None
+        except ExtractError:
+            _check_rows(path, rows)
+            raise
+        _check_rows(path, rows)
     bad.update(bad_e)
     unmapped.update(unmapped_e)
     if scalars.height == 0:
@@ -105,7 +121,7 @@ def _looks_like_parquet(path: Path) -> bool:
         return fh.read(4) == b"PAR1"
 
 
-def _scan_text(path: Path, encoding: str) -> tuple[pl.LazyFrame, list[str]]:
+def _scan_text(path: Path, encoding: str) -> tuple[pl.LazyFrame, list[str], str]:
     with path.open("rb") as fh:
         first = fh.readline()
     try:
@@ -123,15 +139,44 @@ def _scan_text(path: Path, encoding: str) -> tuple[pl.LazyFrame, list[str]]:
         null_values=["", "NA"],
         encoding="utf8-lossy" if encoding == "utf8-lossy" else "utf8",
     )
-    return scan, header
+    return scan, header, separator
 
 
-def _scan_parquet(path: Path) -> tuple[pl.LazyFrame, list[str]]:
+def _scan_parquet(path: Path) -> tuple[pl.LazyFrame, list[str], None]:
     try:
         scan = pl.scan_parquet(path)
-        return scan, scan.collect_schema().names()
+        return scan, scan.collect_schema().names(), None
     except (pl.exceptions.ComputeError, OSError) as err:
         raise ExtractError(f"{path}: not a readable Parquet file ({err})") from None
+
+
+def _check_unique_columns(path: Path, header: list[str]) -> None:
+    repeated = [name for name, count in Counter(header).items() if count > 1]
+    if repeated:
+        name = repeated[0]
+        positions = [i + 1 for i, column in enumerate(header) if column == name]
+        raise ExtractError(
+            f"{path}: column {name!r} appears {len(positions)} times in the header (columns {positions}"
+            f"{f'; also repeated: {repeated[1:6]}' if len(repeated) > 1 else ''}); each column name must be unique"
+        )
+
+
+def _check_rows(path: Path, rows: Future | None) -> None:
+    """Raise when the row check found a record whose field count differs from the header's."""
+    ragged: RaggedRow | None = rows.result() if rows is not None else None
+    if ragged is None:
+        return
+    where = f"{path}: line {ragged.line}"
+    counts = f"{ragged.found} fields, expected {ragged.expected} as in the header"
+    cut = "the file is cut off mid-row (an interrupted download or copy?); export or copy it again"
+    if ragged.open_quote:
+        raise ExtractError(f"{where}: a quoted value opened here is never closed ({ragged.found} of the header's "
+                           f"{ragged.expected} fields so far): {cut}, or remove the stray quote")
+    if ragged.blank:
+        raise ExtractError(f"{where} is blank (1 field, expected {ragged.expected} as in the header); remove blank lines")
+    if ragged.at_end and ragged.found < ragged.expected:
+        raise ExtractError(f"{where} (the last) has {counts}: {cut}")
+    raise ExtractError(f"{where} has {counts}; every row needs one value per header column (a separator inside an unquoted value?)")
 
 
 def _naming(path: Path, header: list[str], fmt: str) -> str:
@@ -154,9 +199,14 @@ def _naming(path: Path, header: list[str], fmt: str) -> str:
 def _locate(path: Path, header: list[str], naming: str, fields: list[Field], optional: set[int]) -> list[_Source]:
     wanted = {f.id: f for f in fields}
     found: dict[int, list[tuple[str, ColumnKey]]] = {fid: [] for fid in wanted}
+    seen: dict[ColumnKey, str] = {}
     for name in header:
         key = parse_column(name, naming)
         if key is not None and key.field in wanted and key.instance in (None, 0):
+            if key in seen:  # RAP `p31` and `participant.p31`: which one holds the value?
+                raise ExtractError(f"{path}: columns {seen[key]!r} and {name!r} both hold field {key.field} "
+                                   f"(instance {key.instance}, array {key.array}); keep one of them")
+            seen[key] = name
             found[key.field].append((name, key))
     missing = [wanted[fid] for fid, cols in found.items() if not cols and fid not in optional]
     if missing:
@@ -180,7 +230,7 @@ def _read_scalars(scan: pl.LazyFrame, eid: str, sources: list[_Source]):
     raw = scan.select([pl.col(eid).cast(pl.String).alias("eid")] + [pl.col(c).cast(pl.String) for c in columns.values()]).collect(
         engine="streaming"
     )
-    raw = raw.with_columns(pl.col(c).str.strip_chars().replace("", None) for c in raw.columns)
+    raw = raw.with_columns(pl.when(_missing(pl.col(c))).then(None).otherwise(pl.col(c).str.strip_chars()).alias(c) for c in raw.columns)
     eids = raw["eid"].cast(pl.Int64, strict=False)
     if eids.null_count():
         rows = (eids.is_null().arg_true() + 2).head(5).to_list()
@@ -213,7 +263,7 @@ def _read_entries(scan: pl.LazyFrame, eid: str, sources: list[_Source]):
     long = (
         scan.select([pl.col(eid).cast(pl.Int64, strict=False).alias("eid")] + [_as_text(c, schema[c]) for c in cols])
         .unpivot(index="eid", on=cols, variable_name="col", value_name="raw")
-        .filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
+        .filter(~_missing(pl.col("raw")))
         .collect(engine="streaming")
     )
     long = long.join(slots, on="col", how="left")
@@ -226,7 +276,7 @@ def _read_entries(scan: pl.LazyFrame, eid: str, sources: list[_Source]):
         .filter(pl.col("raw").is_not_null())
     )
     columns = ["eid", "col", "field", "array", "raw"]
-    long = pl.concat([single.select(columns), cells.select(columns)]).with_columns(pl.col("raw").str.strip_chars())
+    long = pl.concat([single.select(columns), cells.select(columns)]).filter(~_missing(pl.col("raw"))).with_columns(pl.col("raw").str.strip_chars())
     parts, bad, unmapped = [], {}, {}
     for s in sources:
         part = long.filter(pl.col("field") == s.field.id)
@@ -251,6 +301,11 @@ def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(col).cast(pl.String)
 
 
+def _missing(cell: pl.Expr) -> pl.Expr:
+    """Blank, or NaN (how pandas and numpy write a missing number, and a Parquet float NaN as text): missing."""
+    return cell.is_null() | cell.str.strip_chars().is_in(["", "nan", "NaN", "NAN"])
+
+
 def _split_cell(cell: pl.Expr) -> pl.Expr:
     """A RAP multi-select cell: JSON list (quoted strings or bare numbers) or pipe-joined values."""
     json_items = cell.str.extract_all(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?').list.eval(pl.element().str.strip_chars('"'))
@@ -267,7 +322,8 @@ def _typed_columns(f: Field) -> list[pl.Expr]:
 
 def _parse(value: pl.Expr, f: Field) -> pl.Expr:
     if f.type in _NUMERIC:
-        return value.cast(pl.Float64, strict=False)
+        number = value.cast(pl.Float64, strict=False)
+        return pl.when(number.is_finite()).then(number)  # `inf` is no measurement: unparseable, counted
     if f.type == "date":
         return value.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
     if f.type == "code":

@@ -25,6 +25,7 @@ class Field:
     arrays: int = 1
     multi: bool = False
     paired_with: int | None = None
+    signed: bool = False  # numbers below zero are values (Townsend index), not UK Biobank special codes
     labels: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -61,6 +62,7 @@ def load_registry(path: str | Path = REGISTRY_FILE) -> dict[int, Field]:
             arrays=int(spec.get("arrays", 1)),
             multi=bool(spec.get("multi", False)),
             paired_with=spec.get("paired_with"),
+            signed=bool(spec.get("signed", False)),
             labels=codings.get(coding, {}) if coding else {},
         )
     return registry
