@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +34,12 @@ ARGUMENTS = {"run": "a training run dir", "data.path": "the extract to score", "
 REQUIRED = ("run", "data.path", "out")
 
 
-@dataclass
 class TrainedRun:
-    """What applying a run needs, loaded once: its config, model, tokenizer and calibrator."""
+    """What applying a run needs: its saved config and calibrator (read first, cheaply, so bad input fails before the
+    model loads), then its model and tokenizer."""
 
-    cfg: DictConfig
-    model: object
-    tokenizer: object
-    recalibrator: object
-    device: str
-
-    @classmethod
-    def load(cls, run_dir: Path, device_setting: str = "auto") -> TrainedRun:
-        from transformers import AutoTokenizer
-
+    def __init__(self, run_dir: Path, device_setting: str = "auto"):
         from cadft.eval.recalibration import Recalibrator
-        from cadft.strategy import load_model
-        from cadft.trainer import resolve_device
 
         layout = RunLayout(Path(run_dir))
         if not layout.config.is_file() or not (layout.model_dir / CHECKPOINT_INFO).is_file():
@@ -59,12 +48,21 @@ class TrainedRun:
         if not (layout.model_dir / CALIBRATOR_FILE).is_file():
             raise CadftError(f"run={run_dir}: {layout.model_dir.name}/{CALIBRATOR_FILE} is missing: the run was saved before "
                              f"recalibration existed or did not finish; run cadft-eval on it first")
-        cfg = OmegaConf.load(layout.config)
-        if cfg.data.get("format") == "seed_json":
+        self.cfg: DictConfig = OmegaConf.load(layout.config)
+        if self.cfg.data.get("format") == "seed_json":
             raise CadftError(f"run={run_dir}: trained on seed-JSON records, which carry no extract fields to rebuild text from")
-        device = resolve_device(device_setting)
-        model = load_model(layout.model_dir, device=device)
-        return cls(cfg, model, AutoTokenizer.from_pretrained(layout.model_dir), Recalibrator.load(layout.model_dir / CALIBRATOR_FILE), device)
+        self.recalibrator = Recalibrator.load(layout.model_dir / CALIBRATOR_FILE)
+        self.model_dir, self.device_setting = layout.model_dir, device_setting
+
+    @cached_property
+    def _scorer(self) -> tuple:
+        from transformers import AutoTokenizer
+
+        from cadft.strategy import load_model
+        from cadft.trainer import resolve_device
+
+        device = resolve_device(self.device_setting)
+        return load_model(self.model_dir, device=device), AutoTokenizer.from_pretrained(self.model_dir), device
 
     def records(self, path: Path, fmt: str = "auto") -> pl.DataFrame:
         """eid and text of every participant of an extract, built as the run built its records."""
@@ -77,8 +75,9 @@ class TrainedRun:
         """eid, risk, raw_score for records with eid and text."""
         from cadft.eval.score import score_texts
 
-        raw = score_texts(self.model, self.tokenizer, records["text"].to_list(), batch_size=int(batch_size or self.cfg.eval.batch_size),
-                          max_length=int(self.cfg.train.max_length), device=self.device, desc="scoring")
+        model, tokenizer, device = self._scorer
+        raw = score_texts(model, tokenizer, records["text"].to_list(), batch_size=int(batch_size or self.cfg.eval.batch_size),
+                          max_length=int(self.cfg.train.max_length), device=device, desc="scoring")
         return pl.DataFrame({"eid": records["eid"], "risk": self.recalibrator.apply(raw), "raw_score": np.asarray(raw, dtype=np.float64)})
 
 
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         raise CadftError(f"data.path={args['data.path']}: no such file")
     if out.is_dir():
         raise CadftError(f"out={out} is a folder; give a file name such as risks.csv")
-    trained = TrainedRun.load(Path(args["run"]).expanduser().resolve(), args.get("device", "auto"))
+    trained = TrainedRun(Path(args["run"]).expanduser().resolve(), args.get("device", "auto"))
     if args.get("task") and args["task"] != trained.cfg.task.name:
         raise CadftError(f"task={args['task']}, but run={args['run']} predicts {trained.cfg.task.name} ({trained.cfg.task.get('description', '')})")
     records = trained.records(Path(args["data.path"]).resolve(), args.get("data.format", "auto"))

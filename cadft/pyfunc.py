@@ -28,7 +28,7 @@ class CadftRiskModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from cadft.predict import TrainedRun
 
-        self.trained = TrainedRun.load(Path(context.artifacts[RUN_ARTIFACT]))
+        self.trained = TrainedRun(Path(context.artifacts[RUN_ARTIFACT]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         import polars as pl

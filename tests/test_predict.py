@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
     run, extract = trained
     out = tmp_path / "risks.csv"
     no_sbp = tmp_path / "no_sbp.csv"
-    pl.read_csv(extract, infer_schema=False).drop([c for c in pl.read_csv(extract, n_rows=0).columns if c.startswith(("4080-", "93-"))]).write_csv(no_sbp)
+    pl.read_csv(extract, infer_schema=False).drop([c for c in pl.read_csv(extract, n_rows=0).columns if c.startswith(("4080-", "93-"))]).write_csv(no_sbp, quote_style="always")
     cases = {
         "no such run": ([f"run={tmp_path}", f"data.path={extract}", f"out={out}"], "not a finished cadft training run"),
         "unknown key": ([f"run={run}", f"data.pth={extract}", f"out={out}"], "data.pth: unknown argument; did you mean data.path?"),
