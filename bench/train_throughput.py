@@ -124,7 +124,7 @@ def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dic
     from hydra import compose, initialize_config_dir
 
     from cadft.backbone import load_tokenizer, resolve_backbone
-    from cadft.strategy import build_model
+    from cadft.model import build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"backbone={name}", "model=lora", "model.lora.dropout=0.0"])

@@ -9,7 +9,7 @@ A mistake is a CadftError of one line naming the key, the value and what is allo
 Keys are checked against the type hints below (`Annotated[int, Range(low=1)]`: an integer >= 1; `Literal[...]`: one of
 the choices; a dataclass: a mapping with exactly its keys, those with a default may be absent). Groups whose options
 differ in shape (backbone by source, zero by stage) pick their dataclass by that key (`Variants`). Rules between keys,
-and the domain checks of the phenotype, feature, split and text specs (cadft.phenotype, cadft.features, cadft.split,
+and the domain checks of the phenotype, feature, split and text specs (cadft.task, cadft.features, cadft.split,
 cadft.text), run after the types are right.
 """
 
@@ -401,7 +401,7 @@ def _check_specs(c: dict) -> None:
     from omegaconf import OmegaConf
 
     from cadft.features import check_no_leakage, parse_features
-    from cadft.phenotype import Definition
+    from cadft.task import Definition
     from cadft.split import check_fractions
     from cadft.text import check_item, select_features
 

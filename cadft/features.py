@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from cadft.phenotype import Definition
+from cadft.task import Definition
 from cadft.ukb.read import Extract
 from cadft.ukb.registry import get_field
 from cadft.errors import CadftError

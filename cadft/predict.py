@@ -58,7 +58,7 @@ class TrainedRun:
     def _scorer(self) -> tuple:
         from transformers import AutoTokenizer
 
-        from cadft.strategy import load_model
+        from cadft.model import load_model
         from cadft.trainer import resolve_device
 
         device = resolve_device(self.device_setting)

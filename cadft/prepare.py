@@ -35,7 +35,7 @@ from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user
 from cadft.config import validate
 from cadft.errors import CadftError
 from cadft.features import SPECIAL_SUFFIX, build_features, check_no_leakage, fallback_fields, parse_features, required_fields
-from cadft.phenotype import LOST_FIELD, Definition, label
+from cadft.task import LOST_FIELD, Definition, label
 from cadft.split import SPLITS, assign_splits
 from cadft.text import render_texts
 from cadft.tracking import check_writable

@@ -30,6 +30,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 import polars as pl
@@ -43,6 +44,9 @@ from cadft.config import validate
 from cadft.layout import CALIBRATOR_FILE, REPORT_FILE, TRAINING_SAMPLE_FILE, RunLayout
 from cadft.errors import CadftError
 
+if TYPE_CHECKING:
+    from cadft.eval.recalibration import TrainingSample
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +58,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     from cadft.backbone import load_tokenizer, resolve_backbone
     from cadft.dataset import subsample, tokenize_split, training_records
     from cadft.prepare import prepare
-    from cadft.strategy import build_model, trainable_parameter_summary, write_checkpoint_info
+    from cadft.model import build_model, trainable_parameter_summary, write_checkpoint_info
     from cadft.trainer import (
         CadftTrainer,
         CheckpointInfoCallback,

@@ -24,7 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from cadft import tracking
 from cadft.errors import CadftError
 from cadft.imbalance import GroupedSampler, Imbalance, weighted_cross_entropy
-from cadft.strategy import resolve_dtype, write_checkpoint_info
+from cadft.model import resolve_dtype, write_checkpoint_info
 from cadft.zero import deepspeed_config, ready_process
 
 

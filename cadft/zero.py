@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cadft.distributed import use_gloo_for_deepspeed_without_cuda
 from cadft.errors import CadftError
-from cadft.strategy import load_model, resolve_dtype
+from cadft.model import load_model, resolve_dtype
 
 AUTO = "auto"
 ZERO_KEYS = ("overlap_comm", "contiguous_gradients", "reduce_bucket_size")

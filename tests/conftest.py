@@ -15,12 +15,13 @@ from hydra import compose, initialize_config_dir
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
 TEMPLATES_DIR = REPO / "multirun_templates"
-# Training sized for seconds per run on the tiny backbone (a few steps, small subsamples, few bootstrap draws).
+# Training sized for seconds per run on the tiny backbone (a few steps, small subsamples, few bootstrap draws, one baseline).
 TINY_TRAINING = (
     "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
     "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2", "train.logging_steps=1",
     "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128",
     "eval.bootstrap=50", "eval.plots=false",
+    "baselines.which=[logistic]", "tracking.log_model=adapter",  # the full comparison and the pyfunc model: their own tests
 )
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")

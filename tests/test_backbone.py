@@ -126,7 +126,7 @@ def test_concurrent_processes_build_a_backbone_once(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_from_gguf_trains_and_is_converted_once(cache_dir, monkeypatch):
-    from cadft.strategy import build_model
+    from cadft.model import build_model
 
     cfg = compose_group("backbone/smollm2_135m")
     started = time.perf_counter()

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from cadft.features import FeatureConfigError, build_features, check_no_leakage, parse_features, required_fields
-from cadft.phenotype import Definition
+from cadft.task import Definition
 from cadft.ukb.read import read_extract
 from tests.extracts import base_person, write_showcase
 

@@ -27,7 +27,7 @@ def trained(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"paths.output_dir={root / 'outputs'}", f"paths.cache_dir={cache_dir}", "backbone=tiny",
                                            f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
-                                           *TINY_TRAINING, "baselines.which=[logistic]"])
+                                           *TINY_TRAINING, "tracking.log_model=pyfunc"])
     run_training(cfg, root / "run")
     return root / "run", extract
 

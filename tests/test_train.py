@@ -43,7 +43,8 @@ def test_every_strategy_and_imbalance(train_config, tmp_path, strategy, imbalanc
 
 
 def test_a_case_enriched_weighted_run_reports_calibrated_risks_beside_equal_terms_baselines(train_config, tmp_path):
-    cfg = train_config("train.subsample=all_cases", "imbalance=weighted", "train.max_train_examples=128")
+    cfg = train_config("train.subsample=all_cases", "imbalance=weighted", "train.max_train_examples=128",
+                       "baselines.which=[logistic,lightgbm,logistic_all,lightgbm_all,pce,pce_recalibrated,age]")
     metrics = run_training(cfg, tmp_path / "run")
     test = metrics["test"]
     assert test["raw"]["mean_risk"] > 5 * test["prevalence"]  # enriched sample + class weights: the raw score is no risk

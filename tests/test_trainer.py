@@ -10,7 +10,7 @@ from transformers import DataCollatorWithPadding, TrainerCallback
 from cadft.backbone import load_tokenizer, resolve_backbone
 from cadft.dataset import TokenizedSplit
 from cadft.imbalance import resolve
-from cadft.strategy import build_model
+from cadft.model import build_model
 from cadft.trainer import CadftTrainer, build_training_arguments, classification_metrics
 
 TEXTS = [f"The age at recruitment is {40 + 3 * i} years. The sex is {'Male' if i % 2 else 'Female'}." + " x" * (i % 3) for i in range(8)]

@@ -27,11 +27,11 @@ from cadft.distributed import prepare_launch
 from cadft.errors import CadftError
 from cadft.imbalance import GroupedSampler
 from cadft.imbalance import resolve as resolve_imbalance
-from cadft.strategy import load_model
+from cadft.model import load_model
 from cadft.train import run_training
 from cadft.trainer import build_training_arguments
 from cadft.zero import deepspeed_config, keep_4bit_layout, one_trainable_dtype
-from tests.test_strategy import build, tiny  # noqa: F401 (tiny: a fixture)
+from tests.test_model import build, tiny  # noqa: F401 (tiny: a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

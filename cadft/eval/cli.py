@@ -135,7 +135,7 @@ def evaluate(target: Target, cfg: DictConfig, *, device_setting: str = "auto") -
     from cadft.dataset import training_records
     from cadft.eval.metrics import flatten_metrics
     from cadft.eval.run import artifact_files, evaluate_model
-    from cadft.strategy import load_model
+    from cadft.model import load_model
     from cadft.trainer import resolve_device
 
     device = resolve_device(device_setting)

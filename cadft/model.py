@@ -18,14 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForSequenceClassification, BitsAndBytesConfig, PreTrainedTokenizerBase
 
 from cadft.errors import CadftError
+from cadft.layout import CHECKPOINT_INFO
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_CHOICES = ("auto", *DTYPES)
 ALL_LINEAR = "all-linear"
 HEAD = "score"  # the classification head of transformers' *ForSequenceClassification decoders
 NUM_LABELS = 2
-CHECKPOINT_INFO = "cadft_model.json"
-# Set on a built model; save_model writes it to CHECKPOINT_INFO.
+# Set on a built model; write_checkpoint_info writes it to CHECKPOINT_INFO.
 BUILD_INFO_ATTR = "cadft_build_info"
 
 
@@ -71,30 +71,17 @@ def build_model(
     return model
 
 
-def save_model(model: torch.nn.Module, out_dir: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
-    """Adapters + score head (lora, qlora) or the whole model (full), plus CHECKPOINT_INFO (and the tokenizer if given)."""
-    info = getattr(model, BUILD_INFO_ATTR, None)
-    if info is None:
-        raise CadftError("save_model needs a model made by cadft.strategy.build_model (unwrap Trainer/DeepSpeed wrappers first)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)  # PeftModel: adapter weights + modules_to_save only
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
-    write_checkpoint_info(model, out)
-
-
 def write_checkpoint_info(model: torch.nn.Module, out_dir: str | Path) -> None:
     """CHECKPOINT_INFO beside weights saved elsewhere (the Trainer's own checkpoints), so load_model can read them."""
     info = getattr(model, BUILD_INFO_ATTR, None)
     if info is None:
-        raise CadftError("the model was not made by cadft.strategy.build_model: nothing says how to rebuild it")
+        raise CadftError("the model was not made by cadft.model.build_model: nothing says how to rebuild it")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / CHECKPOINT_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
 
 def load_model(checkpoint_dir: str | Path, *, device: str = "cpu", dtype: str | None = None) -> torch.nn.Module:
-    """The model save_model wrote, frozen and in eval mode. `dtype` (auto | bf16 | fp16 | fp32) overrides the trained one."""
+    """A saved model (weights + CHECKPOINT_INFO, as cadft-train saves it), frozen and in eval mode. `dtype` (auto | bf16 | fp16 | fp32) overrides the trained one."""
     checkpoint = Path(checkpoint_dir)
     info_file = checkpoint / CHECKPOINT_INFO
     if not info_file.is_file():

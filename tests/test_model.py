@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from cadft.backbone import load_tokenizer, resolve_backbone
-from cadft.strategy import build_model, load_model, save_model, trainable_parameter_summary
+from cadft.model import build_model, load_model, trainable_parameter_summary, write_checkpoint_info
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 STRATEGIES = ("lora", "qlora", "full")
@@ -82,7 +82,7 @@ def test_reload_reproduces_trained_logits(strategy, tiny, tmp_path):
         assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # adapters left their zero init
     before = batched_logits(model, tiny[1])
 
-    save_model(model, tmp_path / "ckpt", tokenizer=tiny[1])
+    save(model, tmp_path / "ckpt", tokenizer=tiny[1])
     reloaded = load_model(tmp_path / "ckpt")
     torch.testing.assert_close(batched_logits(reloaded, tiny[1]), before, rtol=0, atol=1e-6)
     assert not any(p.requires_grad for p in reloaded.parameters())
@@ -103,7 +103,7 @@ def test_score_head_is_trained_and_saved_with_the_adapter(strategy, tiny, tmp_pa
     assert score_weight(model).requires_grad
     assert not any(p.requires_grad for name, p in model.named_parameters() if "lora_" not in name and "score" not in name)
     train_steps(model, tiny[1])
-    save_model(model, tmp_path)
+    save(model, tmp_path)
     saved = load_file(tmp_path / "adapter_model.safetensors")
     saved_score = [name for name in saved if "score" in name]
     assert saved_score and torch.equal(saved[saved_score[0]], score_weight(model).detach())
@@ -150,3 +150,11 @@ def test_qlora_without_a_bitsandbytes_backend_is_rejected(tiny, monkeypatch):
 def test_load_model_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(CadftError, match="cadft_model.json"):
         load_model(tmp_path)
+
+
+def save(model, folder, tokenizer=None) -> None:
+    """As cadft-train saves a model: the Trainer's save_pretrained, the tokenizer, then cadft_model.json."""
+    model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    write_checkpoint_info(model, folder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cadft.phenotype import Definition, TaskConfigError, label
+from cadft.task import Definition, TaskConfigError, label
 from cadft.ukb.read import read_extract
 from tests.edge_cases import EDGE_CASES, people
 from tests.extracts import write_showcase
