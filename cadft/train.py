@@ -61,7 +61,6 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     from cadft.strategy import build_model, trainable_parameter_summary, write_checkpoint_info
     from cadft.trainer import (
         CadftTrainer,
-        CheckpointInfoCallback,
         MlflowMetricsCallback,
         build_training_arguments,
         callbacks_from_env,
@@ -113,7 +112,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set.sorted_by_length(),
             data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
             compute_metrics=classification_metrics, imbalance=applied, sampler_seed=int(cfg.seed),
-            callbacks=[MlflowMetricsCallback(), CheckpointInfoCallback(), *callbacks_from_env()],
+            callbacks=[MlflowMetricsCallback(), *callbacks_from_env()],
         )
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
@@ -164,14 +163,11 @@ def _log_artifacts(cfg: DictConfig, run_dir: Path, card_path: Path) -> None:
 def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
     if not cfg.train.resume:
         return None
-    from transformers.trainer_utils import get_last_checkpoint
+    from cadft.checkpoints import last_complete
 
-    folder = run_dir / CHECKPOINT_DIR
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is None:
-        raise CadftError(f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR")
+    last = last_complete(run_dir / CHECKPOINT_DIR)  # skips incomplete ones, with a warning naming each
     log.info("resuming from %s", last)
-    return last
+    return str(last)
 
 
 def _reset_peak_memory(device: str) -> None:
