@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -130,8 +131,11 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             _print_summary(cfg, metrics, usage, run_dir, train_set.truncated + val_set.truncated)
         status = "FINISHED"
         return metrics
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (main() turns it into this)
+        status = "KILLED"
+        raise
     finally:
-        tracking.end_run(status)
+        tracking.end_run(status)  # never left RUNNING: FINISHED, FAILED on an exception, KILLED when stopped
 
 
 def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
@@ -212,7 +216,12 @@ def main() -> None:
     # Before Hydra parses the command line: `zero=2` as a choice, launcher flags, one run dir for all ranks.
     quote_stage_choices(sys.argv)
     distributed.prepare_launch(sys.argv)
+    signal.signal(signal.SIGTERM, _stop)  # kill, torchrun, sbatch: the run ends KILLED as after Ctrl-C, not RUNNING
     _hydra_main()
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")

@@ -8,6 +8,8 @@ Gradients are averaged over ranks (DDP, DeepSpeed), so each rank's share is mult
 
 Logged per step besides the Trainer's loss, learning rate and grad norm: the unweighted loss and
 examples per second.
+
+Checkpoints are written whole into checkpoints/.staging/ and renamed when complete (cadft/checkpoints.py).
 """
 
 from __future__ import annotations
