@@ -254,8 +254,9 @@ def _go_offline(err: Exception) -> None:
 
 
 def _logged(action: Callable[[Any, str], None]) -> None:
-    """action(client, run_id) on the open run, if any; on the offline store once the server stops answering."""
-    if _session is None or not is_main_process():
+    """action(client, run_id) on the open run, if any; on the offline store once the server stops answering.
+    Only rank 0 opens a run; with tracking.enabled=false none is, and mlflow is never imported."""
+    if _session is None:
         return
     if not _session.offline:
         try:
@@ -279,6 +280,8 @@ def end_run(status: str = "FINISHED") -> None:
 def log_params(params: dict) -> None:
     """Log params; on a resumed run (params already there) new keys are added and changed values, which
     MLflow refuses to overwrite, are recorded in the tag `cadft.resumed_with`."""
+    if _session is None:
+        return
     from mlflow.entities import Param, RunTag
 
     values = {k: _short(v) for k, v in params.items()}
@@ -290,17 +293,17 @@ def log_params(params: dict) -> None:
         client.log_batch(run_id, params=[Param(k, v) for k, v in values.items() if k not in logged], tags=tags)
 
     _logged(log_new)
-    if _session is not None:
-        _session.params |= {k: v for k, v in values.items() if k not in _session.params}
+    _session.params |= {k: v for k, v in values.items() if k not in _session.params}
 
 
 def set_tags(tags: dict[str, str]) -> None:
+    if _session is None:
+        return
     from mlflow.entities import RunTag
 
     values = {k: _short(v) for k, v in tags.items()}
     _logged(lambda client, run_id: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in values.items()]))
-    if _session is not None:
-        _session.tags |= values
+    _session.tags |= values
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
@@ -358,5 +361,3 @@ def git_commit() -> str:
 def _short(value) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
-
-

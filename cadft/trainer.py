@@ -99,11 +99,12 @@ class CadftTrainer(Trainer):
         finally:
             self._staging_parent = None
         self.accelerator.wait_for_everyone()  # every rank's shards and RNG state are in
+        # On every rank (each loads the best one at the end): the Trainer found the best checkpoint in staging when
+        # it is this one; name it where it will be.
+        best = parent / f"checkpoint-{self.state.best_global_step}"
+        if self.state.best_global_step and (best == final or best.is_dir()):
+            self.state.best_model_checkpoint = str(best)
         if self.args.should_save:
-            # The Trainer found the best checkpoint in staging when it is this one: name it where it will be.
-            best = parent / f"checkpoint-{self.state.best_global_step}"
-            if self.state.best_global_step and (best == final or best.is_dir()):
-                self.state.best_model_checkpoint = str(best)
             self.state.save_to_json(str(staging / TRAINER_STATE))
             write_checkpoint_info(self.model, staging)
             if final.exists():  # an incomplete checkpoint-N a resumed run skipped

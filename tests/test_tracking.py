@@ -172,3 +172,16 @@ def test_stopped_runs_end_killed_and_failed_runs_failed(synthetic_cohort, prepar
     with pytest.raises(RuntimeError, match="a fault injected at step 2"):
         run_training(cfg, tmp_path / "failed")
     assert _status(tmp_path / "failed", Path(cfg.paths.output_dir) / "mlflow.db") == "FAILED"
+
+
+def test_sync_says_what_is_wrong(tmp_path):
+    def sync_cli(run_dir: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cadft.tracking_sync", str(run_dir)], capture_output=True, text=True,
+                              env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=120)
+
+    done = sync_cli(tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == f"cadft-sync: error: {tmp_path}: not a cadft run dir (mlflow_run.json is missing)"
+    (tmp_path / "mlflow_run.json").write_text(json.dumps({"run_id": "0" * 32, "tracking_uri": "http://127.0.0.1:9"}))
+    done = sync_cli(tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"cadft-sync: error: {tmp_path}: nothing recorded offline here (no 'offline' entry in {tmp_path / 'mlflow_run.json'})"
