@@ -39,14 +39,17 @@ class CadftRiskModel(mlflow.pyfunc.PythonModel):
             return self.trained.predict(self.trained.records(extract, "parquet")).to_pandas()
 
 
-def log_risk_model(run_dir: Path, register_as: str | None = None) -> str:
-    """Log the run as a pyfunc model in the active MLflow run (and register it under `register_as`); returns its URI."""
+def log_risk_model(run_dir: Path, tracking_uri: str, run_id: str, register_as: str | None = None) -> str:
+    """Log the run as a pyfunc model of MLflow run `run_id` (and register it under `register_as`); returns its URI."""
+    from mlflow.models import Model
+
     layout = RunLayout(run_dir)
+    mlflow.set_tracking_uri(tracking_uri)  # where Model.log creates the logged model
     with tempfile.TemporaryDirectory(prefix="cadft-risk-model-") as folder:
         bundle = Path(folder) / RUN_ARTIFACT
         bundle.mkdir()
         shutil.copy(layout.config, bundle / RESOLVED_CONFIG)
         shutil.copytree(layout.model_dir, bundle / MODEL_DIR)
-        info = mlflow.pyfunc.log_model(name=ARTIFACT, python_model=CadftRiskModel(), artifacts={RUN_ARTIFACT: str(bundle)},
-                                       pip_requirements=["cadft"], registered_model_name=register_as)
+        info = Model.log(name=ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id, registered_model_name=register_as,
+                         python_model=CadftRiskModel(), artifacts={RUN_ARTIFACT: str(bundle)}, pip_requirements=["cadft"])
     return info.model_uri

@@ -5,6 +5,13 @@ By default runs go to a SQLite store and an artifact folder under `paths.output_
 running `mlflow server`, checked before training starts. One experiment per task, one run per job.
 Nothing identifying is logged as a param, tag or metric: the config holds no eids or record text, and
 per-participant predictions go up as an artifact only to a local store unless `tracking.log_eids=true`.
+
+Faults. A server that stops answering does not stop the run. cadft bounds MLflow's HTTP retries to seconds
+(HTTP_LIMITS, unless the MLFLOW_HTTP_REQUEST_* variables are set); then the run goes on in a local store in the
+run dir (`mlflow_offline.db`, artifacts in `mlflow_offline/`), noted in `mlflow_run.json` under "offline", and
+`cadft-sync RUN_DIR` (cadft/tracking_sync.py) replays it into the server later. A server that refuses a request
+(a 4xx answer) is an error as before, and so is any failure of a local store. A run ends FINISHED, FAILED (an
+exception) or KILLED (Ctrl-C, SIGTERM), never RUNNING (cadft/train.py), on the server once synced.
 """
 
 from __future__ import annotations
@@ -14,21 +21,28 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from cadft.errors import CadftError
 
 log = logging.getLogger(__name__)
-RUN_FILE = "mlflow_run.json"  # in the run dir: lets eval and resume find the run
+RUN_FILE = "mlflow_run.json"  # in the run dir: lets eval, resume and cadft-sync find the run
+OFFLINE_STORE = "mlflow_offline.db"  # in the run dir: the run, from the moment its server stopped answering
+OFFLINE_ARTIFACTS = "mlflow_offline"  # in the run dir: that store's artifacts
 PARENT_ENV = "CADFT_MLFLOW_PARENT_RUN_ID"  # set by the sweep callback: jobs become child runs
 SWEEP_TAGS_ENV = "CADFT_MLFLOW_SWEEP_TAGS"  # set by the sweep callback: the job's swept values, JSON tags
 SWEEP_RUN_NAME_ENV = "CADFT_MLFLOW_SWEEP_RUN_NAME"  # set by the sweep callback: the job's swept values, as a run name
 MODEL_URI_TAG = "cadft.model_uri"  # a training run's logged pyfunc model (cadft.pyfunc), for cadft-eval and cadft-predict
+# MLflow 3.17 retries a failed request 7 times with backoff factor 2 and a 120 s timeout: ~4 minutes per call
+# against a server that is gone. cadft's: 3 tries, 0 + 2 s backoff (+ up to 1 s jitter each), 10 s per try.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def is_main_process() -> bool:
@@ -88,33 +102,114 @@ def check_writable(folder: Path, what: str, *, create: bool = True) -> None:
         raise CadftError(f"{what} {folder} is not writable ({err.strerror})") from None
 
 
+def bound_http_retries() -> None:
+    """MLflow's HTTP retries bounded to seconds for this process, where the user has not set them."""
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
+def read_record(run_dir: Path) -> dict:
+    path = run_dir / RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_record(run_dir: Path, **fields) -> None:
+    """Merge fields into the run dir's record; written whole or not at all."""
+    path = run_dir / RUN_FILE
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(read_record(run_dir) | fields) + "\n")
+    os.replace(temporary, path)
+
+
+def offline_uri(run_dir: Path) -> str:
+    return f"sqlite:///{run_dir.resolve() / OFFLINE_STORE}"
+
+
+@dataclass
+class _Session:
+    """The run this process logs to, and where: the configured store, or the run dir's offline store."""
+
+    client: Any  # MlflowClient
+    run_id: str | None
+    run_dir: Path
+    experiment: str
+    run_name: str
+    offline: bool = False
+    params: dict[str, str] = field(default_factory=dict)  # logged so far: an offline run starts with them
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+_session: _Session | None = None
+
+
 def start_run(cfg: DictConfig, run_dir: Path, tags: dict[str, str], run_name: str | None = None) -> str | None:
     """Open (or, on resume, reopen) this job's MLflow run; returns its id (None when tracking is off)."""
+    global _session
     if not cfg.tracking.enabled or not is_main_process():
         return None
-    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import RunTag
+    from mlflow.tracking.context.registry import resolve_tags
 
     uri = tracking_uri(cfg)
-    experiment_id = experiment_for(cfg)
-    record = run_dir / RUN_FILE
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(record.read_text())["run_id"] if record.is_file() else None
+    previous = read_record(run_dir).get("run_id")
     parent = os.environ.get(PARENT_ENV)
-    run = mlflow.start_run(
-        run_id=previous,
-        experiment_id=None if previous else experiment_id,
-        run_name=None if previous else (run_name or cfg.tracking.run_name or os.environ.get(SWEEP_RUN_NAME_ENV) or run_dir.name),
-        parent_run_id=parent if parent and not previous else None,
-        tags=tags | json.loads(os.environ.get(SWEEP_TAGS_ENV, "{}")),
-    )
-    record.write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id, "tracking_uri": uri}) + "\n")
-    return run.info.run_id
+    tags = {k: _short(v) for k, v in (tags | json.loads(os.environ.get(SWEEP_TAGS_ENV, "{}"))).items()}
+    name = run_name or cfg.tracking.run_name or os.environ.get(SWEEP_RUN_NAME_ENV) or run_dir.name
+    _session = _Session(MlflowClient(uri), previous, run_dir, str(cfg.tracking.experiment), str(name), tags=dict(tags))
+    experiment_id = None
+    try:
+        experiment_id = experiment_for(cfg)
+        if previous:
+            _session.client.update_run(previous, status="RUNNING")
+            _session.client.log_batch(previous, tags=[RunTag(k, v) for k, v in tags.items()])
+        else:
+            extra = {"mlflow.parentRunId": parent} if parent else {}
+            run = _session.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags | extra | {"mlflow.runName": name}))
+            _session.run_id = run.info.run_id
+    except Exception as err:
+        if not _unreachable(err, uri):
+            _session = None
+            raise
+        _go_offline(err)
+    server_run_id = previous if _session.offline else _session.run_id  # None: the server has not seen the run
+    known = {"experiment_id": experiment_id} if experiment_id else {}
+    update_record(run_dir, run_id=server_run_id, experiment=_session.experiment, tracking_uri=uri, **known)
+    return _session.run_id
+
+
+def reopen_run(run_dir: Path) -> bool:
+    """Make the MLflow run recorded in run_dir the one logged to (for cadft-eval); False when there is none."""
+    global _session
+    record = read_record(run_dir)
+    if not record or not is_main_process():
+        return False
+    from mlflow import MlflowClient
+
+    bound_http_retries()
+    uri = record["tracking_uri"]
+    _session = _Session(MlflowClient(uri), record.get("run_id"), run_dir, record.get("experiment", "Default"), run_dir.name)
+    if _session.run_id is None:  # the server never saw the run: it lives offline
+        _go_offline(RuntimeError("the run was recorded offline from its start"))
+        return True
+    try:
+        run = _session.client.get_run(_session.run_id)
+        _session.run_name = run.info.run_name
+        _session.client.update_run(_session.run_id, status="RUNNING")
+    except Exception as err:
+        if not _unreachable(err, uri):
+            _session = None
+            raise
+        _go_offline(err)
+    return True
 
 
 def experiment_for(cfg: DictConfig) -> str:
     """The id of the config's experiment (tracking.experiment), created on first use with its artifact location."""
     import mlflow
 
+    bound_http_retries()
     uri = tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
     name = str(cfg.tracking.experiment)
@@ -127,57 +222,130 @@ def experiment_for(cfg: DictConfig) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def _active_mlflow():
-    """mlflow when this process (rank 0) has an open run, else None. With tracking.enabled=false no run is
-    opened and mlflow is never imported, so training works without it."""
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is None or not is_main_process() or mlflow.active_run() is None:
+def _unreachable(err: Exception, uri: str) -> bool:
+    """A tracking server that does not answer (connection refused, timeout, 5xx after the retries); a request it
+    refused (4xx) and any failure of a local store are errors to raise."""
+    if not is_remote(uri):
+        return False
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        return err.get_http_status_code() >= 500
+    return isinstance(err, (requests.RequestException, OSError))
+
+
+def _go_offline(err: Exception) -> None:
+    """Go on in the run dir's offline store: the unsynced offline run of an earlier process of this run, or a new
+    one that starts with the params and tags logged so far."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param, RunTag
+
+    session = _session
+    log.warning("the MLflow tracking server does not answer (%s): the run goes on in %s; send it to the server later "
+                "with: cadft-sync %s", str(err).splitlines()[0][:300], session.run_dir / OFFLINE_STORE, session.run_dir)
+    client = MlflowClient(offline_uri(session.run_dir))
+    offline = read_record(session.run_dir).get("offline") or {}
+    if offline.get("run_id") and not offline.get("synced"):
+        run_id = offline["run_id"]
+        client.update_run(run_id, status="RUNNING")
+    else:
+        experiment = client.get_experiment_by_name(session.experiment)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            session.experiment, artifact_location=(session.run_dir.resolve() / OFFLINE_ARTIFACTS).as_uri())
+        run_id = client.create_run(experiment_id, run_name=session.run_name, tags={"mlflow.runName": session.run_name}).info.run_id
+    logged = client.get_run(run_id).data.params
+    client.log_batch(run_id, params=[Param(k, v) for k, v in session.params.items() if k not in logged],
+                     tags=[RunTag(k, v) for k, v in session.tags.items()])
+    update_record(session.run_dir, offline={"store": OFFLINE_STORE, "run_id": run_id, "synced": False,
+                                            "server_run_id": session.run_id, "reason": str(err).splitlines()[0][:300]})
+    session.client, session.run_id, session.offline = client, run_id, True
+
+
+def _logged(action: Callable[[Any, str], Any]) -> Any:
+    """action(client, run_id) on the open run, if any; on the offline store once the server stops answering.
+    Only rank 0 opens a run; with tracking.enabled=false none is, and mlflow is never imported."""
+    if _session is None:
         return None
-    return mlflow
+    if not _session.offline:
+        try:
+            return action(_session.client, _session.run_id)
+        except Exception as err:
+            if not _unreachable(err, _session.client.tracking_uri):
+                raise
+            _go_offline(err)
+    return action(_session.client, _session.run_id)
 
 
 def is_active() -> bool:
     """Whether this process (rank 0) has an open MLflow run to log to."""
-    return _active_mlflow() is not None
+    return _session is not None
+
+
+def log_with(action: Callable[[Any, str], Any]) -> Any:
+    """action(client, run_id) on the open run (the offline store once the server stops answering), e.g. logging an
+    MLflow model; its result, or None without a run."""
+    return _logged(action)
 
 
 def end_run(status: str = "FINISHED") -> None:
-    if mlflow := _active_mlflow():
-        mlflow.end_run(status=status)
+    global _session
+    try:
+        _logged(lambda client, run_id: client.set_terminated(run_id, status))
+    finally:
+        _session = None
 
 
 def log_params(params: dict) -> None:
     """Log params; on a resumed run (params already there) new keys are added and changed values, which
     MLflow refuses to overwrite, are recorded in the tag `cadft.resumed_with`."""
-    if not (mlflow := _active_mlflow()):
+    if _session is None:
         return
+    from mlflow.entities import Param, RunTag
+
     values = {k: _short(v) for k, v in params.items()}
-    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
-    mlflow.log_params({k: v for k, v in values.items() if k not in logged})
-    if changed:
-        mlflow.set_tag("cadft.resumed_with", _short(changed))
+
+    def log_new(client, run_id):
+        logged = client.get_run(run_id).data.params
+        changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
+        tags = [RunTag("cadft.resumed_with", _short(changed))] if changed else []
+        client.log_batch(run_id, params=[Param(k, v) for k, v in values.items() if k not in logged], tags=tags)
+
+    _logged(log_new)
+    _session.params |= {k: v for k, v in values.items() if k not in _session.params}
 
 
 def set_tags(tags: dict[str, str]) -> None:
-    if mlflow := _active_mlflow():
-        mlflow.set_tags({k: _short(v) for k, v in tags.items()})
+    if _session is None:
+        return
+    from mlflow.entities import RunTag
+
+    values = {k: _short(v) for k, v in tags.items()}
+    _logged(lambda client, run_id: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in values.items()]))
+    _session.tags |= values
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if numeric and (mlflow := _active_mlflow()):
-        mlflow.log_metrics(numeric, step=step)
+    if not numeric or _session is None:
+        return
+    from mlflow.entities import Metric
+    from mlflow.utils.time import get_current_time_millis
+
+    now = get_current_time_millis()
+    batch = [Metric(k, v, now, step or 0) for k, v in numeric.items()]
+    _logged(lambda client, run_id: client.log_batch(run_id, metrics=batch))
 
 
 def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
-    if not (mlflow := _active_mlflow()):
-        return
-    for path in paths:
-        if path.is_dir():
-            mlflow.log_artifacts(str(path), artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name)
-        elif path.is_file():
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    def upload(client, run_id):
+        for path in paths:
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name)
+            elif path.is_file():
+                client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+    _logged(upload)
 
 
 def may_log_eids(cfg: DictConfig) -> bool:
@@ -212,16 +380,3 @@ def git_commit() -> str:
 def _short(value) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-def reopen_run(run_dir: Path) -> bool:
-    """Make the MLflow run recorded in run_dir the active one (for cadft-eval); False when there is none."""
-    record = run_dir / RUN_FILE
-    if not record.is_file() or not is_main_process():
-        return False
-    import mlflow
-
-    info = json.loads(record.read_text())
-    mlflow.set_tracking_uri(info["tracking_uri"])
-    mlflow.start_run(run_id=info["run_id"])
-    return True

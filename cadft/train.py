@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,6 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     from cadft.model import build_model, trainable_parameter_summary, write_checkpoint_info
     from cadft.trainer import (
         CadftTrainer,
-        CheckpointInfoCallback,
         MlflowMetricsCallback,
         build_training_arguments,
         callbacks_from_env,
@@ -117,7 +117,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set.sorted_by_length(),
             data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
             compute_metrics=classification_metrics, imbalance=applied, sampler_seed=int(cfg.seed),
-            callbacks=[MlflowMetricsCallback(), CheckpointInfoCallback(), *callbacks_from_env()],
+            callbacks=[MlflowMetricsCallback(), *callbacks_from_env()],
         )
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
@@ -137,8 +137,11 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             _print_summary(cfg, metrics, baselines, usage, run, train_set.truncated + val_set.truncated)
         status = "FINISHED"
         return metrics
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (main() turns it into this)
+        status = "KILLED"
+        raise
     finally:
-        tracking.end_run(status)
+        tracking.end_run(status)  # never left RUNNING: FINISHED, FAILED on an exception, KILLED when stopped
 
 
 def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
@@ -195,20 +198,19 @@ def _log_artifacts(cfg: DictConfig, run: RunLayout, card_path: Path) -> None:
     elif cfg.tracking.log_model == "pyfunc" and tracking.is_active():
         from cadft.pyfunc import log_risk_model
 
-        tracking.set_tags({tracking.MODEL_URI_TAG: log_risk_model(run.root, cfg.tracking.get("register_model"))})
+        register_as = cfg.tracking.get("register_model")
+        model_uri = tracking.log_with(lambda client, run_id: log_risk_model(run.root, client.tracking_uri, run_id, register_as))
+        tracking.set_tags({tracking.MODEL_URI_TAG: model_uri})
 
 
 def _resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
     if not cfg.train.resume:
         return None
-    from transformers.trainer_utils import get_last_checkpoint
+    from cadft.checkpoints import last_complete
 
-    folder = RunLayout(run_dir).checkpoints
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is None:
-        raise CadftError(f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR")
+    last = last_complete(RunLayout(run_dir).checkpoints)  # skips incomplete ones, with a warning naming each
     log.info("resuming from %s", last)
-    return last
+    return str(last)
 
 
 def _reset_peak_memory(device: str) -> None:
@@ -249,7 +251,12 @@ def main() -> None:
     distributed.accept_local_rank_flag(sys.argv)
     check_command_line("cadft-train", "config", sys.argv[1:])
     distributed.prepare_launch(sys.argv)
+    signal.signal(signal.SIGTERM, _stop)  # kill, torchrun, sbatch: the run ends KILLED as after Ctrl-C, not RUNNING
     _hydra_main()
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")

@@ -8,20 +8,25 @@ Gradients are averaged over ranks (DDP, DeepSpeed), so each rank's share is mult
 
 Logged per step besides the Trainer's loss, learning rate and grad norm: the unweighted loss and
 examples per second.
+
+Checkpoints are written whole into checkpoints/.staging/ and renamed when complete (cadft/checkpoints.py).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import rotate_checkpoints
 
 from cadft import tracking
+from cadft.checkpoints import STAGING_DIR, TRAINER_STATE
 from cadft.errors import CadftError
 from cadft.imbalance import GroupedSampler, Imbalance, weighted_cross_entropy
 from cadft.model import resolve_dtype, write_checkpoint_info
@@ -40,6 +45,7 @@ class CadftTrainer(Trainer):
         self._unweighted_count = 0
         self._examples_since_log = 0
         self._last_log_time = time.perf_counter()
+        self._staging_parent: str | None = None  # while a checkpoint is written: where the Trainer puts it
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -53,7 +59,8 @@ class CadftTrainer(Trainer):
         )
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
-        """The summed class weight of the accumulated batch, over all ranks (the loss's denominator)."""
+        """The summed class weight of the accumulated batch, over all ranks (the loss's denominator). Evaluation
+        asks too (prediction_step, per batch; all ranks in step), but compute_loss does not use it there."""
         total = sum(self.class_weights[batch["labels"].cpu()].sum() for batch in batch_samples)
         total = torch.as_tensor(total, dtype=torch.float32, device=device)
         if self.args.world_size > 1:
@@ -64,7 +71,8 @@ class CadftTrainer(Trainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         weighted, plain = weighted_cross_entropy(outputs.logits, labels, self.class_weights)
-        if num_items_in_batch is None:  # evaluation: the mean over this batch
+        # Evaluation (model.eval()) gets num_items_in_batch too in transformers 5.x: decide on the mode instead.
+        if not model.training:  # this batch's weighted mean, not counted in the training loss statistics
             loss = weighted.sum() / self.class_weights.to(weighted.device)[labels].sum()
         else:
             loss = weighted.sum() / num_items_in_batch * max(1, self.args.world_size)
@@ -72,6 +80,39 @@ class CadftTrainer(Trainer):
             self._unweighted_count += len(labels)
             self._examples_since_log += len(labels)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging_parent or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, written whole into checkpoints/.staging/checkpoint-N with cadft_model.json, then
+        renamed to checkpoints/checkpoint-N: a run killed while saving leaves no half-written checkpoint-N."""
+        parent = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staging, final = parent / STAGING_DIR / name, parent / name
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run stopped while saving this step
+        self.accelerator.wait_for_everyone()
+        self._staging_parent = str(staging.parent)
+        try:
+            super()._save_checkpoint(model, trial)  # its rotation sees only the staging folder: done below instead
+        finally:
+            self._staging_parent = None
+        self.accelerator.wait_for_everyone()  # every rank's shards and RNG state are in
+        # On every rank (each loads the best one at the end): the Trainer found the best checkpoint in staging when
+        # it is this one; name it where it will be.
+        best = parent / f"checkpoint-{self.state.best_global_step}"
+        if self.state.best_global_step and (best == final or best.is_dir()):
+            self.state.best_model_checkpoint = str(best)
+        if self.args.should_save:
+            self.state.save_to_json(str(staging / TRAINER_STATE))
+            write_checkpoint_info(self.model, staging)
+            if final.exists():  # an incomplete checkpoint-N a resumed run skipped
+                shutil.rmtree(final)
+            os.replace(staging, final)
+            rotate_checkpoints(output_dir=str(parent), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()  # no rank goes on before checkpoint-N exists
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._unweighted_count:
@@ -165,16 +206,6 @@ def callbacks_from_env() -> list[TrainerCallback]:
         except (ImportError, AttributeError) as error:
             raise CadftError(f"{EXTRA_CALLBACKS_ENV}: cannot load {spec!r} ({error})") from None
     return callbacks
-
-
-class CheckpointInfoCallback(TrainerCallback):
-    """Trainer checkpoints hold the adapter or weights; add how to rebuild the model, so cadft-eval can load one."""
-
-    def on_save(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero and model is not None:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            write_checkpoint_info(model, folder)
-        return control
 
 
 class MlflowMetricsCallback(TrainerCallback):

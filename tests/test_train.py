@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cadft.checkpoints import missing_part
 from cadft.errors import CadftError
 from cadft.train import run_training
 
@@ -89,6 +90,31 @@ def test_resume_continues_from_the_last_checkpoint(train_config, tmp_path):
     assert json.loads((run / "mlflow_run.json").read_text())["run_id"] == first_run_id
     with sqlite3.connect(_mlflow_db(cfg)) as db:
         assert db.execute("select count(*) from runs").fetchone()[0] == 1
+
+
+def test_resume_skips_an_incomplete_checkpoint(train_config, tmp_path, caplog):
+    run = tmp_path / "run"
+    run_training(train_config("train.max_steps=4"), run)
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".staging", "checkpoint-2", "checkpoint-4"]
+    assert not any((checkpoints / ".staging").iterdir())  # each checkpoint was renamed out of staging when complete
+    assert (checkpoints / "checkpoint-4" / "cadft_model.json").is_file()
+    # What a kill mid-write leaves: a checkpoint without its weights (as from an older cadft), a staging folder.
+    (checkpoints / "checkpoint-4" / "adapter_model.safetensors").unlink()
+    (checkpoints / ".staging" / "checkpoint-6").mkdir()
+    with caplog.at_level("INFO", logger="cadft"):
+        run_training(train_config("train.max_steps=6", "train.resume=true"), run)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"{checkpoints / 'checkpoint-4'} (no weights" in w for w in warnings)
+    assert any(str(checkpoints / ".staging" / "checkpoint-6") in w for w in warnings)
+    assert any(r.getMessage() == f"resuming from {checkpoints / 'checkpoint-2'}" for r in caplog.records)
+    state = json.loads((checkpoints / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and state["best_model_checkpoint"].startswith(str(checkpoints / "checkpoint-"))
+    assert all(missing_part(folder) is None for folder in checkpoints.glob("checkpoint-*"))  # step 4 saved again or rotated
+    for folder in checkpoints.glob("checkpoint-*"):
+        (folder / "trainer_state.json").unlink()
+    with pytest.raises(CadftError, match=r"no checkpoint under .* is complete \(checkpoint-6: no trainer_state.json; "):
+        run_training(train_config("train.max_steps=8", "train.resume=true"), run)
 
 
 @pytest.mark.parametrize(

@@ -28,35 +28,43 @@ class GradientCapture(TrainerCallback):
             self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
 
 
-def _train_one_step(make_config, tmp_path, *, batch_size, accumulation, imbalance="weighted"):
-    cfg = make_config("model=lora", "model.lora.dropout=0.0", f"imbalance={imbalance}", f"train.batch_size={batch_size}",
-                      f"train.gradient_accumulation_steps={accumulation}", "train.max_steps=1", "train.logging_steps=1",
-                      "train.max_grad_norm=1e9", "train.warmup_ratio=0.0")
+def _trainer(make_config, output_dir, *overrides, imbalance="weighted", eval_indices=slice(None), callbacks=()):
+    cfg = make_config("model=lora", "model.lora.dropout=0.0", f"imbalance={imbalance}", "train.max_steps=1", "train.logging_steps=1",
+                      "train.max_grad_norm=1e9", "train.warmup_ratio=0.0", *overrides)
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     torch.manual_seed(0)
     model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer)
-    data = TokenizedSplit("train", np.arange(8), LABELS, tokenizer(TEXTS)["input_ids"], 0)
-    capture = GradientCapture()
-    trainer = CadftTrainer(
-        model=model, args=build_training_arguments(cfg, tmp_path / f"ckpt-{batch_size}-{accumulation}", "cpu"),
-        train_dataset=data, eval_dataset=data, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-        imbalance=resolve(cfg.imbalance, LABELS), sampler_seed=0, callbacks=[capture], compute_metrics=classification_metrics,
+    ids = tokenizer(TEXTS)["input_ids"]
+    data = TokenizedSplit("train", np.arange(8), LABELS, ids, 0)
+    held_out = np.arange(8)[eval_indices]
+    eval_data = TokenizedSplit("validation", held_out, LABELS[held_out], [ids[i] for i in held_out], 0)
+    return CadftTrainer(
+        model=model, args=build_training_arguments(cfg, output_dir, "cpu"),
+        train_dataset=data, eval_dataset=eval_data, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+        imbalance=resolve(cfg.imbalance, LABELS), sampler_seed=0, callbacks=list(callbacks), compute_metrics=classification_metrics,
     )
+
+
+def _train_one_step(make_config, tmp_path, *, batch_size, accumulation, imbalance="weighted"):
+    capture = GradientCapture()
+    trainer = _trainer(make_config, tmp_path / f"ckpt-{batch_size}-{accumulation}", f"train.batch_size={batch_size}",
+                       f"train.gradient_accumulation_steps={accumulation}", imbalance=imbalance, callbacks=[capture])
     trainer.train()
     logged = next(entry for entry in trainer.state.log_history if "loss" in entry)
     return logged, capture.grads, trainer
 
 
-def _expected_loss(make_config, weights):
-    """The full-batch weighted mean cross-entropy, computed directly from the model at init."""
+def _expected_loss(make_config, weights, indices=slice(None)):
+    """The weighted and the plain mean cross-entropy of TEXTS[indices] in one batch, computed directly from the model at init."""
     cfg = make_config("model=lora", "model.lora.dropout=0.0")
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     torch.manual_seed(0)
     model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer)
-    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    batch = tokenizer(list(np.array(TEXTS)[indices]), padding=True, return_tensors="pt")
+    labels = torch.tensor(LABELS[indices])
     with torch.no_grad():
-        losses = torch.nn.functional.cross_entropy(model(**batch).logits.float(), torch.tensor(LABELS), reduction="none")
-    w = torch.tensor(weights)[torch.tensor(LABELS)]
+        losses = torch.nn.functional.cross_entropy(model(**batch).logits.float(), labels, reduction="none")
+    w = torch.tensor(weights)[labels]
     return float((w * losses).sum() / w.sum()), float(losses.mean())
 
 
@@ -77,3 +85,24 @@ def test_weighted_loss_is_not_plain_loss(make_config):
     weights = (8 / 12, 8 / 4)
     weighted, plain = _expected_loss(make_config, weights)
     assert abs(weighted - plain) > 1e-3
+
+
+def test_evaluation_does_not_count_as_training(make_config, tmp_path):
+    """transformers 5.x hands num_items_in_batch to compute_loss in evaluation too: the validation batches between
+    two logged steps must not enter the second step's training loss. Learning rate 0 keeps the model at init, so
+    every step's logged loss is the full-batch loss at init; the validation set (3 records) has a different mean."""
+    trainer = _trainer(make_config, tmp_path / "ckpt", "train.batch_size=4", "train.gradient_accumulation_steps=2",
+                       "model.learning_rate=0.0", "train.max_steps=2", "train.eval_steps=1", "train.save_steps=1",
+                       eval_indices=slice(0, 3))
+    trainer.train()
+    weights = trainer.imbalance.class_weights
+    weighted, plain = _expected_loss(make_config, weights)
+    val_weighted, val_plain = _expected_loss(make_config, weights, slice(0, 3))
+    assert abs(val_plain - plain) > 1e-3  # evaluation batches mixed in would show
+    steps = [entry for entry in trainer.state.log_history if "loss" in entry]
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert [e["step"] for e in steps] == [1, 2] and [e["step"] for e in evaluations] == [1, 2]
+    for entry in steps:  # step 2 is logged after the evaluation of step 1
+        assert entry["loss"] == pytest.approx(weighted, rel=1e-4)
+        assert entry["loss_unweighted"] == pytest.approx(plain, rel=1e-4)
+    assert evaluations[0]["eval_loss"] == pytest.approx(val_weighted, rel=1e-4)
