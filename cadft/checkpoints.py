@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from cadft.errors import CadftError
-from cadft.strategy import CHECKPOINT_INFO
+from cadft.layout import CHECKPOINT_INFO
 
 log = logging.getLogger(__name__)
 STAGING_DIR = ".staging"  # under the checkpoints folder: a checkpoint being written
