@@ -47,9 +47,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, dict]:
     results = run_baselines(table, terms, cfg, run_dir, seed=int(cfg.seed), oracle_path=oracle_path_for(cfg), which=tuple(cfg.baselines.which),
                             context={"data": prepared.card})
     for name, (metrics, _) in results.items():
-        kind = "oracle" if name == "oracle" else "baseline"
-        tags = {"kind": kind, "baseline": name, "strategy": name, "task": cfg.task.name, "data_hash": prepared.key[:12],
-                "git_commit": tracking.git_commit(), "cadft.run_dir": str(run_dir / name)}
+        kind = tracking.KIND_ORACLE if name == "oracle" else tracking.KIND_BASELINE
+        tags = {tracking.KIND_TAG: kind, "baseline": name, "strategy": name, "task": cfg.task.name, "data_hash": prepared.key[:12],
+                "git_commit": tracking.git_commit(), tracking.RUN_DIR_TAG: str(run_dir / name)}
         tracking.start_run(cfg, run_dir / name, tags, run_name=f"{kind}-{name}")
         try:
             tracking.log_params({"baseline": name, "task.name": cfg.task.name, "data.path": cfg.data.path, "seed": cfg.seed,

@@ -22,18 +22,15 @@ from pathlib import Path
 import polars as pl
 
 from cadft.cli import ArgumentParser, exit_on_user_error
+from cadft import tracking
 from cadft.errors import CadftError
 from cadft.layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_PLOT
-from cadft.tracking import default_tracking_uri
 
-RANK_BY = ("val_auroc", "validation/auroc")  # the column runs are ranked by, and its MLflow metric
+RANK_BY = ("val_auroc", tracking.RANK_METRIC)  # the column runs are ranked by, and its MLflow metric
 SCORES = {"auroc": "test/auroc", "auprc": "test/auprc", "brier": "test/brier"}  # column -> MLflow metric, with _ci_low/_ci_high
 CALIBRATION = {"oe_ratio": "test/oe_ratio", "calibration_slope": "test/calibration_slope"}
-USAGE = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
-RUN_TAGS = ("strategy", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run_tags)
-RUN_COLUMNS = {"run": "mlflow.runName", **{tag: tag for tag in RUN_TAGS}}  # what tells runs apart outside a sweep
-SWEPT_TAG = "cadft.swept."  # + key: a sweep job's value of a swept key (cadft.sweep)
-SWEEP_KIND = "sweep"  # the `kind` tag of a sweep's parent run (training runs: llm, baselines: baseline)
+USAGE = tracking.USAGE_METRICS
+RUN_COLUMNS = {"run": "mlflow.runName", **{tag: tag for tag in tracking.RUN_TAGS}}  # what tells runs apart outside a sweep
 CSV_FILE, PLOT_FILE, HTML_FILE = LEADERBOARD_CSV, LEADERBOARD_PLOT, LEADERBOARD_HTML
 ARTIFACT_DIR = "leaderboard"
 PAGE = 1000  # runs per search_runs request
@@ -50,11 +47,11 @@ def experiment_runs(client, name: str) -> list:
     if experiment is None:
         known = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise CadftError(f"--experiment {name}: no such MLflow experiment (known: {known})")
-    return [run for run in _search(client, "", [experiment.experiment_id]) if run.data.tags.get("kind") != SWEEP_KIND]
+    return [run for run in _search(client, "", [experiment.experiment_id]) if run.data.tags.get(tracking.KIND_TAG) != tracking.KIND_SWEEP]
 
 
 def latest_sweep(client):
-    runs = client.search_runs(_experiment_ids(client), f"tags.kind = '{SWEEP_KIND}'", order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(_experiment_ids(client), f"tags.{tracking.KIND_TAG} = '{tracking.KIND_SWEEP}'", order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         raise CadftError(f"no sweep in {client.tracking_uri}: run one (cadft-train -m ...) or pass --experiment NAME")
     return runs[0]
@@ -67,8 +64,8 @@ def sweep_leaderboard(client, parent_id: str) -> pl.DataFrame:
 
 def swept_columns(runs: list) -> dict[str, str]:
     """Column -> tag of the values a sweep varied; what tells runs apart outside a sweep when it varied nothing."""
-    swept = sorted({tag for run in runs for tag in run.data.tags if tag.startswith(SWEPT_TAG)})
-    return {tag.removeprefix(SWEPT_TAG): tag for tag in swept} or RUN_COLUMNS
+    swept = sorted({tag for run in runs for tag in run.data.tags if tag.startswith(tracking.SWEPT_TAG)})
+    return {tag.removeprefix(tracking.SWEPT_TAG): tag for tag in swept} or RUN_COLUMNS
 
 
 def leaderboard(runs: list, columns: dict[str, str]) -> pl.DataFrame:
@@ -85,7 +82,7 @@ def leaderboard(runs: list, columns: dict[str, str]) -> pl.DataFrame:
             row |= {column: metrics.get(metric), f"{column}_ci_low": metrics.get(f"{metric}_ci_low"),
                     f"{column}_ci_high": metrics.get(f"{metric}_ci_high")}
         row |= {column: metrics.get(metric) for column, metric in (CALIBRATION | USAGE).items()}
-        row["error"] = tags.get("cadft.error")
+        row["error"] = tags.get(tracking.ERROR_TAG)
         rows.append(row)
     schema = {"run_id": pl.String, "status": pl.String, **{key: pl.String for key in identity}, RANK_BY[0]: pl.Float64,
               **{f"{c}{s}": pl.Float64 for c in SCORES for s in ("", "_ci_low", "_ci_high")},
@@ -235,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.parent_run_id and args.experiment:
         parser.error("give a parent run id or --experiment, not both")
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = args.tracking_uri or tracking.default_tracking_uri()
     check_arguments(args.parent_run_id, uri, args.out)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -251,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             raise CadftError(f"{args.parent_run_id}: no such run in {client.tracking_uri} ({err.error_code})") from None
         parent_id, title = parent.info.run_id, f"sweep {parent.info.run_name}"
         board = sweep_leaderboard(client, parent_id)
-        sweep_dir = parent.data.tags.get("cadft.sweep.dir")
+        sweep_dir = parent.data.tags.get(tracking.SWEEP_TAG + "dir")
         out_dir = args.out or (Path(sweep_dir) if sweep_dir and Path(sweep_dir).is_dir() else Path(f"leaderboard-{parent_id[:8]}"))
     if board.is_empty():
         raise CadftError(f"{title}: no runs in {client.tracking_uri}")

@@ -59,10 +59,10 @@ class SweepTracking(Callback):
             tracking.experiment_for(config),
             run_name=f"{config_name}-{sweep_dir.name}",
             tags={
-                "kind": compare.SWEEP_KIND, "task": str(config.task.name), "cadft.sweep.config": str(config_name),
-                "cadft.sweep.swept": ",".join(keys), "cadft.sweep.overrides": " ".join(overrides),
-                "cadft.sweep.params": json.dumps(_sweeper_params(config)),
-                "cadft.sweep.dir": str(sweep_dir), "git_commit": tracking.git_commit(),
+                tracking.KIND_TAG: tracking.KIND_SWEEP, "task": str(config.task.name), tracking.SWEEP_TAG + "config": str(config_name),
+                tracking.SWEEP_TAG + "swept": ",".join(keys), tracking.SWEEP_TAG + "overrides": " ".join(overrides),
+                tracking.SWEEP_TAG + "params": json.dumps(_sweeper_params(config)),
+                tracking.SWEEP_TAG + "dir": str(sweep_dir), "git_commit": tracking.git_commit(),
             },
         )
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ class SweepTracking(Callback):
         values = swept_values(config, record["swept"])
         os.environ[tracking.PARENT_ENV] = record["parent_run_id"]
         os.environ[tracking.SWEEP_TAGS_ENV] = json.dumps(
-            {compare.SWEPT_TAG + key: value for key, value in values.items()} | {"cadft.sweep.job": str(config.hydra.job.num)})
+            {tracking.SWEPT_TAG + key: value for key, value in values.items()} | {tracking.SWEEP_TAG + "job": str(config.hydra.job.num)})
         if values:
             os.environ[tracking.SWEEP_RUN_NAME_ENV] = " ".join(f"{key}={value}" for key, value in values.items())
 

@@ -38,7 +38,20 @@ OFFLINE_ARTIFACTS = "mlflow_offline"  # in the run dir: that store's artifacts
 PARENT_ENV = "CADFT_MLFLOW_PARENT_RUN_ID"  # set by the sweep callback: jobs become child runs
 SWEEP_TAGS_ENV = "CADFT_MLFLOW_SWEEP_TAGS"  # set by the sweep callback: the job's swept values, JSON tags
 SWEEP_RUN_NAME_ENV = "CADFT_MLFLOW_SWEEP_RUN_NAME"  # set by the sweep callback: the job's swept values, as a run name
+# MLflow names: every tag and metric key that cadft writes and other modules read, owned here.
+KIND_TAG = "kind"  # llm (a training run) | baseline | oracle | sweep (a sweep's parent run)
+KIND_LLM, KIND_BASELINE, KIND_ORACLE, KIND_SWEEP = "llm", "baseline", "oracle", "sweep"
+RUN_TAGS = ("strategy", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run_tags)
+RUN_DIR_TAG = "cadft.run_dir"  # the run's local folder: cadft-eval finds the run through it
+ERROR_TAG = "cadft.error"  # a failed sweep job's error
+SWEPT_TAG = "cadft.swept."  # + key: a sweep job's value of a swept key (cadft.sweep)
+SWEEP_TAG = "cadft.sweep."  # + config, swept, overrides, params, dir, job: a sweep's parent run and its jobs
 MODEL_URI_TAG = "cadft.model_uri"  # a training run's logged pyfunc model (cadft.pyfunc), for cadft-eval and cadft-predict
+RANK_METRIC = "validation/auroc"  # runs are ranked on validation (cadft-compare, the UI view), never on test
+USAGE_METRICS = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
+TRAINER_METRICS = {"loss": "train/loss_weighted", "loss_unweighted": "train/loss_unweighted", "learning_rate": "train/learning_rate",
+                   "grad_norm": "train/grad_norm", "examples_per_second": "train/examples_per_second"}  # Trainer log key -> metric
+VALIDATION_DURING_TRAINING = "val/"  # + metric: validation during training (model selection); final metrics: validation/, test/
 # MLflow 3.17 retries a failed request 7 times with backoff factor 2 and a 120 s timeout: ~4 minutes per call
 # against a server that is gone. cadft's: 3 tries, 0 + 2 s backoff (+ up to 1 s jitter each), 10 s per try.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",

@@ -131,7 +131,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             # Under ZeRO-3 the trained weights are spread over the ranks: rank 0 scores the saved model instead.
             model = load_unpartitioned(run.model_dir, device) if cfg.zero.stage == 3 else trainer.model
             metrics, baselines = _evaluate(cfg, model, tokenizer, table, run, device, train_rows, sample, prepared.card)
-            usage = {"train/seconds": train_seconds, "train/peak_memory_gb": _peak_memory_gb(device)}
+            usage = {tracking.USAGE_METRICS["train_seconds"]: train_seconds, tracking.USAGE_METRICS["peak_memory_gb"]: _peak_memory_gb(device)}
             tracking.log_metrics(usage)
             _log_artifacts(cfg, run, prepared.card_path)
             _print_summary(cfg, metrics, baselines, usage, run, train_set.truncated + val_set.truncated)
@@ -149,7 +149,7 @@ def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
     return {
         "strategy": cfg.model.name, "imbalance": cfg.imbalance.method, "zero": str(cfg.zero.stage or "none"),
         "backbone": cfg.backbone.name, "task": cfg.task.name, "git_commit": tracking.git_commit(),
-        "kind": "llm", "cadft.run_dir": str(run_dir),
+        tracking.KIND_TAG: tracking.KIND_LLM, tracking.RUN_DIR_TAG: str(run_dir),
     }
 
 
@@ -240,7 +240,8 @@ def _print_summary(cfg: DictConfig, metrics: dict, baselines: dict, usage: dict,
     print_summary(f"cadft-train: {cfg.model.name} / {cfg.imbalance.method} / {cfg.backbone.name} on {cfg.task.name} "
                   f"(risks recalibrated: {metrics['recalibration']['method']}; test scored once)", {metrics["model"]: metrics} | baselines,
                   metrics.get("comparison"), footer=[
-                      f"train time {usage['train/seconds']:.0f} s, peak memory {usage['train/peak_memory_gb']:.2f} GiB, truncated records {truncated}",
+                      f"train time {usage[tracking.USAGE_METRICS['train_seconds']]:.0f} s, peak memory "
+                      f"{usage[tracking.USAGE_METRICS['peak_memory_gb']]:.2f} GiB, truncated records {truncated}",
                       f"report: {run.eval_dir / REPORT_FILE}"])
 
 
@@ -280,7 +281,7 @@ def _record_failed_job(cfg: DictConfig, run_dir: Path, err: Exception) -> None:
     (a bad value, missing data) gets one, so the sweep still shows every job."""
     if not tracking.reopen_run(run_dir):
         tracking.start_run(cfg, run_dir, run_tags(cfg, run_dir))
-    tracking.set_tags({"cadft.error": f"{type(err).__name__}: {err}"})
+    tracking.set_tags({tracking.ERROR_TAG: f"{type(err).__name__}: {err}"})
     tracking.end_run("FAILED")
 
 

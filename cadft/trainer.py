@@ -211,8 +211,7 @@ def callbacks_from_env() -> list[TrainerCallback]:
 class MlflowMetricsCallback(TrainerCallback):
     """Trainer logs -> MLflow metrics: train/... per logging step, val/... per evaluation."""
 
-    RENAME = {"loss": "train/loss_weighted", "loss_unweighted": "train/loss_unweighted", "learning_rate": "train/learning_rate",
-              "grad_norm": "train/grad_norm", "examples_per_second": "train/examples_per_second"}
+    RENAME = tracking.TRAINER_METRICS
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -220,7 +219,7 @@ class MlflowMetricsCallback(TrainerCallback):
         metrics = {}
         for key, value in logs.items():
             if key.startswith("eval_"):
-                metrics[f"val/{key.removeprefix('eval_')}"] = value
+                metrics[tracking.VALIDATION_DURING_TRAINING + key.removeprefix("eval_")] = value
             elif key in self.RENAME:
                 metrics[self.RENAME[key]] = value
         tracking.log_metrics(metrics, step=state.global_step)

@@ -21,20 +21,18 @@ import os
 import sys
 import time
 
-from cadft.compare import RUN_TAGS, SWEPT_TAG
-from cadft.tracking import default_tracking_uri
+from cadft import tracking
 
 VIEW_KEY = "cadft"
 VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
-HEADLINE_METRICS = ("validation/auroc", "test/auroc", "test/auprc", "test/brier", "test/oe_ratio", "test/calibration_slope",
-                    "train/seconds", "train/peak_memory_gb")  # CIs: cadft-compare
-RANK_METRIC = "validation/auroc"  # the table is sorted on validation: a best run is never picked on test
+HEADLINE_METRICS = (tracking.RANK_METRIC, "test/auroc", "test/auprc", "test/brier", "test/oe_ratio", "test/calibration_slope",
+                    *tracking.USAGE_METRICS.values())  # CIs: cadft-compare
 
 
 def view_state(swept_tags: list[str]) -> dict:
     """The run-table columns (the UI's column keys: `tags.\\`name\\``, `metrics.\\`name\\``), best validation AUROC first."""
-    columns = [f"tags.`{tag}`" for tag in [*RUN_TAGS, *swept_tags]] + [f"metrics.`{metric}`" for metric in HEADLINE_METRICS]
-    return {"selectedColumns": columns, "orderByKey": f"metrics.`{RANK_METRIC}`", "orderByAsc": False}
+    columns = [f"tags.`{tag}`" for tag in [*tracking.RUN_TAGS, *swept_tags]] + [f"metrics.`{metric}`" for metric in HEADLINE_METRICS]
+    return {"selectedColumns": columns, "orderByKey": f"metrics.`{tracking.RANK_METRIC}`", "orderByAsc": False}
 
 
 def add_views(client) -> dict[str, str]:
@@ -42,7 +40,7 @@ def add_views(client) -> dict[str, str]:
     experiments = {}
     for experiment in client.search_experiments():
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
-        swept = sorted({tag for run in runs for tag in run.data.tags if tag.startswith(SWEPT_TAG)})
+        swept = sorted({tag for run in runs for tag in run.data.tags if tag.startswith(tracking.SWEPT_TAG)})
         now = int(time.time() * 1000)
         view = {"name": VIEW_KEY, "createdAt": now, "updatedAt": now, "state": json.dumps(view_state(swept))}
         client.set_experiment_tag(experiment.experiment_id, VIEW_TAG, json.dumps(view))
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--tracking-uri", help="MLflow store (default: cadft-train's, sqlite:///<outputs>/mlflow.db)")
     args = parser.parse_args(argv)
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = args.tracking_uri or tracking.default_tracking_uri()
     base = f"http://127.0.0.1:{args.port}"
     experiments = add_views(MlflowClient(uri))
     print(f"MLflow UI on {uri}: {base}  (Ctrl-C stops it)")

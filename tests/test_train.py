@@ -53,7 +53,8 @@ def test_a_case_enriched_weighted_run_reports_calibrated_risks_beside_equal_term
     saved = json.loads((tmp_path / "run" / "model" / "calibrator.json").read_text())
     assert saved == metrics["recalibration"] and saved["fitted_on"] == "validation"
     sample = json.loads((tmp_path / "run" / "model" / "training_sample.json").read_text())
-    assert sample["sample_fraction"] > 0.3 and sample["class_weights"][1] > 1  # what prior_shift would undo
+    # what prior_shift would undo: the enriched case fraction, and the inverse-frequency weights of that sample
+    assert sample["sample_fraction"] > 0.3 and sample["class_weights"][1] == pytest.approx(1 / (2 * sample["sample_fraction"]))
     assert set(metrics["comparison"]) == {"logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "oracle"}
     for name, comparison in metrics["comparison"].items():
         assert comparison["delta_auroc"]["low"] <= comparison["delta_auroc"]["value"] <= comparison["delta_auroc"]["high"], name
@@ -178,7 +179,9 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert missing.stderr.strip().splitlines()[-1] == f"cadft-train: error: data.path={tmp_path / 'nope.csv'}: no such file"
     blocker = tmp_path / "a_file"
     blocker.write_text("")  # a folder below a regular file cannot be made, even by root: Hydra's own mkdir would fail
-    unwritable = _cli("backbone=tiny", f"paths.output_dir={blocker}/out", cwd=tmp_path)  # sweeps: tests/test_bad_input_data.py
+    extract = tmp_path / "extract.csv"
+    extract.write_text("")  # exists: the output dir is what is wrong here
+    unwritable = _cli("backbone=tiny", f"paths.output_dir={blocker}/out", f"data.path={extract}", cwd=tmp_path)  # sweeps: tests/test_bad_input_data.py
     assert unwritable.returncode == 2, unwritable.stderr
     assert unwritable.stderr.strip().splitlines() == [f"cadft-train: error: paths.output_dir {blocker}/out is not writable (Not a directory)"]
 

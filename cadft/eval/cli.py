@@ -70,7 +70,7 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
         run = mlflow.MlflowClient().get_run(run_id)
     except MlflowException as err:
         raise CadftError(f"{run_id}: not a run dir, and MLflow ({mlflow.get_tracking_uri()}) has no such run ({err.error_code})") from None
-    local = Path(run.data.tags.get("cadft.run_dir", ""))
+    local = Path(run.data.tags.get(tracking.RUN_DIR_TAG, ""))
     if local.is_dir():
         return _local_target(local)
     download = Path(tempfile.mkdtemp(prefix=f"cadft-eval-{run_id[:8]}-"))
