@@ -32,7 +32,7 @@ HEADLINE_METRICS = (tracking.RANK_METRIC, "test/auroc", "test/auprc", "test/brie
 def view_state(swept_tags: list[str]) -> dict:
     """The run-table columns (the UI's column keys: `tags.\\`name\\``, `metrics.\\`name\\``), best validation AUROC first."""
     columns = [f"tags.`{tag}`" for tag in [*tracking.RUN_TAGS, *swept_tags]] + [f"metrics.`{metric}`" for metric in HEADLINE_METRICS]
-    return {"selectedColumns": columns, "orderByKey": f"metrics.`{tracking.RANK_METRIC}`", "orderByAsc": False}
+    return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
 
 
 def add_views(client) -> dict[str, str]:
