@@ -12,23 +12,16 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from cadft.eval.summary import with_ci
+
 
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("cadft.eval", "templates"), autoescape=select_autoescape(["html", "j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda value, digits=3: "–" if value is None else f"{value:.{digits}f}"
     env.filters["pct"] = lambda value, digits=1: "–" if value is None else f"{100 * value:.{digits}f}%"
-    env.filters["ci"] = _with_ci
+    env.filters["ci"] = lambda value, interval, digits=3: with_ci(value, interval, digits, missing="–")
     return env
-
-
-def _with_ci(value, interval, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    text = f"{value:.{digits}f}"
-    if interval and interval.get("low") is not None:
-        text += f" [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
-    return text
 
 
 def _image(path: Path) -> str:

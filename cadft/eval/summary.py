@@ -8,9 +8,10 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _ci(value, interval, digits: int = 3) -> str:
+def with_ci(value, interval, digits: int = 3, missing: str = "-") -> str:
+    """`0.679 [0.604, 0.751]`: a value with its interval (when there is one), for the summary and report.html."""
     if value is None:
-        return "-"
+        return missing
     text = f"{value:.{digits}f}"
     if interval and interval.get("low") is not None:
         text += f" [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
@@ -20,8 +21,8 @@ def _ci(value, interval, digits: int = 3) -> str:
 def _row(name: str, metrics: dict) -> list[str]:
     test, ci = metrics["test"], metrics["test"].get("ci") or {}
     slope = test.get("calibration_slope")
-    return [name, _ci(metrics["validation"]["auroc"], None), _ci(test["auroc"], ci.get("auroc")), _ci(test["brier"], ci.get("brier"), 4),
-            _ci(test["oe_ratio"], None, 2), "-" if slope is None else f"{slope:.2f}", f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%"]
+    return [name, with_ci(metrics["validation"]["auroc"], None), with_ci(test["auroc"], ci.get("auroc")), with_ci(test["brier"], ci.get("brier"), 4),
+            with_ci(test["oe_ratio"], None, 2), "-" if slope is None else f"{slope:.2f}", f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%"]
 
 
 def summary_table(title: str, models: dict[str, dict], comparison: dict | None = None) -> Table:
@@ -36,8 +37,8 @@ def summary_table(title: str, models: dict[str, dict], comparison: dict | None =
         extra = []
         if comparison:
             delta = comparison.get(name)
-            extra = ["" if delta is None else _ci(delta["delta_auroc"]["value"], delta["delta_auroc"]),
-                     "" if delta is None else _ci(delta["delta_brier"]["value"], delta["delta_brier"], 4)] if rank else ["", ""]
+            extra = ["" if delta is None else with_ci(delta["delta_auroc"]["value"], delta["delta_auroc"]),
+                     "" if delta is None else with_ci(delta["delta_brier"]["value"], delta["delta_brier"], 4)] if rank else ["", ""]
         table.add_row(*_row(name, metrics), *extra)
     return table
 
