@@ -89,6 +89,7 @@ def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
                 viewport={"width": 1920, "height": 1080})  # wide: the grid renders only the columns in view
             page = browser.new_page()
             page.set_default_timeout(UI_WAIT_MS)
+            expect.set_options(timeout=UI_WAIT_MS)
             page.goto(url)
             page.locator("button[data-component-id='mlflow.assistant.chat_panel.close']").click()  # room for the table
             # The sweep's parent run: expand it to show its children, the runs to compare.
@@ -110,9 +111,28 @@ def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
                 expect(page.get_by_text(run.info.run_name, exact=True).first).to_be_visible()
             page.get_by_text("Visualizations", exact=True).click()  # collapsed: run details, params and metrics in view
             page.get_by_role("switch", name="Parameters - Show diff only").click()  # of ~200 params, the swept seed
-            auroc = page.get_by_text("test/auroc", exact=True).first
-            auroc.scroll_into_view_if_needed()
-            expect(auroc).to_be_visible()
+            # The metrics table renders only the rows in view, in two grids: names, and values that scroll. Its names
+            # grid lags one scroll event behind its values (MLflow 3.17), so each step sets both.
+            names, values = page.locator("div[role=grid]").first, page.locator("div[role=grid]").nth(1)
+            auroc = page.get_by_role("link", name="test/auroc", exact=True)
+            def scroll_both(top: int) -> None:
+                for grid in (values, names):
+                    grid.evaluate("(grid, top) => { grid.scrollTop = top; }", top)
+
+            for top in range(0, 20_000, 200):  # rendered ahead of view: then scroll its row to the middle
+                if auroc.count():
+                    scroll_both(int(auroc.evaluate("link => parseFloat(link.parentElement.style.top)")) - 100)
+                    break
+                scroll_both(top)
+            values.scroll_into_view_if_needed()  # the page: scrolling to the link would move the names grid alone
+            expect(auroc).to_be_in_viewport()
+            assert names.evaluate("grid => grid.scrollTop") == values.evaluate("grid => grid.scrollTop")
+            row_top = auroc.evaluate("link => link.parentElement.style.top")
+            shown = values.evaluate("(grid, top) => [...grid.querySelectorAll('div[style]')]"
+                                    ".filter(cell => cell.style.top === top).map(cell => cell.innerText)", row_top)
+            in_view = sorted(children, key=lambda run: page.get_by_text(run.info.run_id, exact=True).bounding_box()["x"])
+            assert [float(value) for value in shown] == pytest.approx(
+                [run.data.metrics["test/auroc"] for run in in_view], abs=5e-4), (shown, row_top)
             page.screenshot(path=ARTIFACTS / "compare_view.png")
             browser.close()
     finally:
