@@ -96,16 +96,31 @@ class Codes:
     self_report: dict[int, list[int]]
 
 
+IsoDate = Annotated[str, Describe("an ISO date such as 2022-10-31"), Rule(_iso_date, "")]
+
+
+@dataclass
+class CensorDates:  # end of complete hospital data per country (cadft.followup)
+    England: IsoDate
+    Scotland: IsoDate
+    Wales: IsoDate
+
+
 @dataclass
 class Task:  # conf/task/*.yaml
     name: str
     description: str
     outcome: Literal["incident", "prevalent"]
     horizon_years: Positive
-    censor_date: Annotated[str, Describe("an ISO date such as 2022-10-31"), Rule(_iso_date, "")]
+    censor_dates: CensorDates
+    censoring: Literal["exclude", "control"]
+    competing_death: Literal["control", "exclude"]
+    history_codes: list[str]
+    history_policy: Literal["exclude", "prevalent", "event"]
     undated_events: Literal["exclude", "prevalent", "ignore"]
     deaths_count: bool
-    definition: Codes
+    definition: Codes  # the event
+    exclude: Codes | None  # prior conditions (incident outcomes); null: the event codes
 
 
 @dataclass

@@ -5,7 +5,7 @@
 
 The result is cached under `paths.prepared_dir` by a hash of the input file's identity (path, size,
 modification time) and the data, task and text config, so a sweep prepares once. The table has
-`eid, label, split, text` and one column per feature; the data card (JSON) has counts, exclusions,
+`eid, label, split, text` and one column per feature; the data card (JSON) has counts, exclusions, cohort_steps,
 prevalence per split, missingness and special answers per feature, parse problems and token-length percentiles.
 Output is written to a temporary folder and renamed, so a failure leaves nothing half-written; a manifest
 written last holds the size and SHA-256 of both files, and an entry that does not match it (a truncated copy,
@@ -35,16 +35,20 @@ from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user
 from cadft.config import validate
 from cadft.errors import CadftError
 from cadft.features import SPECIAL_SUFFIX, build_features, check_no_leakage, fallback_fields, parse_features, required_fields
-from cadft.task import LOST_FIELD, Definition, label
+from cadft.followup import cohort_steps
+from cadft.task import OPTIONAL_FIELDS, Definition, label
 from cadft.split import SPLITS, assign_splits
 from cadft.text import render_texts
 from cadft.tracking import check_writable
 from cadft.ukb.read import read_extract
+from cadft.ukb.registry import load_registry
 from cadft.ukb.seed_json import read_seed_json
 
 log = logging.getLogger(__name__)
-PREPARE_VERSION = 2  # bump when the prepared table changes for the same input and config (2: NaN and special codes)
+PREPARE_VERSION = 3  # bump when the prepared table changes for the same input and config (2: NaN and special codes, 3: cohort_steps)
 TOKEN_SAMPLE = 20_000  # records tokenized for the data card's length percentiles
+TASK_CARD_KEYS = ("name", "description", "outcome", "horizon_years", "censor_dates", "censoring", "competing_death", "history_codes",
+                  "history_policy")
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         extract = read_extract(
             cfg.data.path,
             definition.required_fields() + required_fields(features),
-            optional_ids=(LOST_FIELD, *fallback_fields(features)),
+            optional_ids=(*OPTIONAL_FIELDS, *fallback_fields(features)),
             fmt=cfg.data.format,
             max_bad_fraction=float(cfg.data.max_bad_fraction),
             encoding=cfg.data.encoding,
@@ -196,6 +200,7 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         card = {
             "input": {"format": extract.naming, "rows": extract.n, "absent_optional_fields": extract.absent_optional},
             "exclusions": dict(labels.filter(~pl.col("included")).group_by("exclusion").len().sort("exclusion").iter_rows()),
+            "cohort_steps": cohort_steps(labels, definition.outcome, definition.policies(), load_registry()[190].labels),
             "special_answers": _special_answers(table, features),
             "parse_problems": {"bad_values_set_missing": extract.bad_values, "labels_outside_registry": extract.unmapped_labels},
             "features": [f.name for f in features],
@@ -244,7 +249,7 @@ def _describe(table: pl.DataFrame, feature_names: list[str], cfg: DictConfig) ->
         splits[name] = {"n": part.height, "cases": cases, "prevalence": round(cases / max(part.height, 1), 5)}
     cases = int(table["label"].sum())
     return {
-        "task": {k: cfg.task.get(k) for k in ("name", "description", "outcome", "horizon_years", "censor_date")}
+        "task": {k: OmegaConf.to_container(v) if OmegaConf.is_config(v := cfg.task.get(k)) else v for k in TASK_CARD_KEYS}
         if cfg.data.format != "seed_json" else {"name": "seed_json"},
         "included": table.height,
         "cases": cases,
@@ -271,6 +276,10 @@ def summary_lines(prepared: Prepared) -> list[str]:
              f"included {card['included']} participants, {card['cases']} cases ({card['prevalence']:.2%})"]
     if card["exclusions"]:
         lines.append("excluded: " + ", ".join(f"{k} {v}" for k, v in card["exclusions"].items()))
+    kept = [f"{s['step']} {s['participants']} ({s['policy']})" for s in card.get("cohort_steps", [])
+            if s.get("participants") and "policy" in s and not s["excluded"]]
+    if kept:
+        lines.append("kept by task policy: " + ", ".join(kept))
     lines += [f"  {name:<10} n={s['n']:<7} cases={s['cases']:<6} prevalence={s['prevalence']:.2%}" for name, s in card["splits"].items()]
     tokens = card["text"]["tokens"]
     lines.append(f"tokens per record ({tokens['tokenizer']}): median {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}")

@@ -51,6 +51,7 @@ RANK_METRIC = "validation/auroc"  # runs are ranked on validation (cadft-compare
 USAGE_METRICS = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
 TRAINER_METRICS = {"loss": "train/loss_weighted", "loss_unweighted": "train/loss_unweighted", "learning_rate": "train/learning_rate",
                    "grad_norm": "train/grad_norm", "examples_per_second": "train/examples_per_second"}  # Trainer log key -> metric
+COHORT_PARAM = "cohort/"  # + step (+ ".excluded"): the data card's cohort counts, as run params (cohort_params)
 VALIDATION_DURING_TRAINING = "val/"  # + metric: validation during training (model selection); final metrics: validation/, test/
 # MLflow 3.17 retries a failed request 7 times with backoff factor 2 and a 120 s timeout: ~4 minutes per call
 # against a server that is gone. cadft's: 3 tries, 0 + 2 s backoff (+ up to 1 s jitter each), 10 s per try.
@@ -380,6 +381,17 @@ def flat_config(cfg: DictConfig) -> dict[str, object]:
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return flat
+
+
+def cohort_params(card: dict) -> dict[str, int]:
+    """The data card's cohort_steps as params: cohort/<step> (the participants a step concerns, or the count read, cases,
+    controls) and cohort/<step>.excluded. Aggregate counts only."""
+    params = {}
+    for step in card.get("cohort_steps", []):
+        params[COHORT_PARAM + step["step"]] = step["participants"]
+        if "excluded" in step:
+            params[f"{COHORT_PARAM}{step['step']}.excluded"] = step["excluded"]
+    return params
 
 
 def git_commit() -> str:

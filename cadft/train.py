@@ -112,7 +112,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             "data.train_examples": len(train_set), "data.validation_examples": len(val_set),
             "data.truncated_train": train_set.truncated, "data.truncated_validation": val_set.truncated,
             "model.trainable_parameters": parameters["trainable"], "model.total_parameters": parameters["total"],
-        })
+        } | tracking.cohort_params(prepared.card))
         trainer = CadftTrainer(
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set.sorted_by_length(),
             data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,

@@ -1,6 +1,7 @@
 """Hand-checked hard-CAD edge cases: each participant, what happens to them, and why.
 
-Baseline 2008-06-15, so the 10-year horizon ends 2018-06-15 (censor date 2022-10-31).
+Baseline 2008-06-15, so the 10-year horizon ends 2018-06-15; everyone is assessed in Leeds (England: censor date 2022-10-31).
+Default task policies: censoring=exclude, competing_death=control, history_policy=exclude.
 Expected values: (hard_cad incident label or exclusion, hard_cad prevalent label, broad_chd incident label or exclusion).
 """
 
@@ -36,8 +37,8 @@ EDGE_CASES = {
     "undated_code": (_with(1000009, f41270=[("I214", None)]), "undated_event", "undated_event", "undated_event"),
     # qualifying code with the UKB placeholder date 1900-01-01: undated too
     "placeholder_date": (_with(1000010, f41270=[("I21", "1900-01-01")]), "undated_event", "undated_event", "undated_event"),
-    # lost to follow-up (191) before the MI: non-case
-    "lost_before_event": (_with(1000011, f191="2010-02-02", f41270=[("I219", "2012-01-01")]), 0, 0, 0),
+    # lost to follow-up (191) before the horizon and before the MI: incomplete follow-up, excluded (censoring=exclude)
+    "lost_before_event": (_with(1000011, f191="2010-02-02", f41270=[("I219", "2012-01-01")]), "lost_to_followup", 0, "lost_to_followup"),
     # noise codes only (hypertension, type 2 diabetes, reflux, chest pain)
     "noise_only": (_with(1000012, f41270=[("I10", "2009-01-01"), ("E119", "2010-01-01"), ("K219", "2011-01-01"), ("R074", "2012-01-01")]), 0, 0, 0),
     # MI on the baseline date itself: prevalent (on or before baseline)
@@ -52,11 +53,13 @@ EDGE_CASES = {
     # first MI after baseline but recorded in the 4th slot behind noise codes, plus a later CABG: incident
     "mi_in_later_slot": (_with(1000018, f41270=[("I10", "2007-01-01"), ("J459", "2009-01-01"), ("N390", "2010-01-01"), ("I211", "2016-09-09")],
                                f41272=[("K401", "2016-09-20")]), 1, 0, 1),
-    # MI within 10 years of baseline but after the censor date cannot happen here (horizon ends first);
-    # a late-baseline participant censored at 2022-10-31 instead:
-    "censored_before_event": ({**_with(1000019, f41270=[("I219", "2022-12-01")]), 53: "2013-01-10"}, 0, 0, 0),
-    # hospital Z95.1 (presence of CABG graft) after baseline: incident
-    "z951_after_baseline": (_with(1000020, f41270=[("Z951", "2015-05-05")]), 1, 0, 1),
+    # a late-baseline participant whose follow-up ends at England's censor date 2022-10-31, before the horizon
+    # (2023-01-10) and before the MI: incomplete follow-up, excluded (censoring=exclude)
+    "censored_before_event": ({**_with(1000019, f41270=[("I219", "2022-12-01")]), 53: "2013-01-10"}, "incomplete_followup", 0,
+                              "incomplete_followup"),
+    # hospital Z95.1 (presence of CABG graft) first recorded after baseline: the graft may predate baseline, so the
+    # participant is excluded (history_policy=exclude) from the incident and the prevalent analysis alike
+    "z951_after_baseline": (_with(1000020, f41270=[("Z951", "2015-05-05")]), "history_code", "history_code", "history_code"),
 }
 
 

@@ -21,9 +21,9 @@ WIDTH = {41270: 6, 41280: 6, 41271: 3, 41281: 3, 41272: 4, 41282: 4}  # narrow, 
 
 
 def base_person(eid: int, *, sex: int = 1, baseline: str = "2008-06-15", age: int = 60) -> dict:
-    """A participant with the features cadft's default config reads, and no outcome codes."""
+    """A participant with the features cadft's default config reads, and no outcome codes; assessed in Leeds (England)."""
     return {
-        "eid": eid, 31: sex, 34: 2008 - age, 53: baseline, 21022: age, 21003: age, 21000: 1001, 22189: -1.5,
+        "eid": eid, 31: sex, 34: 2008 - age, 53: baseline, 54: 11010, 21022: age, 21003: age, 21000: 1001, 22189: -1.5,
         21001: 27.1, 48: 94, 4080: [141, 137], 4079: [84, 82], 20116: 0, 20161: None, 1558: 3, 22032: 1,
         30690: 5.6, 30760: 1.3, 30780: 3.5, 30870: 1.6, 30750: 35.2, 30740: 5.1, 30710: 1.2, 30790: 20.0,
         30720: 0.9, 2443: 0, 6153 if sex == 0 else 6177: [-7], 6150: [-7], 20107: [-17], 20110: [-17], 20111: [-17],
@@ -43,7 +43,7 @@ def _slots(person: dict) -> dict[int, list]:
 
 
 # Outcome fields every extract carries, even when no test participant has a value in them.
-ALWAYS = (41270, 41280, 41271, 41281, 41272, 41282, 40000, 40001, 40002, 191, 20002, 20004, 6150, 6153, 6177)
+ALWAYS = (41270, 41280, 41271, 41281, 41272, 41282, 40000, 40001, 40002, 190, 191, 20002, 20004, 6150, 6153, 6177)
 
 
 def _fields(people: list[dict]) -> list[int]:

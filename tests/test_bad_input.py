@@ -33,8 +33,8 @@ CASES = [
     ("cadft.train", ["data.path=no_such_extract.csv", f"paths.output_dir={OUT}"], "cadft-train", "data.path=no_such_extract.csv: no such file"),
     ("cadft.prepare", ["data.format=csv", f"paths.output_dir={OUT}"], "cadft-prepare",
      "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json"),
-    ("cadft.prepare", ["task=hard_cad", "task.censor_date=soon", f"paths.output_dir={OUT}"], "cadft-prepare",
-     "task.censor_date=soon: expected an ISO date such as 2022-10-31"),
+    ("cadft.prepare", ["task=hard_cad", "task.censor_dates.Wales=soon", f"paths.output_dir={OUT}"], "cadft-prepare",
+     "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31"),
     ("cadft.baselines_cli", ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"], "cadft-baselines",
      "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, lightgbm_all, pce, "
      "pce_recalibrated, age (pcee: did you mean pce?)"),

@@ -123,7 +123,19 @@ def test_the_slurm_launcher_passes():
         # task, text, data
         (["task.outcome=lifetime"], "task.outcome=lifetime: expected one of incident, prevalent"),
         (["task.undated_events=drop"], "task.undated_events=drop: expected one of exclude, prevalent, ignore"),
-        (["task.censor_date=soon"], "task.censor_date=soon: expected an ISO date such as 2022-10-31"),
+        (["task.censor_dates.Wales=soon"], "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31"),
+        (["~task.censor_dates.Scotland"], "task.censor_dates.Scotland: missing; expected an ISO date such as 2022-10-31"),
+        (["+task.censor_dates.Ireland=2022-01-31"], "task.censor_dates.Ireland: unknown key; task.censor_dates has: England, Scotland, Wales"),
+        (["task.censor_dates=2022-10-31"], "task.censor_dates=2022-10-31: expected a mapping of England, Scotland, Wales"),
+        (["task.censoring=drop"], "task.censoring=drop: expected one of exclude, control"),
+        (["task.competing_death=censor"], "task.competing_death=censor: expected one of control, exclude"),
+        (["task.history_policy=ignore"], "task.history_policy=ignore: expected one of exclude, prevalent, event"),
+        (["task.history_codes=I252"], "task.history_codes=I252: expected a list of texts"),
+        (["task=hard_cad_no_prior_cvd", "~task.exclude.opcs4"], "task.exclude.opcs4: missing; expected a list of texts"),
+        (["task=hard_cad_no_prior_cvd", "task.outcome=prevalent"], ("task hard_cad_no_prior_cvd_incident10: task.exclude applies to incident "
+         "outcomes only; set task.exclude=null for task.outcome=prevalent (task.definition is the prevalent condition)")),
+        (["task.exclude={icd10: [], icd9: [], opcs4: [], self_report: {}}"], ("task hard_cad_incident10: task.exclude lists no codes; give "
+         "icd10, icd9, opcs4 or self_report codes")),
         (["task.horizon_years=0"], "task.horizon_years=0: expected a number > 0"),
         (["text.missing=hide"], "text.missing=hide: expected one of drop, state"),
         (["text.item=nothing"], "text.item='nothing' must contain {value} once"),

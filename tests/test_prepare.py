@@ -38,7 +38,9 @@ def test_table_and_card(make_config, extract):
     assert set(table.filter(pl.col("label") == 1)["eid"]) == cases
     card = prepared.card
     assert card["included"] == table.height and card["cases"] == len(cases)
-    assert card["exclusions"] == {"prevalent": 6, "undated_event": 2}
+    # incomplete_followup, lost_to_followup and history_code: the default censoring and history_policy (tests/edge_cases.py)
+    assert card["exclusions"] == {"history_code": 1, "incomplete_followup": 1, "lost_to_followup": 1, "prevalent": 6, "undated_event": 2}
+    assert [s["excluded"] for s in card["cohort_steps"] if "excluded" in s] == [0, 0, 2, 6, 1, 2, 0]
     assert sum(s["n"] for s in card["splits"].values()) == table.height
     assert card["text"]["tokens"]["p50"] > 20 and card["missingness"]["pack_years"] == 1.0
     text = table.filter(eid=1000003)["text"].item()

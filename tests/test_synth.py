@@ -15,7 +15,8 @@ import polars as pl
 import pytest
 import yaml
 
-from cadft.synth import write
+from cadft.followup import country
+from cadft.synth import hazards, write
 from cadft.synth.codelists import code_tables
 from cadft.synth.simulate import simulate
 from cadft.synth.write import Layout, write_cohort
@@ -303,6 +304,29 @@ def test_rates_by_the_task_definition_match_the_oracle(files):
     rate, mean_risk = at_risk["incident"].mean(), at_risk["risk"].mean()
     assert abs(rate - mean_risk) < 4 * np.sqrt(mean_risk * (1 - mean_risk) / at_risk.height)
     assert _auroc(at_risk["risk"].to_numpy(), at_risk["incident"].to_numpy()) > 0.7
+
+
+def test_records_end_at_each_countrys_censor_date(sim):
+    """Hospital, death and loss records stop at the country's date, which is conf/task/hard_cad.yaml's default censor
+    date; late-recruited Welsh participants have under 10 years of follow-up (task.censoring matters on the demo)."""
+    dates = {country: dt.date.fromisoformat(day) for country, day in hazards.RECORD_END.items()}
+    assert dates == {country: dt.date.fromisoformat(day) for country, day in HARD_CAD["censor_dates"].items()}
+    people = pl.DataFrame({"eid": sim.eid, "centre": sim.fields[(54, 0)], "baseline": sim.fields[(53, 0)]})
+    people = people.with_columns(country(pl.col("centre")).replace_strict(dates, return_dtype=pl.Date).alias("end"))
+    last = pl.DataFrame({"eid": sim.eid, **{str(f): sim.fields[(f, 0)].list.max() for f in (41280, 41281, 41282)},
+                         "40000": sim.fields[(40000, 0)], "191": sim.fields[(191, 0)]})
+    last = last.select("eid", pl.max_horizontal(pl.exclude("eid")).alias("last"))
+    joined = people.join(last, on="eid").filter(pl.col("last").is_not_null())
+    assert joined.height > N / 4 and (joined["last"] <= joined["end"]).all()
+    welsh = people.filter(pl.col("centre").is_in([11003, 11022, 11023]))
+    short = welsh.filter(pl.col("baseline").dt.offset_by("10y") > pl.col("end"))
+    assert welsh.height > 50 and short.height > welsh.height / 3
+    # the oracle's years at risk are cut there too (its risk is the ceiling for the label on that follow-up)
+    baseline = np.array([np.datetime64("2009-09-01", "D").astype(np.int64)] * 2)
+    years = hazards.years_at_risk(baseline, hazards.record_end_day(np.array([11022, 11010])))
+    assert years[0] == pytest.approx((dt.date(2018, 2, 28) - dt.date(2009, 9, 1)).days / 365.25) and years[1] == 10.0
+    lost = sim.fields[(190, 0)].drop_nulls()
+    assert lost.len() == sim.fields[(191, 0)].drop_nulls().len() and lost.is_in([2, 3, 4, 5]).all()
 
 
 def test_noise_codes_that_must_not_count(sim):

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from cadft.followup import SCOTLAND_CENTRES, WALES_CENTRES
 from cadft.pce import BASELINE_SURVIVAL, pce_group, pce_risk
 from cadft.synth.cohort import Baseline, logistic
 from cadft.synth.treatment import Treatment
 
 HORIZON_YEARS = 10.0
-CENSOR_DAY = np.datetime64("2022-10-31", "D").astype(np.int64)
+# Hospital and death records end per country (the centre's, field 54) on the default task.censor_dates of
+# conf/task/hard_cad.yaml (tests/test_synth.py checks they agree): Wales' early end leaves late-recruited Welsh
+# participants under 10 years of follow-up, as a real release can.
+RECORD_END = {"England": "2022-10-31", "Scotland": "2022-08-31", "Wales": "2018-02-28"}
 CAD_RATE_SCALE = 0.43  # PCE hazard x this lands incident 10-y hard CAD near 4%
 PREVALENT_LOGIT_SHIFT = 1.85  # logit P(prevalent) = log(pre-treatment CAD hazard) + this: ~3% prevalent
-LOSS_HAZARD = 0.00022  # per year: ~0.3% lost to follow-up by the censor date
+LOSS_HAZARD = 0.00022  # per year: ~0.3% lost to follow-up by the record end
 RECURRENT_CAD_FACTOR = 2.5  # CAD hazard multiplier once a person has had an event
 
 
@@ -81,6 +85,12 @@ def oracle_risk(cad: np.ndarray, death: np.ndarray, loss: float | np.ndarray, ye
     return cad / total * -np.expm1(-total * years)
 
 
-def years_at_risk(baseline_day: np.ndarray) -> np.ndarray:
-    """The horizon, cut at the censor date (never binding for 2006-2010 baselines and 10 years)."""
-    return np.minimum(HORIZON_YEARS, (CENSOR_DAY - baseline_day) / 365.25)
+def record_end_day(centre: np.ndarray) -> np.ndarray:
+    """The last day anything is recorded for a participant of each assessment centre: their country's RECORD_END."""
+    day = {country: np.datetime64(date, "D").astype(np.int64) for country, date in RECORD_END.items()}
+    return np.where(np.isin(centre, WALES_CENTRES), day["Wales"], np.where(np.isin(centre, SCOTLAND_CENTRES), day["Scotland"], day["England"]))
+
+
+def years_at_risk(baseline_day: np.ndarray, end_day: np.ndarray) -> np.ndarray:
+    """The horizon, cut at the participant's record end (binding for Welsh participants recruited after Feb 2008)."""
+    return np.clip(np.minimum(HORIZON_YEARS, (end_day - baseline_day) / 365.25), 0.0, None)

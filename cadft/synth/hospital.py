@@ -4,7 +4,7 @@ Hard-CAD events leave infarction codes (I21/I22/I24, ICD-9 410), revascularisati
 (OPCS-4 K40-K50, K75) around the event date, old-MI (I25.2) and graft (Z95.1) codes at later
 admissions, and qualifying death causes. Background codes that never qualify (angina, I25.1, chest
 pain, hypertension, diabetes, hernias, ...) come from codes.yaml, angina and chest pain rising with CAD risk.
-Nothing is recorded after death, loss to follow-up or the censor date; ICD-10 starts in 1997, earlier
+Nothing is recorded after death, loss to follow-up or the record end of the participant's country (hazards.RECORD_END); ICD-10 starts in 1997, earlier
 admissions of Scottish and Welsh participants are in ICD-9.
 """
 

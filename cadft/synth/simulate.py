@@ -17,7 +17,7 @@ from cadft.synth import hazards
 from cadft.synth.codelists import NO_DAY, PLACEHOLDER_DAY, CodeList, date_values, list_series
 from cadft.synth.cohort import draw_baseline
 from cadft.synth.hospital import record_hospital
-from cadft.synth.measurements import baseline_fields, dates, repeat_visit_fields
+from cadft.synth.measurements import baseline_fields, dates, repeat_visit_fields, values
 from cadft.synth.outcomes import draw_outcomes, draw_prevalence
 from cadft.synth.selfreport import record_self_reports
 from cadft.synth.treatment import draw_treatment
@@ -78,6 +78,7 @@ def simulate(n: int, seed: int) -> Simulation:
     fields[(40001, 0)] = pl.Series(pa.array(underlying, mask=underlying == ""))
     fields[(40002, 0)] = _code_list_series(hospital.contributory, n, registry[40002].arrays)
     fields[(191, 0)] = dates(outcomes.lost_day)
+    fields[(190, 0)] = values(outcomes.lost_reason, outcomes.lost_reason == 0)
 
     oracle = pl.DataFrame(
         {
