@@ -68,6 +68,28 @@ def test_the_pyfunc_model_gives_the_same_numbers(trained):
     assert joined.height == 200 and (joined["risk"] - joined["risk_pyfunc"]).abs().max() < 1e-5
 
 
+def test_withdrawn_and_negative_eids_are_never_scored(trained, tmp_path):
+    run, extract = trained
+    rows = pl.read_csv(extract, infer_schema=False)
+    eids = rows["eid"].cast(pl.Int64)
+    negative = eids.head(4).to_list()
+    changed = tmp_path / "extract.csv"
+    rows.with_columns(pl.when(pl.col("eid").cast(pl.Int64).is_in(negative)).then("-" + pl.col("eid")).otherwise(pl.col("eid")).alias("eid")
+                      ).write_csv(changed, quote_style="always")
+    withdrawals = tmp_path / "withdrawn.txt"
+    withdrawn = eids.slice(10, 5).to_list()
+    withdrawals.write_text("\n".join(map(str, withdrawn)) + "\n")
+    done = predict(f"run={run}", f"data.path={changed}", f"data.withdrawals={withdrawals}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scored = pl.read_csv(tmp_path / "risks.csv")["eid"]
+    assert scored.len() == 3000 - 9 and scored.min() > 0 and not set(scored) & set(withdrawn)
+    assert set(eids) - set(scored) == set(negative) | set(withdrawn)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("12\nabc\n")
+    done = predict(f"run={run}", f"data.path={changed}", f"data.withdrawals={bad}", f"out={tmp_path / 'other.csv'}", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == f"cadft-predict: error: data.withdrawals={bad}: line 2: 'abc' is not an eid; the file has one integer eid a line"
+
+
 def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
     run, extract = trained
     out = tmp_path / "risks.csv"
