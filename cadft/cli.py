@@ -25,7 +25,7 @@ from cadft.errors import CadftError
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-PATH_KEYS = ("paths.output_dir", "paths.prepared_dir", "paths.cache_dir", "data.path", "data.oracle_path")
+PATH_KEYS = ("paths.output_dir", "paths.prepared_dir", "paths.cache_dir", "data.path", "data.oracle_path", "data.withdrawals")
 ZERO_OVERRIDE = "zero="
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 

@@ -71,6 +71,9 @@ class Paths:
 class Split:
     fractions: dict[str, float]  # train, validation, test: each > 0, summing to 1 (cadft.split)
     salt: str
+    by: Literal["eid", "centre", "country"] = "eid"
+    test_groups: Annotated[list[int | str], Describe("a list of centre codes (11003) or names (Cardiff), or of countries "
+                                                     "(England, Scotland, Wales)")] | None = None  # checked by cadft.split
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Data:  # conf/data/{synthetic,ukb,seed_json}.yaml
     oracle_task: str | None
     split: Split
     features: dict[str, dict[str, Any]]  # the specs are checked by cadft.features
+    withdrawals: str | None = None  # a file of withdrawn eids, one a line
+    allow_treatment_features: bool = False  # treatment features (treatment: true) for a prevalent outcome
     max_bad_fraction: Fraction | None = None  # extracts
     text_key: str | None = None  # seed_json
     label_key: str | None = None
@@ -397,6 +402,8 @@ def _check_rules(c: dict) -> None:
         _check_tiny(backbone)
     if data["format"] == "seed_json" and not (data["text_key"] and data["label_key"]):
         raise CadftError("data.format=seed_json needs data.text_key and data.label_key (data=seed_json sets them)")
+    if data["format"] == "seed_json" and data["split"].get("by", "eid") != "eid":
+        raise CadftError(f"data.split.by={data['split']['by']}: seed-JSON records carry no assessment centre; use data.split.by=eid")
     _check_specs(c)
 
 
@@ -415,16 +422,18 @@ def _check_specs(c: dict) -> None:
     """The phenotype, split, feature and text specs, checked by the modules that use them."""
     from omegaconf import OmegaConf
 
-    from cadft.features import check_no_leakage, parse_features
+    from cadft.features import check_no_leakage, check_no_treatment_proxies, parse_features
     from cadft.task import Definition
-    from cadft.split import check_fractions
+    from cadft.split import check_fractions, held_out_groups
     from cadft.text import check_item, select_features
 
     definition = Definition.from_config(OmegaConf.create(c["task"]))
     check_fractions(c["data"]["split"]["fractions"])
+    held_out_groups(c["data"]["split"])
     if c["data"]["format"] == "seed_json":
         return
     features = parse_features(c["data"]["features"])
     check_no_leakage(features, definition)
+    check_no_treatment_proxies(features, definition, c["data"].get("allow_treatment_features", False))
     select_features(features, c["text"]["features"])
     check_item(c["text"]["item"])

@@ -15,7 +15,9 @@ UK Biobank special code, not a measurement: the number becomes missing and the a
 (`Do not know`, `Prefer not to answer`) goes to the column `<name>:special`, which the text templates read.
 
 The outcome's own fields (hospital codes, deaths, and the task's self-report codes) are refused as
-features: a feature that reads them would leak the label.
+features: a feature that reads them would leak the label. A feature marked `treatment: true` (lipid-lowering,
+blood-pressure/antianginal medication) is refused for a prevalent outcome unless `data.allow_treatment_features`
+is true: people with CAD at baseline are treated for it, so the treatment is a proxy of the label.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from cadft.ukb.registry import get_field
 from cadft.errors import CadftError
 
 KINDS = ("field", "mean", "flag")
-SPEC_KEYS = {"kind", "field", "fields", "by_sex", "codes", "absent", "title", "units", "decimals"}
+SPEC_KEYS = {"kind", "field", "fields", "by_sex", "codes", "absent", "title", "units", "decimals", "treatment"}
 SEX_FIELD = 31
 # Special answers: do not know / prefer not to answer, also the family-history group variants.
 SPECIAL_CODES = {-1: "Do not know", -3: "Prefer not to answer", -11: "Do not know", -13: "Prefer not to answer", -21: "Do not know", -23: "Prefer not to answer"}
@@ -53,6 +55,7 @@ class Feature:
     codes: tuple[int, ...] = ()
     by_sex: tuple[tuple[int, int], ...] = ()  # (sex code, field)
     absent: str = "missing"
+    treatment: bool = False  # a treatment of the disease: a proxy of a prevalent label
 
     @property
     def numeric(self) -> bool:
@@ -94,6 +97,9 @@ def _parse_one(name: str, item) -> Feature:
         )
     if kind == "flag" and not item.get("codes"):
         raise FeatureConfigError(f"data.features.{name}: a flag needs `codes` (the answers that mean Yes)")
+    treatment = item.get("treatment", False)
+    if not isinstance(treatment, bool):
+        raise FeatureConfigError(f"data.features.{name}.treatment={treatment!r}; allowed: true, false")
     absent = str(item.get("absent", "missing"))
     if absent not in ("missing", "no"):
         raise FeatureConfigError(f"data.features.{name}.absent={absent!r}; allowed: missing, no")
@@ -107,6 +113,7 @@ def _parse_one(name: str, item) -> Feature:
         codes=tuple(int(c) for c in item.get("codes") or ()),
         by_sex=by_sex,
         absent=absent,
+        treatment=treatment,
     )
 
 
@@ -143,6 +150,17 @@ def check_no_leakage(features: list[Feature], definition: Definition) -> None:
                     f"data.features.{feature.name} reads codes {sorted(overlap) or 'all'} of field {field}, which the task "
                     f"{definition.name} uses to define its outcome; the label would leak. Use other codes of that field."
                 )
+
+
+def check_no_treatment_proxies(features: list[Feature], definition: Definition, allowed: bool) -> None:
+    """Refuse treatment features (`treatment: true`) for a prevalent outcome unless data.allow_treatment_features."""
+    treatments = [f.name for f in features if f.treatment]
+    if definition.outcome == "prevalent" and treatments and not allowed:
+        raise FeatureConfigError(
+            f"data.features {', '.join(treatments)} are treatments (treatment: true), proxies of the prevalent outcome of task "
+            f"{definition.name} (people with the disease are treated for it): remove them "
+            f"({' '.join('~data.features.' + name for name in treatments)}) or set data.allow_treatment_features=true"
+        )
 
 
 def build_features(extract: Extract, features: list[Feature]) -> pl.DataFrame:

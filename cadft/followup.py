@@ -1,8 +1,7 @@
 """Follow-up of an incident analysis: the country's end of complete hospital data, death, loss to follow-up, and the
 cohort counts of each labelling step (the data card's `cohort_steps`).
 
-- Country: from the assessment centre (54, coding 10): Cardiff 11003, Swansea 11022 and Wrexham 11023 are in Wales,
-  Glasgow 11004 and Edinburgh 11005 in Scotland, every other centre in England. A participant without a centre gets the
+- Country: from the assessment centre (54, coding 10; cadft.ukb.centres). A participant without a known centre gets the
   earliest of the three dates (complete follow-up is only certain up to it) and is counted as `unknown`.
 - Censor date: `task.censor_dates[country]`, the date up to which that country's hospital data are complete in the
   user's release (UK Biobank publishes them per release as guidance, and never trims the data).
@@ -17,25 +16,13 @@ import datetime as dt
 
 import polars as pl
 
+from cadft.ukb.centres import CENTRE_FIELD, COUNTRIES, country_expr
 from cadft.ukb.read import Extract
 
-COUNTRIES = ("England", "Scotland", "Wales")
-CENTRE_FIELD = 54
-WALES_CENTRES = (11003, 11022, 11023)  # Cardiff, Swansea, Wrexham
-SCOTLAND_CENTRES = (11004, 11005)  # Glasgow, Edinburgh
 LOST_FIELD, LOST_REASON_FIELD, DEATH_DATE_FIELD = 191, 190, 40000
 CENSORED = ("incomplete_followup", "lost_to_followup")  # exclusion reasons under task.censoring=exclude
 # The exclusion steps in the order label() applies them; both censoring reasons are one step.
 STEPS = ("no_baseline_date", "baseline_after_censor_date", "undated_event", "prevalent", "history_code", "censored", "competing_death")
-
-
-def country(centre: pl.Expr) -> pl.Expr:
-    return (
-        pl.when(centre.is_in(WALES_CENTRES)).then(pl.lit("Wales"))
-        .when(centre.is_in(SCOTLAND_CENTRES)).then(pl.lit("Scotland"))
-        .when(centre.is_not_null()).then(pl.lit("England"))
-        .otherwise(pl.lit(None, pl.String))
-    )
 
 
 def follow_up(extract: Extract, censor_dates: dict[str, dt.date], horizon_years: float) -> pl.DataFrame:
@@ -43,7 +30,7 @@ def follow_up(extract: Extract, censor_dates: dict[str, dt.date], horizon_years:
     s = extract.scalars
     optional = {"death": f"f{DEATH_DATE_FIELD}", "lost": f"f{LOST_FIELD}", "lost_reason": f"f{LOST_REASON_FIELD}"}
     dtypes = {"death": pl.Date, "lost": pl.Date, "lost_reason": pl.Int64}
-    place = country(pl.col(f"f{CENTRE_FIELD}"))
+    place = country_expr(pl.col(f"f{CENTRE_FIELD}"))
     censor = pl.lit(min(censor_dates.values()))
     for name in reversed(COUNTRIES):
         censor = pl.when(place == name).then(pl.lit(censor_dates[name])).otherwise(censor)

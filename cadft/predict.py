@@ -1,14 +1,17 @@
 """cadft-predict: apply a trained run to new participants: extract in, calibrated 10-year risk out.
 
     cadft-predict run=RUN_DIR data.path=EXTRACT out=risks.csv [data.format=auto|showcase|tab|rap|parquet]
-                  [task=NAME] [device=auto|cpu|cuda] [batch_size=N]
+                  [data.withdrawals=FILE] [task=NAME] [device=auto|cpu|cuda] [batch_size=N]
 
 Reads any supported extract (only the columns of the run's features), builds each record's text exactly as the
 run did (the run's saved config: data.features and the text template, not today's defaults), scores it with the
 run's model and applies the calibrator saved with it (model/calibrator.json). Writes a CSV with eid, risk (the
 recalibrated probability, the number to use), raw_score (the model's output before recalibration); written to a
 temporary file and renamed, so a failure leaves nothing behind. Labels and outcome fields are not needed: these
-are new people. `task=NAME`, when given, must be the run's task (a model for one outcome does not predict another).
+are new people. Withdrawn participants are never scored: those in the run's withdrawals file (its
+data.withdrawals, which must still be readable), those in `data.withdrawals=FILE` (UK Biobank's latest list; both
+apply), and every negative eid.
+`task=NAME`, when given, must be the run's task (a model for one outcome does not predict another).
 Exit status 2 with one line for bad input: an unreadable run, a run without a calibrator, missing columns.
 """
 
@@ -29,7 +32,8 @@ from cadft.errors import CadftError
 from cadft.layout import CALIBRATOR_FILE, CHECKPOINT_INFO, RunLayout
 
 ARGUMENTS = {"run": "a training run dir", "data.path": "the extract to score", "out": "the CSV to write",
-             "data.format": "auto | showcase | tab | rap | parquet", "task": "the run's task name (a check)",
+             "data.format": "auto | showcase | tab | rap | parquet", "data.withdrawals": "a file of withdrawn eids, one a line",
+             "task": "the run's task name (a check)",
              "device": "auto | cpu | cuda", "batch_size": "records per scoring batch"}
 REQUIRED = ("run", "data.path", "out")
 
@@ -64,12 +68,13 @@ class TrainedRun:
         device = resolve_device(self.device_setting)
         return load_model(self.model_dir, device=device), AutoTokenizer.from_pretrained(self.model_dir), device
 
-    def records(self, path: Path, fmt: str = "auto") -> pl.DataFrame:
-        """eid and text of every participant of an extract, built as the run built its records."""
+    def records(self, path: Path, fmt: str = "auto", withdrawals: Path | None = None) -> pl.DataFrame:
+        """eid and text of every participant of an extract but the withdrawn (the run's data.withdrawals and
+        `withdrawals`), built as the run built its records."""
         from cadft.prepare import records_from_extract
 
         data = OmegaConf.merge(self.cfg.data, {"path": str(path), "format": fmt})
-        return records_from_extract(data, self.cfg.text)
+        return records_from_extract(data, self.cfg.text, withdrawals)
 
     def predict(self, records: pl.DataFrame, batch_size: int | None = None) -> pl.DataFrame:
         """eid, risk, raw_score for records with eid and text."""
@@ -132,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     trained = TrainedRun(Path(args["run"]).expanduser().resolve(), args.get("device", "auto"))
     if args.get("task") and args["task"] != trained.cfg.task.name:
         raise CadftError(f"task={args['task']}, but run={args['run']} predicts {trained.cfg.task.name} ({trained.cfg.task.get('description', '')})")
-    records = trained.records(Path(args["data.path"]).resolve(), args.get("data.format", "auto"))
+    withdrawals = Path(args["data.withdrawals"]).expanduser().resolve() if args.get("data.withdrawals") else None
+    records = trained.records(Path(args["data.path"]).resolve(), args.get("data.format", "auto"), withdrawals)
     risks = trained.predict(records, int(args["batch_size"]) if "batch_size" in args else None)
     write_csv(risks, out)
     print(f"cadft-predict: {risks.height} participants scored by {args['run']} ({trained.cfg.task.name}; recalibration "

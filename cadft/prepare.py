@@ -3,9 +3,12 @@
     cadft-prepare data.path=FILE [data.format=auto|showcase|tab|rap|parquet|seed_json] [task=hard_cad]
                   [text=text|list] [paths.prepared_dir=DIR]
 
+Participants in `data.withdrawals` (UK Biobank's file of withdrawn eids) and negative eids are dropped as the
+extract is read, before anything else; the data card counts them (input.withdrawn, input.negative_eids).
 The result is cached under `paths.prepared_dir` by a hash of the input file's identity (path, size,
-modification time) and the data, task and text config, so a sweep prepares once. The table has
-`eid, label, split, text` and one column per feature; the data card (JSON) has counts, exclusions, cohort_steps,
+modification time), the withdrawals file's content and the data, task and text config, so a sweep prepares
+once. The table has `eid, label, split, text` and one column per feature; the data card (JSON) has counts, exclusions,
+cohort_steps,
 prevalence per split, missingness and special answers per feature, parse problems and token-length percentiles.
 Output is written to a temporary folder and renamed, so a failure leaves nothing half-written; a manifest
 written last holds the size and SHA-256 of both files, and an entry that does not match it (a truncated copy,
@@ -34,18 +37,22 @@ from tqdm.auto import tqdm
 from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
 from cadft.config import validate
 from cadft.errors import CadftError
-from cadft.features import SPECIAL_SUFFIX, build_features, check_no_leakage, fallback_fields, parse_features, required_fields
+from cadft.features import (SPECIAL_SUFFIX, build_features, check_no_leakage, check_no_treatment_proxies, fallback_fields, parse_features,
+                            required_fields)
 from cadft.followup import cohort_steps
 from cadft.task import OPTIONAL_FIELDS, Definition, label
-from cadft.split import SPLITS, assign_splits
+from cadft.split import SPLITS, place_of, split_cohort
 from cadft.text import render_texts
 from cadft.tracking import check_writable
 from cadft.ukb.read import read_extract
 from cadft.ukb.registry import load_registry
 from cadft.ukb.seed_json import read_seed_json
+from cadft.ukb.centres import CENTRE_FIELD
+from cadft.ukb.withdrawals import content_digest, drop_withdrawn, kept, read_withdrawals
 
 log = logging.getLogger(__name__)
-PREPARE_VERSION = 3  # bump when the prepared table changes for the same input and config (2: NaN and special codes, 3: cohort_steps)
+PREPARE_VERSION = 3  # bump when the prepared table changes for the same input and config (2: NaN and special codes; 3: split by
+# eid hash only, follow-up rules and cohort_steps)
 TOKEN_SAMPLE = 20_000  # records tokenized for the data card's length percentiles
 TASK_CARD_KEYS = ("name", "description", "outcome", "horizon_years", "censor_dates", "censoring", "competing_death", "history_codes",
                   "history_policy")
@@ -106,6 +113,7 @@ def _digest(path: Path) -> dict:
 
 def prepare(cfg: DictConfig) -> Prepared:
     """The prepared table for this config: from the cache, or built now."""
+    read_withdrawals(cfg.data.get("withdrawals"))  # a bad file is refused before the cache or the extract is looked at
     key = cache_key(cfg)
     root = Path(cfg.paths.prepared_dir).resolve()
     prepared = Prepared(root / f"{_slug(cfg)}-{key[:12]}", key)
@@ -155,6 +163,7 @@ def cache_key(cfg: DictConfig) -> str:
     identity = {
         "version": PREPARE_VERSION,
         "file": [str(path), stat.st_size, stat.st_mtime_ns],
+        "withdrawals": content_digest(cfg.data.get("withdrawals")),
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "task": OmegaConf.to_container(cfg.task, resolve=True),
         "text": OmegaConf.to_container(cfg.text, resolve=True),
@@ -173,22 +182,29 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         steps.set_postfix_str("reading seed JSON")
         table = read_seed_json(cfg.data.path, text_key=cfg.data.text_key, label_key=cfg.data.label_key,
                                id_key=cfg.data.id_key, encoding=cfg.data.encoding)
-        card = {"input": {"format": "seed_json", "rows": table.height}, "exclusions": {}, "features": []}
-        features = []
+        keep, removed = kept(table["eid"], read_withdrawals(cfg.data.get("withdrawals")))
+        card = {"input": {"format": "seed_json", "rows": table.height, **removed}, "exclusions": {}, "features": []}
+        table = table.filter(keep)
+        features, places = [], None
         steps.update(3)
     else:
         definition = Definition.from_config(cfg.task)
         features = parse_features(cfg.data.features)
         check_no_leakage(features, definition)
+        check_no_treatment_proxies(features, definition, bool(cfg.data.get("allow_treatment_features", False)))
+        withdrawn = read_withdrawals(cfg.data.get("withdrawals"))
+        by_place = cfg.data.split.get("by", "eid") != "eid"
         steps.set_postfix_str("reading extract")
         extract = read_extract(
             cfg.data.path,
-            definition.required_fields() + required_fields(features),
+            definition.required_fields() + required_fields(features) + ([CENTRE_FIELD] if by_place else []),
             optional_ids=(*OPTIONAL_FIELDS, *fallback_fields(features)),
             fmt=cfg.data.format,
             max_bad_fraction=float(cfg.data.max_bad_fraction),
             encoding=cfg.data.encoding,
         )
+        extract, removed = drop_withdrawn(extract, withdrawn)  # before anything else reads them
+        places = place_of(extract.scalars, cfg.data.split.by) if by_place else None
         steps.update()
         steps.set_postfix_str("labelling")
         labels = label(extract, definition)
@@ -198,7 +214,8 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         table = table.with_columns(render_texts(table, features, cfg.text))
         steps.update()
         card = {
-            "input": {"format": extract.naming, "rows": extract.n, "absent_optional_fields": extract.absent_optional},
+            "input": {"format": extract.naming, "rows": extract.n + sum(removed.values()), **removed,
+                      "absent_optional_fields": extract.absent_optional},
             "exclusions": dict(labels.filter(~pl.col("included")).group_by("exclusion").len().sort("exclusion").iter_rows()),
             "cohort_steps": cohort_steps(labels, definition.outcome, definition.policies(), load_registry()[190].labels),
             "special_answers": _special_answers(table, features),
@@ -211,7 +228,8 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
             f"exclusions {card['exclusions']}; check the extract's outcome fields and task.definition"
         )
     steps.set_postfix_str("splitting")
-    table = table.with_columns(assign_splits(table, cfg.data.split.fractions, cfg.data.split.salt))
+    splits, card["split"] = split_cohort(table, cfg.data.split, places)
+    table = table.with_columns(splits)
     table = table.select("eid", "label", "split", "text", *[f.name for f in features]).sort("eid")
     steps.update()
     steps.set_postfix_str("token lengths")
@@ -221,12 +239,15 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
     return table, card
 
 
-def records_from_extract(data_cfg, text_cfg) -> pl.DataFrame:
+def records_from_extract(data_cfg, text_cfg, withdrawals: Path | None = None) -> pl.DataFrame:
     """eid and text of every participant of an extract, without labels: how cadft-predict builds the records of
-    new people exactly as a run built its own (the run's data.features and text config)."""
+    new people exactly as a run built its own (the run's data.features and text config). Participants in the run's
+    data.withdrawals or in `withdrawals`, and negative eids, are dropped first."""
     features = parse_features(data_cfg.features)
+    withdrawn = read_withdrawals(data_cfg.get("withdrawals")) | read_withdrawals(withdrawals)
     extract = read_extract(data_cfg.path, required_fields(features), optional_ids=tuple(fallback_fields(features)), fmt=data_cfg.format,
                            max_bad_fraction=float(data_cfg.max_bad_fraction), encoding=data_cfg.encoding)
+    extract, _ = drop_withdrawn(extract, withdrawn)
     table = build_features(extract, features)
     return table.select("eid", render_texts(table, features, text_cfg)).sort("eid")
 

@@ -45,6 +45,9 @@ def log_risk_model(run_dir: Path, tracking_uri: str, run_id: str, register_as: s
 
     layout = RunLayout(run_dir)
     mlflow.set_tracking_uri(tracking_uri)  # where Model.log creates the logged model
+    # ... in the run's experiment: MLflow 3.17 takes the current (by default the Default) experiment before the source
+    # run's, and the Default experiment's artifacts land in ./mlruns of whatever folder the user ran from.
+    mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
     with tempfile.TemporaryDirectory(prefix="cadft-risk-model-") as folder:
         bundle = Path(folder) / RUN_ARTIFACT
         bundle.mkdir()

@@ -36,7 +36,8 @@ import polars as pl
 
 from cadft import followup
 from cadft.errors import CadftError
-from cadft.followup import CENTRE_FIELD, COUNTRIES, LOST_FIELD, LOST_REASON_FIELD
+from cadft.followup import LOST_FIELD, LOST_REASON_FIELD
+from cadft.ukb.centres import CENTRE_FIELD, COUNTRIES
 from cadft.ukb.read import Extract
 
 HOSPITAL_SOURCES = {"icd10": (41270, 41280), "icd9": (41271, 41281), "opcs4": (41272, 41282)}

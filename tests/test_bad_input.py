@@ -35,6 +35,13 @@ CASES = [
      "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json"),
     ("cadft.prepare", ["task=hard_cad", "task.censor_dates.Wales=soon", f"paths.output_dir={OUT}"], "cadft-prepare",
      "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31"),
+    *[(module, ["task=hard_cad_prevalent", f"paths.output_dir={OUT}"], prog,
+       "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of the prevalent outcome of "
+       "task hard_cad_prevalent (people with the disease are treated for it): remove them (~data.features.cholesterol_medication "
+       "~data.features.bp_medication) or set data.allow_treatment_features=true")
+      for module, prog in (("cadft.prepare", "cadft-prepare"), ("cadft.train", "cadft-train"))],
+    ("cadft.prepare", ["data.split.by=country", "data.split.test_groups=[Wales,Ireland]", f"paths.output_dir={OUT}"], "cadft-prepare",
+     "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales"),
     ("cadft.baselines_cli", ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"], "cadft-baselines",
      "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, lightgbm_all, pce, "
      "pce_recalibrated, age (pcee: did you mean pce?)"),

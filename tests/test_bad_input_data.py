@@ -115,7 +115,30 @@ def prepared_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
     )
 
 
+def withdrawals_missing(tmp_path: Path) -> tuple[list[str], str]:
+    path = write_showcase(tmp_path / "cohort.csv", _cohort())
+    return [f"data.path={path}", f"data.withdrawals={tmp_path / 'w.csv'}"], rf"data.withdrawals={re.escape(str(tmp_path / 'w.csv'))}: no such file"
+
+
+def withdrawals_not_an_eid(tmp_path: Path) -> tuple[list[str], str]:
+    path = write_showcase(tmp_path / "cohort.csv", _cohort())
+    withdrawals = tmp_path / "w.csv"
+    withdrawals.write_text("1000001\n\n1000002 x\n")
+    return [f"data.path={path}", f"data.withdrawals={withdrawals}"], (
+        rf"data.withdrawals={re.escape(str(withdrawals))}: line 3: '1000002 x' is not an eid; the file has one integer eid a line")
+
+
+def absent_test_group(tmp_path: Path) -> tuple[list[str], str]:
+    people = _cohort()
+    for person in people:
+        person[54] = 11009
+    path = write_showcase(tmp_path / "cohort.csv", people)
+    return [f"data.path={path}", "data.split.by=country", "data.split.test_groups=[Wales]"], (
+        r"data.split.test_groups: \['Wales'\] have no participants in the cohort; countries present: England \(\d+\)")
+
+
 REFUSED = [
+    withdrawals_missing, withdrawals_not_an_eid, absent_test_group,
     truncated_showcase, truncated_tab, truncated_rap, long_row, duplicated_column, output_dir_unwritable, sweep_output_dir_unwritable,
     prepared_dir_unwritable,
 ]

@@ -21,7 +21,9 @@ EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yam
 TEMPLATES = sorted(path.stem for path in TEMPLATES_DIR.glob("*.yaml"))
 # Options that leave a value to the command line (`???`).
 REQUIRED = {("data", "ukb"): ["data.path=/data/ukb.csv"], ("data", "seed_json"): ["data.path=/data/records.jsonl"],
-            ("backbone", "hf"): ["backbone.path=HuggingFaceTB/SmolLM2-360M"]}
+            ("backbone", "hf"): ["backbone.path=HuggingFaceTB/SmolLM2-360M"],
+            # a prevalent outcome refuses treatment features (proxies of the label): the shipped feature set has two
+            ("task", "hard_cad_prevalent"): ["~data.features.cholesterol_medication", "~data.features.bp_medication"]}
 
 
 def _compose(*overrides: str, config_name: str = "config"):
@@ -42,7 +44,7 @@ def _jobs(cfg) -> list[list[str]]:
 
 def test_the_groups_are_all_covered():
     assert set(GROUPS) == {"data", "task", "text", "backbone", "model", "imbalance", "zero", "train", "eval", "baselines", "tracking"}
-    assert len(OPTIONS) >= 25 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 4
+    assert len(OPTIONS) >= 25 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 6
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
@@ -144,6 +146,22 @@ def test_the_slurm_launcher_passes():
         (["data.split.fractions.train=0.9"],
          "data.split.fractions={'train': 0.9, 'validation': 0.15, 'test': 0.15}: each must be > 0 and they must sum to 1"),
         (["+data.features.age.kind=average"], "data.features.age.kind='average'; allowed: field, mean, flag"),
+        (["+data.features.age.treatment=yes"], "data.features.age.treatment='yes'; allowed: true, false"),
+        (["task=hard_cad_prevalent"], "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of "
+         "the prevalent outcome of task hard_cad_prevalent (people with the disease are treated for it): remove them "
+         "(~data.features.cholesterol_medication ~data.features.bp_medication) or set data.allow_treatment_features=true"),
+        (["data.allow_treatment_features=maybe"], "data.allow_treatment_features=maybe: expected true or false"),
+        (["data.split.by=region"], "data.split.by=region: expected one of eid, centre, country"),
+        (["data.split.by=country"], "data.split.by=country needs data.split.test_groups: the country group(s) that form the test split, "
+         "e.g. [Wales]"),
+        (["data.split.by=country", "data.split.test_groups=[Wales,Ireland]"],
+         "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales"),
+        (["data.split.test_groups=[11003]"], "data.split.test_groups=[11003] needs data.split.by=centre or country (data.split.by=eid "
+         "splits by hash)"),
+        (["data.split.test_groups=Wales"], "data.split.test_groups=Wales: expected a list of centre codes (11003) or names (Cardiff), or "
+         "of countries (England, Scotland, Wales) or null"),
+        (["data=seed_json", "data.path=/x.jsonl", "data.split.by=centre", "data.split.test_groups=[11003]"],
+         "data.split.by=centre: seed-JSON records carry no assessment centre; use data.split.by=eid"),
         (["data=seed_json", "data.path=/x.jsonl", "data.text_key=null"],
          "data.format=seed_json needs data.text_key and data.label_key (data=seed_json sets them)"),
         # backbone
@@ -179,6 +197,12 @@ def test_a_mistake_is_one_line_naming_the_key_the_value_and_what_is_allowed(over
     with pytest.raises(CadftError) as err:
         validate(_compose(*overrides))
     assert str(err.value) == message
+
+
+def test_treatment_features_pass_for_a_prevalent_task_when_allowed_or_removed():
+    validate(_compose("task=hard_cad_prevalent", "data.allow_treatment_features=true"))
+    validate(_compose("task=hard_cad_prevalent", *REQUIRED[("task", "hard_cad_prevalent")]))
+    validate(_compose("task=hard_cad"))  # an incident outcome: treatment at baseline is a fair predictor
 
 
 def test_a_feature_that_holds_the_outcome_is_refused():

@@ -59,6 +59,9 @@ def test_the_pyfunc_model_gives_the_same_numbers(trained):
     record = json.loads((run / "mlflow_run.json").read_text())
     mlflow.set_tracking_uri(record["tracking_uri"])
     model_uri = mlflow.get_run(record["run_id"]).data.tags["cadft.model_uri"]
+    logged = mlflow.get_logged_model(model_uri.removeprefix("models:/"))  # in the run's experiment, not ./mlruns
+    assert logged.experiment_id == mlflow.get_run(record["run_id"]).info.experiment_id
+    assert not logged.artifact_location.startswith(Path.cwd().as_uri())
     model = mlflow.pyfunc.load_model(model_uri)
     expected = run_test_risks(run).head(200)
     rows = pd.read_csv(extract, dtype=str)
@@ -66,6 +69,28 @@ def test_the_pyfunc_model_gives_the_same_numbers(trained):
     predicted = pl.from_pandas(model.predict(rows))
     joined = expected.join(predicted, on="eid", suffix="_pyfunc")
     assert joined.height == 200 and (joined["risk"] - joined["risk_pyfunc"]).abs().max() < 1e-5
+
+
+def test_withdrawn_and_negative_eids_are_never_scored(trained, tmp_path):
+    run, extract = trained
+    rows = pl.read_csv(extract, infer_schema=False)
+    eids = rows["eid"].cast(pl.Int64)
+    negative = eids.head(4).to_list()
+    changed = tmp_path / "extract.csv"
+    rows.with_columns(pl.when(pl.col("eid").cast(pl.Int64).is_in(negative)).then("-" + pl.col("eid")).otherwise(pl.col("eid")).alias("eid")
+                      ).write_csv(changed, quote_style="always")
+    withdrawals = tmp_path / "withdrawn.txt"
+    withdrawn = eids.slice(10, 5).to_list()
+    withdrawals.write_text("\n".join(map(str, withdrawn)) + "\n")
+    done = predict(f"run={run}", f"data.path={changed}", f"data.withdrawals={withdrawals}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scored = pl.read_csv(tmp_path / "risks.csv")["eid"]
+    assert scored.len() == 3000 - 9 and scored.min() > 0 and not set(scored) & set(withdrawn)
+    assert set(eids) - set(scored) == set(negative) | set(withdrawn)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("12\nabc\n")
+    done = predict(f"run={run}", f"data.path={changed}", f"data.withdrawals={bad}", f"out={tmp_path / 'other.csv'}", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == f"cadft-predict: error: data.withdrawals={bad}: line 2: 'abc' is not an eid; the file has one integer eid a line"
 
 
 def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):

@@ -160,3 +160,57 @@ def test_card_counts_special_answers(make_config, tmp_path):
     prepared = prepare(make_config(f"data.path={write_showcase(tmp_path / 'x.csv', cohort)}"))
     assert prepared.card["special_answers"] == {"bmi": {"Do not know": 1}, "pack_years": {"Prefer not to answer": 2}}
     assert not [c for c in prepared.table().columns if c.endswith(":special")]
+
+
+def test_withdrawals_and_negative_eids_are_removed_first_and_counted(make_config, tmp_path):
+    cohort = _cohort() + [base_person(-1000001), base_person(-2000002, sex=0)]
+    cases = [eid for eid, label in _labels(cohort).items() if label == 1]
+    withdrawn = [cases[0], 2000003, 2000004]
+    path = write_showcase(tmp_path / "cohort.csv", cohort)
+    withdrawals = tmp_path / "w20240101.csv"
+    withdrawals.write_text("\n".join(map(str, [*withdrawn, 5999999])) + "\n")  # 5999999: listed, not in this extract
+    plain = prepare(make_config(f"data.path={path}"))
+    prepared = prepare(make_config(f"data.path={path}", f"data.withdrawals={withdrawals}"))
+    assert prepared.directory != plain.directory
+    eids = set(prepared.table()["eid"])
+    assert not eids & set(withdrawn) and min(eids) > 0
+    assert set(plain.table()["eid"]) - eids == set(withdrawn)  # exactly the listed participants
+    assert min(plain.table()["eid"]) > 0  # negative eids are dropped without a withdrawals file too
+    card = prepared.card
+    assert (card["input"]["rows"], card["input"]["withdrawn"], card["input"]["negative_eids"]) == (len(cohort), 3, 2)
+    assert plain.card["input"]["withdrawn"] == 0 and plain.card["input"]["negative_eids"] == 2
+    assert card["cases"] == plain.card["cases"] - 1
+    for file in prepared.directory.iterdir():  # nothing about them in any prepared file
+        content = file.read_bytes()
+        assert not any(str(eid).encode() in content for eid in [*withdrawn, -1000001, -2000002]), file.name
+    withdrawals.write_text(f"{withdrawn[1]}\n")  # the same file, new content: another cache entry
+    again = prepare(make_config(f"data.path={path}", f"data.withdrawals={withdrawals}"))
+    assert again.directory != prepared.directory and set(plain.table()["eid"]) - set(again.table()["eid"]) == {withdrawn[1]}
+
+
+def _labels(cohort: list[dict]) -> dict[int, int]:
+    return {case[0]["eid"]: case[1] for case in EDGE_CASES.values()} | {p["eid"]: 0 for p in cohort if p["eid"] >= 2000000}
+
+
+WALES, SCOTLAND = (11003, 11022, 11023), (11004, 11005)
+
+
+def _with_centres(cohort: list[dict]) -> list[dict]:
+    centres = [*WALES, *SCOTLAND, 11009, 11010, 11021]
+    return [person | {54: centres[i % len(centres)]} for i, person in enumerate(cohort)]
+
+
+def test_split_by_country_puts_exactly_the_welsh_centres_in_test(make_config, tmp_path):
+    cohort = _with_centres(_cohort(200))
+    centre = {p["eid"]: p[54] for p in cohort}
+    path = write_showcase(tmp_path / "cohort.csv", cohort)
+    prepared = prepare(make_config(f"data.path={path}", "data.split.by=country", "data.split.test_groups=[Wales]"))
+    table = prepared.table()
+    test = set(table.filter(pl.col("split") == "test")["eid"])
+    assert test == {eid for eid in table["eid"] if centre[eid] in WALES} and len(test) > 50
+    assert set(table.filter(pl.col("split") != "test")["split"]) == {"train", "validation"}
+    card = prepared.card["split"]
+    assert card["by"] == "country" and card["test_groups"] == ["Wales"] and card["no_country"] == 0
+    assert card["participants_by_group"]["Wales"] == len(test) and set(card["participants_by_group"]) == {"England", "Scotland", "Wales"}
+    by_centre = prepare(make_config(f"data.path={path}", "data.split.by=centre", "data.split.test_groups=[Cardiff,11005]")).table()
+    assert set(by_centre.filter(pl.col("split") == "test")["eid"]) == {eid for eid in by_centre["eid"] if centre[eid] in (11003, 11005)}

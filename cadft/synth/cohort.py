@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cadft.ukb.centres import SCOTLAND_CENTRES, WALES_CENTRES
+
 DAYS_PER_YEAR = 365.25
 RECRUITMENT_START, RECRUITMENT_MAIN, RECRUITMENT_END = (
     np.datetime64(d, "D").astype(np.int64) for d in ("2006-03-13", "2007-01-01", "2010-10-01")
@@ -22,7 +24,7 @@ CENTRES = {
     11010: 44, 11011: 37, 11012: 18, 11013: 32, 11014: 28, 11016: 31, 11017: 17, 11018: 29, 11020: 23,
     11021: 29, 11022: 3, 11023: 1.5, 10003: 0.8,
 }  # fmt: skip
-SCOTLAND_WALES_CENTRES = (11003, 11004, 11005, 11022, 11023)  # their hospital records go back to ICD-9
+SCOTLAND_WALES_CENTRES = SCOTLAND_CENTRES + WALES_CENTRES  # their hospital records go back to ICD-9
 # Ethnic background (coding 1001), % of participants: white 94.5, Black 1.6.
 ETHNICITY = {
     1001: 88.3, 1002: 2.7, 1003: 3.4, 1: 0.1, 2001: 0.12, 2002: 0.08, 2003: 0.17, 2004: 0.2, 3001: 1.15,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cadft.followup import SCOTLAND_CENTRES, WALES_CENTRES
+from cadft.ukb.centres import SCOTLAND_CENTRES, WALES_CENTRES
 from cadft.pce import BASELINE_SURVIVAL, pce_group, pce_risk
 from cadft.synth.cohort import Baseline, logistic
 from cadft.synth.treatment import Treatment
