@@ -4,6 +4,7 @@ over multirun_templates/ on the tiny backbone."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,28 @@ def train_config(make_config, synthetic_cohort, prepared_dir):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir) -> Path:
+    """One finished tiny training run for the session (its pyfunc model logged), for tests that read or apply a run;
+    a test that changes it works on a copy (copy_run)."""
+    from cadft.train import run_training
+
+    extract, oracle = synthetic_cohort
+    root = tmp_path_factory.mktemp("tiny-run")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.output_dir={root / 'outputs'}", f"paths.cache_dir={cache_dir}", "backbone=tiny",
+                                           f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
+                                           *TINY_TRAINING, "tracking.log_model=pyfunc"])
+    run_training(cfg, root / "run")
+    return root / "run"
+
+
+@pytest.fixture
+def copy_run(tiny_run, tmp_path) -> Path:
+    """This test's own copy of the session's tiny run folder (its MLflow run is shared: read it, don't change it)."""
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,11 @@ import mlflow
 import pytest
 
 from cadft.eval.cli import main as eval_main
-from cadft.train import run_training
 
 
 @pytest.fixture
-def trained(train_config, tmp_path) -> Path:
-    cfg = train_config()
-    run = tmp_path / "run"
-    run_training(cfg, run)
-    return run
+def trained(copy_run) -> Path:
+    return copy_run
 
 
 def test_eval_run_dir_is_repeatable_and_matches_training(trained, capsys):

@@ -16,20 +16,9 @@ from cadft.train import run_training
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir):
-    """A tiny run (with its pyfunc model logged) and the extract it was trained on."""
-    from hydra import compose, initialize_config_dir
-
-    from tests.conftest import CONF_DIR, TINY_TRAINING
-
-    extract, oracle = synthetic_cohort
-    root = tmp_path_factory.mktemp("predict")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.output_dir={root / 'outputs'}", f"paths.cache_dir={cache_dir}", "backbone=tiny",
-                                           f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
-                                           *TINY_TRAINING, "tracking.log_model=pyfunc"])
-    run_training(cfg, root / "run")
-    return root / "run", extract
+def trained(tiny_run, synthetic_cohort):
+    """The session's tiny run (its pyfunc model logged) and the extract it was trained on."""
+    return tiny_run, synthetic_cohort[0]
 
 
 def predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
-from cadft.followup import country
+from cadft.ukb.centres import country_expr
 from cadft.synth import hazards, write
 from cadft.synth.codelists import code_tables
 from cadft.synth.simulate import simulate
@@ -312,7 +312,7 @@ def test_records_end_at_each_countrys_censor_date(sim):
     dates = {country: dt.date.fromisoformat(day) for country, day in hazards.RECORD_END.items()}
     assert dates == {country: dt.date.fromisoformat(day) for country, day in HARD_CAD["censor_dates"].items()}
     people = pl.DataFrame({"eid": sim.eid, "centre": sim.fields[(54, 0)], "baseline": sim.fields[(53, 0)]})
-    people = people.with_columns(country(pl.col("centre")).replace_strict(dates, return_dtype=pl.Date).alias("end"))
+    people = people.with_columns(country_expr(pl.col("centre")).replace_strict(dates, return_dtype=pl.Date).alias("end"))
     last = pl.DataFrame({"eid": sim.eid, **{str(f): sim.fields[(f, 0)].list.max() for f in (41280, 41281, 41282)},
                          "40000": sim.fields[(40000, 0)], "191": sim.fields[(191, 0)]})
     last = last.select("eid", pl.max_horizontal(pl.exclude("eid")).alias("last"))
