@@ -32,7 +32,6 @@ import hydra
 import numpy as np
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from cadft.cli import CONF_DIR, absolute_paths, check_command_line, exit_on_user_error, quote_stage_choices
 from cadft.config import validate
@@ -42,6 +41,7 @@ from cadft.features import (SPECIAL_SUFFIX, build_features, check_no_leakage, ch
 from cadft.followup import cohort_steps
 from cadft.task import OPTIONAL_FIELDS, Definition, label
 from cadft.split import SPLITS, place_of, split_cohort
+from cadft.progress import progress
 from cadft.text import render_texts
 from cadft.tracking import check_writable
 from cadft.ukb.read import read_extract
@@ -177,7 +177,7 @@ def _slug(cfg: DictConfig) -> str:
 
 
 def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
-    steps = tqdm(total=5, desc="prepare", unit="step", disable=None)
+    steps = progress(total=5, desc="prepare", unit="step")
     if cfg.data.format == "seed_json":
         steps.set_postfix_str("reading seed JSON")
         table = read_seed_json(cfg.data.path, text_key=cfg.data.text_key, label_key=cfg.data.label_key,

@@ -12,8 +12,6 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from cadft.train import run_training
-
 
 @pytest.fixture(scope="module")
 def trained(tiny_run, synthetic_cohort):

@@ -6,7 +6,8 @@ import contextlib
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from cadft.progress import progress
 
 
 @torch.inference_mode()
@@ -17,7 +18,7 @@ def score_texts(model, tokenizer, texts: list[str], *, batch_size: int, max_leng
     order = np.argsort([-len(ids) for ids in encoded], kind="stable")
     probs = np.empty(len(texts), dtype=np.float64)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=None):
+    for start in progress(range(0, len(order), batch_size), desc=desc, unit="batch"):
         index = order[start : start + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt").to(device)
         with autocast:
