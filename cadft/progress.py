@@ -1,5 +1,6 @@
 """Progress bars that also report in a log: on a terminal tqdm redraws its bar; in a file or a cluster job's output
-(stderr not a terminal) it writes one line about every 30 s with the rate and the time left."""
+(stderr not a terminal) a step shorter than 30 s prints nothing, a longer one a line about every 30 s with the rate
+and the time left."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ from tqdm.auto import tqdm
 LOG_INTERVAL_S = 30
 
 
+class _LogProgress(tqdm):
+    """tqdm that stays silent for its first `delay` seconds, even when a postfix change asks for a redraw (a short step
+    must not add lines to an error's one-line output)."""
+
+    def refresh(self, *args, **kwargs):
+        if self._time() - self.start_t < self.delay:
+            return None
+        return super().refresh(*args, **kwargs)
+
+
 def progress(iterable=None, **kwargs) -> tqdm:
-    """tqdm over `iterable` (or with total=...), never silent: a line per LOG_INTERVAL_S when not on a terminal."""
-    interactive = sys.stderr.isatty()
-    return tqdm(iterable, mininterval=0.1 if interactive else LOG_INTERVAL_S, dynamic_ncols=interactive, **kwargs)
+    """tqdm over `iterable` (or with total=...), never silent for long: a line per LOG_INTERVAL_S when not on a terminal."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, **kwargs)
+    return _LogProgress(iterable, mininterval=LOG_INTERVAL_S, delay=LOG_INTERVAL_S, **kwargs)
