@@ -55,7 +55,7 @@ def bare_steps(cfg, tokenizer, texts: list[str], labels: np.ndarray, steps: int)
     model = fresh_model(cfg, tokenizer)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=float(cfg.model.learning_rate))
-    target = torch.as_tensor(labels)
+    target = torch.as_tensor(labels, dtype=torch.long)  # the prepared table stores labels as Int8
     times = []
     for _ in range(steps):
         started = time.perf_counter()
