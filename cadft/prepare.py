@@ -178,11 +178,12 @@ def _slug(cfg: DictConfig) -> str:
 
 def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
     steps = progress(total=5, desc="prepare", unit="step")
+    withdrawn = read_withdrawals(cfg.data.get("withdrawals"))
     if cfg.data.format == "seed_json":
         steps.set_postfix_str("reading seed JSON")
         table = read_seed_json(cfg.data.path, text_key=cfg.data.text_key, label_key=cfg.data.label_key,
                                id_key=cfg.data.id_key, encoding=cfg.data.encoding)
-        keep, removed = kept(table["eid"], read_withdrawals(cfg.data.get("withdrawals")))
+        keep, removed = kept(table["eid"], withdrawn)
         card = {"input": {"format": "seed_json", "rows": table.height, **removed}, "exclusions": {}, "features": []}
         table = table.filter(keep)
         features, places = [], None
@@ -192,7 +193,6 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         features = parse_features(cfg.data.features)
         check_no_leakage(features, definition)
         check_no_treatment_proxies(features, definition, bool(cfg.data.get("allow_treatment_features", False)))
-        withdrawn = read_withdrawals(cfg.data.get("withdrawals"))
         by_place = cfg.data.split.get("by", "eid") != "eid"
         steps.set_postfix_str("reading extract")
         extract = read_extract(
@@ -297,10 +297,10 @@ def summary_lines(prepared: Prepared) -> list[str]:
              f"included {card['included']} participants, {card['cases']} cases ({card['prevalence']:.2%})"]
     if card["exclusions"]:
         lines.append("excluded: " + ", ".join(f"{k} {v}" for k, v in card["exclusions"].items()))
-    kept = [f"{s['step']} {s['participants']} ({s['policy']})" for s in card.get("cohort_steps", [])
-            if s.get("participants") and "policy" in s and not s["excluded"]]
-    if kept:
-        lines.append("kept by task policy: " + ", ".join(kept))
+    kept_by_policy = [f"{s['step']} {s['participants']} ({s['policy']})" for s in card.get("cohort_steps", [])
+                      if s.get("participants") and "policy" in s and not s["excluded"]]
+    if kept_by_policy:
+        lines.append("kept by task policy: " + ", ".join(kept_by_policy))
     lines += [f"  {name:<10} n={s['n']:<7} cases={s['cases']:<6} prevalence={s['prevalence']:.2%}" for name, s in card["splits"].items()]
     tokens = card["text"]["tokens"]
     lines.append(f"tokens per record ({tokens['tokenizer']}): median {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}")
