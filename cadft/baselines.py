@@ -7,6 +7,7 @@ validation, scored once on test.
 - age: logistic regression on age alone, on the run's training records.
 - pce: the Pooled Cohort Equations 10-year ASCVD risk as published (no fitting, no recalibration); missing numeric
   inputs get train medians. pce_recalibrated: the same with intercept and slope refitted on validation (Platt).
+- zero_shot: the untrained backbone asked the verbalizer's question (cadft.zero_shot), recalibrated on validation.
 - oracle (synthetic cohorts): the simulator's true risk, the ceiling any model can reach (not recalibrated).
 
 Logistic regression: median-imputed, scaled numbers (plus missing indicators) and one-hot labels (missing is its
@@ -41,7 +42,8 @@ from cadft.split import SPLITS
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age")
+CLASSICAL = ("logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age")
+BASELINES = (*CLASSICAL, "zero_shot")
 MISSING_CATEGORY = "Missing"
 # Ethnicity labels (coding 1001) of the Black group; the mixed "White and Black ..." labels are not in it.
 BLACK_ETHNICITIES = ("Black or Black British", "Caribbean", "African", "Any other Black background")
@@ -70,11 +72,11 @@ class Scored:
     sample: TrainingSample | None = None  # for eval.recalibration=prior_shift
 
 
-def fit_baselines(table: pl.DataFrame, terms: Terms, settings, *, seed: int, which=BASELINES) -> dict[str, Scored]:
-    """name -> Scored, for each baseline in `which` (settings: the `baselines` config group)."""
-    unknown = sorted(set(which) - set(BASELINES))
+def fit_baselines(table: pl.DataFrame, terms: Terms, settings, *, seed: int, which=CLASSICAL) -> dict[str, Scored]:
+    """name -> Scored, for each classical baseline in `which` (settings: the `baselines` config group)."""
+    unknown = sorted(set(which) - set(CLASSICAL))
     if unknown:
-        raise CadftError(f"baselines.which names {', '.join(unknown)}; allowed: {', '.join(BASELINES)}")
+        raise CadftError(f"baselines.which names {', '.join(unknown)}; allowed here: {', '.join(CLASSICAL)}")
     if not terms.all_features:
         raise CadftError("the prepared table has no feature columns (seed-JSON data carries only text): classical baselines need features")
     absent = [name for name in terms.all_features if name not in table.columns]
@@ -250,13 +252,19 @@ def oracle_scores(table: pl.DataFrame, oracle_path) -> tuple[pl.DataFrame, pl.Da
 
 
 def run_baselines(table: pl.DataFrame, terms: Terms, cfg, out_dir: Path | None, *, seed: int, oracle_path=None,
-                  which=BASELINES, context: dict | None = None) -> dict[str, tuple[dict, pl.DataFrame]]:
-    """Fit every baseline (and score the oracle when given) and evaluate each; with out_dir, write out_dir/<name>/.
-    Returns name -> (metrics, test frame whose prob is the baseline's reported risk)."""
+                  which=CLASSICAL, context: dict | None = None, device: str | None = None) -> dict[str, tuple[dict, pl.DataFrame]]:
+    """Fit every baseline in `which` (and score the oracle when given) and evaluate each; with out_dir, write
+    out_dir/<name>/. Returns name -> (metrics, test frame whose prob is the baseline's reported risk). zero_shot runs
+    the backbone on `device` (None: train.device)."""
     from cadft.eval.metrics import recalibrated
     from cadft.eval.report import write_report
 
-    scores = fit_baselines(table, terms, cfg.baselines, seed=seed, which=which)
+    scores = fit_baselines(table, terms, cfg.baselines, seed=seed, which=[name for name in which if name in CLASSICAL])
+    if "zero_shot" in which:
+        from cadft.zero_shot import zero_shot_scores
+
+        validation, test, info = zero_shot_scores(_splits(table), cfg, device, _score_frame)
+        scores["zero_shot"] = Scored(validation, test, info)
     if oracle_path is not None:
         validation, test = oracle_scores(table, oracle_path)
         scores["oracle"] = Scored(validation, test, {"name": "oracle", "fitted_on": "nothing (the simulator's true risk)"})
@@ -264,6 +272,8 @@ def run_baselines(table: pl.DataFrame, terms: Terms, cfg, out_dir: Path | None, 
     for name, scored in scores.items():
         eval_cfg = cfg.eval.copy()
         eval_cfg.recalibration = RECALIBRATION.get(name, cfg.eval.recalibration)
+        if eval_cfg.recalibration == "prior_shift" and scored.sample is None:  # trained on no sample: nothing to undo
+            eval_cfg.recalibration = "platt"
         metrics = evaluate_scores(scored.validation, scored.test, eval_cfg, seed=seed, model=name, sample=scored.sample)
         metrics["baseline"] = scored.info
         if name.startswith("pce"):

@@ -10,7 +10,8 @@ training time, peak memory and the run's status. Runs are ranked by VALIDATION A
 chosen on validation, and the test columns are reported beside it, never used to choose.
 The table is written to DIR as leaderboard.csv with a forest plot of test AUROC and CIs (auroc_forest.png, in
 validation rank order), and with --html as leaderboard.html (static, plots embedded); for a sweep DIR defaults to
-the sweep dir and the files are also logged to the parent run (leaderboard/).
+the sweep dir and the files are also logged to the parent run (leaderboard/). A sweep over train.max_train_examples
+also gets learning_curve.csv and learning_curve.png (cadft.learning_curve).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from cadft.cli import ArgumentParser, exit_on_user_error
-from cadft import tracking
+from cadft import learning_curve, tracking
 from cadft.errors import CadftError
 from cadft.layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_PLOT
 
@@ -254,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
         raise CadftError(f"{title}: no runs in {client.tracking_uri}")
     print_leaderboard(board, title=f"{title} ({client.tracking_uri})")
     files = publish(board, client, parent_id, out_dir.resolve(), title=title, html=args.html)
+    if parent_id is not None:  # a sweep over train.max_train_examples is also a learning curve
+        files += learning_curve.publish(sweep_runs(client, parent_id), client, parent_id, out_dir.resolve(), title, ARTIFACT_DIR)
     print("\n".join(f"wrote {path}" for path in files) + (f"\nlogged to parent run {parent_id} under {ARTIFACT_DIR}/" if parent_id else ""))
 
 

@@ -163,14 +163,46 @@ class BackboneTiny:  # conf/backbone/tiny.yaml
     max_position_embeddings: PositiveInt
     seed: int
     trust_remote_code: bool
+    architecture: Literal["llama", "mistral", "qwen2"] = "llama"
 
 
 @dataclass
-class BackboneHf:  # conf/backbone/hf.yaml
+class StrategyDefaults:  # a preset's batching for one strategy (the train and model groups read it)
+    batch_size: PositiveInt
+    gradient_accumulation_steps: PositiveInt
+    gradient_checkpointing: bool
+
+
+@dataclass
+class PerStrategy:
+    lora: StrategyDefaults
+    qlora: StrategyDefaults
+    full: StrategyDefaults
+
+
+@dataclass
+class BackboneHf:  # conf/backbone/hf.yaml and the presets (llama3_8b, mistral_7b, qwen2_5_7b, qwen2_5_1_5b)
     name: str
     source: Literal["hf"]
     path: str
     trust_remote_code: bool
+    lora_target_modules: Union[Literal["all-linear"], Annotated[list[str], NonEmpty]] = "all-linear"
+    max_length: PositiveInt | None = None
+    strategies: PerStrategy | None = None
+
+
+@dataclass
+class HeadClassifier:  # conf/head/classifier.yaml
+    name: Literal["classifier"]
+
+
+@dataclass
+class HeadVerbalizer:  # conf/head/verbalizer.yaml
+    name: Literal["verbalizer"]
+    question: Annotated[str, NonEmpty]
+    system: str | None
+    answer_yes: Annotated[str, NonEmpty]
+    answer_no: Annotated[str, NonEmpty]
 
 
 @dataclass
@@ -286,7 +318,7 @@ class LightGbm:
 
 @dataclass
 class Baselines:  # conf/baselines/default.yaml
-    which: list[Literal["logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age"]]
+    which: list[Literal["logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "zero_shot"]]
     logistic_c: Annotated[list[Positive], NonEmpty]
     lightgbm: LightGbm
 
@@ -311,6 +343,7 @@ class Config:  # conf/config.yaml
     task: Task
     text: Text
     backbone: Annotated[object, Variants("source", {"gguf_package": BackboneGguf, "tiny": BackboneTiny, "hf": BackboneHf})]
+    head: Annotated[object, Variants("name", {"classifier": HeadClassifier, "verbalizer": HeadVerbalizer})]
     model: Model
     imbalance: Imbalance
     zero: Annotated[object, Variants("stage", {None: ZeroNone, 2: Zero2, 3: Zero3})]

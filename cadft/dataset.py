@@ -63,17 +63,17 @@ def training_records(table: pl.DataFrame, cfg) -> pl.DataFrame:
     return subsample(table.filter(pl.col("split") == "train"), cfg.train.max_train_examples, int(cfg.seed), cfg.train.subsample)
 
 
-def tokenize_split(table: pl.DataFrame, name: str, tokenizer, max_length: int) -> TokenizedSplit:
+def tokenize_split(table: pl.DataFrame, name: str, tokenizer, max_length: int, head_cfg=None) -> TokenizedSplit:
+    """The split's records as model inputs (cadft.head: the record as it is, or inside the verbalizer prompt)."""
+    from cadft.head import encode
+
     if table.height == 0:
         raise CadftError(f"the {name} split is empty: check data.split.fractions and the cohort size")
-    full = tokenizer(table["text"].to_list(), add_special_tokens=True, truncation=False)["input_ids"]
-    truncated = sum(len(ids) > max_length for ids in full)
-    if truncated:
-        longest = max(len(ids) for ids in full)
+    encoded = encode(table["text"].to_list(), tokenizer, head_cfg, max_length)
+    if encoded.truncated:
         log.warning(
             "%s: %d of %d records are longer than train.max_length=%d tokens (longest %d) and are TRUNCATED: "
             "they lose their last features. Raise train.max_length or shorten the text template.",
-            name, truncated, table.height, max_length, longest,
+            name, encoded.truncated, table.height, max_length, encoded.longest,
         )
-    ids = [seq[:max_length] for seq in full]
-    return TokenizedSplit(name, table["eid"].to_numpy(), table["label"].to_numpy().astype(np.int64), ids, truncated)
+    return TokenizedSplit(name, table["eid"].to_numpy(), table["label"].to_numpy().astype(np.int64), encoded.input_ids, encoded.truncated)

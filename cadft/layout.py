@@ -35,6 +35,8 @@ SWEEP_RECORD = "mlflow_sweep.json"
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PLOT = "auroc_forest.png"
 LEADERBOARD_HTML = "leaderboard.html"
+LEARNING_CURVE_CSV = "learning_curve.csv"
+LEARNING_CURVE_PLOT = "learning_curve.png"
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ class TrainedRun:
         from cadft.eval.score import score_texts
 
         model, tokenizer, device = self._scorer
-        raw = score_texts(model, tokenizer, records["text"].to_list(), batch_size=int(batch_size or self.cfg.eval.batch_size),
+        raw = score_texts(model, tokenizer, records["text"].to_list(), head_cfg=self.cfg.get("head"), batch_size=int(batch_size or self.cfg.eval.batch_size),
                           max_length=int(self.cfg.train.max_length), device=device, desc="scoring")
         return pl.DataFrame({"eid": records["eid"], "risk": self.recalibrator.apply(raw), "raw_score": np.asarray(raw, dtype=np.float64)})
 

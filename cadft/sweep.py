@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from cadft import compare, tracking
+from cadft import compare, learning_curve, tracking
 
 log = logging.getLogger(__name__)
 SWEEP_FILE = "mlflow_sweep.json"  # in the sweep dir: the parent run and the swept keys, for the jobs
@@ -100,6 +100,7 @@ class SweepTracking(Callback):
         board = compare.sweep_leaderboard(client, parent_id)
         compare.print_leaderboard(board, title=f"{title} (MLflow parent run {parent_id})")
         compare.publish(board, client, parent_id, sweep_dir, title=title)
+        learning_curve.publish(compare.sweep_runs(client, parent_id), client, parent_id, sweep_dir, title, compare.ARTIFACT_DIR)
         client.set_terminated(parent_id, "FINISHED")
 
 

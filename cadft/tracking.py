@@ -41,7 +41,7 @@ SWEEP_RUN_NAME_ENV = "CADFT_MLFLOW_SWEEP_RUN_NAME"  # set by the sweep callback:
 # MLflow names: every tag and metric key that cadft writes and other modules read, owned here.
 KIND_TAG = "kind"  # llm (a training run) | baseline | oracle | sweep (a sweep's parent run)
 KIND_LLM, KIND_BASELINE, KIND_ORACLE, KIND_SWEEP = "llm", "baseline", "oracle", "sweep"
-RUN_TAGS = ("strategy", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run_tags)
+RUN_TAGS = ("strategy", "head", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run_tags)
 RUN_DIR_TAG = "cadft.run_dir"  # the run's local folder: cadft-eval finds the run through it
 ERROR_TAG = "cadft.error"  # a failed sweep job's error
 SWEPT_TAG = "cadft.swept."  # + key: a sweep job's value of a swept key (cadft.sweep)

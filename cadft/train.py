@@ -1,17 +1,20 @@
 """cadft-train: fine-tune a backbone to predict CAD from records as text; one Hydra app for every strategy.
 
-    cadft-train [model=qlora|lora|full] [imbalance=weighted|oversample|none] [zero=none|2|3]
-                [backbone=smollm2_135m|tiny|hf backbone.path=ID_OR_DIR] [data=synthetic|ukb|seed_json data.path=FILE]
-                [task=hard_cad|hard_cad_prevalent|broad_chd|mi] [text=text|list] [train.KEY=VALUE ...]
+    cadft-train [model=qlora|lora|full] [head=classifier|verbalizer] [imbalance=weighted|oversample|none] [zero=none|2|3]
+                [backbone=smollm2_135m|tiny|hf|llama3_8b|mistral_7b|qwen2_5_7b|qwen2_5_1_5b backbone.path=ID_OR_DIR]
+                [data=synthetic|ukb|seed_json data.path=FILE] [task=hard_cad|hard_cad_prevalent|broad_chd|mi|hard_cad_no_prior_cvd]
+                [text=text|list] [train.KEY=VALUE ...]
                 [tracking.uri=http://127.0.0.1:5000] [--cfg job] [-m (sweep)]
 
 Flags (all config keys; `--cfg job` prints the composed config):
   model.*      strategy: learning_rate, optim, dtype, gradient_checkpointing, quantization, lora.{r,alpha,dropout,target_modules}
+  head.*       verbalizer: question, system (null: the chat template's default), answer_yes, answer_no
   imbalance.*  method, class_weights (inverse_frequency | [w0, w1]), positive_fraction (oversample)
   train.*      batch_size, eval_batch_size, gradient_accumulation_steps, epochs, max_steps, max_length, warmup_ratio,
                lr_scheduler, max_grad_norm, logging_steps, eval_steps, save_steps, save_total_limit, resume,
                max_train_examples, max_eval_examples, device, dataloader_workers
   eval.*       threshold choice, bootstrap, calibration, subgroups (the final validation/test evaluation)
+  baselines.*  which (logistic, lightgbm, *_all, pce, pce_recalibrated, age, zero_shot), their tuning grids
   tracking.*   uri, experiment, artifact_location, run_name, log_model, log_eids, enabled
   paths.*      output_dir (runs, MLflow store, prepared data), prepared_dir, cache_dir (converted backbones)
 
@@ -59,7 +62,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     from cadft.backbone import load_tokenizer, resolve_backbone
     from cadft.dataset import subsample, tokenize_split, training_records
     from cadft.prepare import prepare
-    from cadft.model import build_model, trainable_parameter_summary, write_checkpoint_info
+    from cadft.model import build_model, merged_for_scoring, trainable_parameter_summary, write_checkpoint_info
     from cadft.trainer import (
         CadftTrainer,
         MlflowMetricsCallback,
@@ -93,13 +96,13 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     val_rows = subsample(table.filter(pl.col("split") == "validation"), cfg.train.max_eval_examples, int(cfg.seed))
     if int(val_rows["label"].sum()) == 0:
         raise CadftError("the validation split has no cases: model selection needs them; use a larger cohort or other data.split.fractions")
-    train_set = tokenize_split(train_rows, "train", tokenizer, max_length)
-    val_set = tokenize_split(val_rows, "validation", tokenizer, max_length)
+    train_set = tokenize_split(train_rows, "train", tokenizer, max_length, cfg.head)
+    val_set = tokenize_split(val_rows, "validation", tokenizer, max_length, cfg.head)
     applied = imbalance_mod.resolve(cfg.imbalance, train_set.labels)
     _evaluate_only_when_it_chooses(args, len(train_set))
 
     set_seed(int(cfg.seed))  # the new head and adapters start the same in every run and on every rank
-    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, device=device,
+    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, head_cfg=cfg.head, device=device,
                         trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
     if cfg.zero.stage == 3:
         keep_4bit_layout(model)
@@ -129,7 +132,8 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             sample = training_sample(table, train_rows, applied)
             sample.save(run.model_dir / TRAINING_SAMPLE_FILE)
             # Under ZeRO-3 the trained weights are spread over the ranks: rank 0 scores the saved model instead.
-            model = load_unpartitioned(run.model_dir, device) if cfg.zero.stage == 3 else trainer.model
+            # Scored as cadft-eval and cadft-predict score the saved model: with the adapters merged (trainable no more).
+            model = load_unpartitioned(run.model_dir, device) if cfg.zero.stage == 3 else merged_for_scoring(trainer.model)
             metrics, baselines = _evaluate(cfg, model, tokenizer, table, run, device, train_rows, sample, prepared.card)
             usage = {tracking.USAGE_METRICS["train_seconds"]: train_seconds, tracking.USAGE_METRICS["peak_memory_gb"]: _peak_memory_gb(device)}
             tracking.log_metrics(usage)
@@ -147,7 +151,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
 def run_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
     """What a run is, as MLflow tags (the UI shows them as run-table columns)."""
     return {
-        "strategy": cfg.model.name, "imbalance": cfg.imbalance.method, "zero": str(cfg.zero.stage or "none"),
+        "strategy": cfg.model.name, "head": cfg.head.name, "imbalance": cfg.imbalance.method, "zero": str(cfg.zero.stage or "none"),
         "backbone": cfg.backbone.name, "task": cfg.task.name, "git_commit": tracking.git_commit(),
         tracking.KIND_TAG: tracking.KIND_LLM, tracking.RUN_DIR_TAG: str(run_dir),
     }

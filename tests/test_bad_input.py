@@ -44,7 +44,7 @@ CASES = [
      "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales"),
     ("cadft.baselines_cli", ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"], "cadft-baselines",
      "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, lightgbm_all, pce, "
-     "pce_recalibrated, age (pcee: did you mean pce?)"),
+     "pce_recalibrated, age, zero_shot (pcee: did you mean pce?)"),
     ("cadft.baselines_cli", ["eval.decision_curve=[0.3,0.1,0.01]", f"paths.output_dir={OUT}"], "cadft-baselines",
      "eval.decision_curve=[0.3, 0.1, 0.01]: expected [low, high, step] with 0 < low < high < 1 and step > 0"),
     ("cadft.eval.cli", ["no_such_run", "eval.threshold=youdn", "--out", OUT], "cadft-eval",

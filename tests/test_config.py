@@ -43,8 +43,8 @@ def _jobs(cfg) -> list[list[str]]:
 
 
 def test_the_groups_are_all_covered():
-    assert set(GROUPS) == {"data", "task", "text", "backbone", "model", "imbalance", "zero", "train", "eval", "baselines", "tracking"}
-    assert len(OPTIONS) >= 25 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 6
+    assert set(GROUPS) == {"data", "task", "text", "backbone", "head", "model", "imbalance", "zero", "train", "eval", "baselines", "tracking"}
+    assert len(OPTIONS) >= 32 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 7
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
@@ -184,7 +184,7 @@ def test_the_slurm_launcher_passes():
         (["eval.on_no_validation_cases=skip"], "eval.on_no_validation_cases=skip: expected one of error, fixed"),
         (["eval.plots=1"], "eval.plots=1: expected true or false"),
         (["baselines.which=[logistic,pcee]"], "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
-         "lightgbm_all, pce, pce_recalibrated, age (pcee: did you mean pce?)"),
+         "lightgbm_all, pce, pce_recalibrated, age, zero_shot (pcee: did you mean pce?)"),
         (["baselines.logistic_c=[]"], "baselines.logistic_c=[]: expected a list of numbers > 0, not empty"),
         (["baselines.lightgbm.num_leaves=[1]"], "baselines.lightgbm.num_leaves=[1]: expected a list of integers >= 2, not empty"),
         (["baselines.lightgbm.learning_rate=[1.5]"], "baselines.lightgbm.learning_rate=[1.5]: expected a list of numbers in (0, 1], not empty"),

@@ -84,3 +84,18 @@ def test_prepared_data_gone(trained, tmp_path, capsys):
         assert "is gone and cannot be rebuilt" in message and not (tmp_path / "out").exists()
     finally:
         moved.rename(prepared)
+
+
+def test_a_run_saved_before_the_head_group_existed_evaluates_as_a_classifier(trained, tmp_path):
+    from omegaconf import OmegaConf
+
+    from cadft.eval.cli import load_run_config
+
+    written_by_training = json.loads((trained / "eval" / "metrics.json").read_text())
+    saved = OmegaConf.load(trained / "config.yaml")
+    assert saved.head.name == "classifier"
+    del saved["head"]
+    OmegaConf.save(saved, trained / "config.yaml")
+    assert load_run_config(trained, []).head == {"name": "classifier"}
+    eval_main([str(trained), "--out", str(tmp_path / "old")])
+    assert json.loads((tmp_path / "old" / "metrics.json").read_text())["test"] == written_by_training["test"]

@@ -140,10 +140,10 @@ def reference_runs() -> dict:
     return {}
 
 
-def _shared_overrides(synthetic_cohort, prepared_dir, strategy: str, imbalance: str) -> list[str]:
+def _shared_overrides(synthetic_cohort, prepared_dir, strategy: str, imbalance: str, head: str) -> list[str]:
     extract, oracle = synthetic_cohort
     return [
-        f"model={strategy}", f"imbalance={imbalance}", f"data.path={extract}", f"data.oracle_path={oracle}",
+        f"model={strategy}", f"imbalance={imbalance}", f"head={head}", f"data.path={extract}", f"data.oracle_path={oracle}",
         f"paths.prepared_dir={prepared_dir}", "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
         f"train.max_steps={STEPS}", f"train.eval_steps={STEPS}", f"train.save_steps={STEPS}", "train.logging_steps=1",
         "train.warmup_ratio=0.0",
@@ -174,19 +174,21 @@ def _logged(db: Path, key: str) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("strategy", "stage", "imbalance", "launcher"),
+    ("strategy", "stage", "imbalance", "launcher", "head"),
     [
-        ("lora", "2", "weighted", "torchrun"),
-        ("lora", "3", "weighted", "deepspeed"),
-        ("full", "2", "oversample", "torchrun"),
-        ("full", "3", "oversample", "torchrun"),
-        ("qlora", "2", "weighted", "torchrun"),
-        ("qlora", "3", "weighted", "torchrun"),
+        ("lora", "2", "weighted", "torchrun", "classifier"),
+        # The verbalizer's head starts from the language-model rows, set while ZeRO-3 holds the weight partitioned:
+        # equal losses to one process prove every rank started from the same rows.
+        ("lora", "3", "weighted", "deepspeed", "verbalizer"),
+        ("full", "2", "oversample", "torchrun", "classifier"),
+        ("full", "3", "oversample", "torchrun", "classifier"),
+        ("qlora", "2", "weighted", "torchrun", "classifier"),
+        ("qlora", "3", "weighted", "torchrun", "verbalizer"),
     ],
 )
 def test_two_processes(deepspeed_extensions, reference_runs, make_config, synthetic_cohort, prepared_dir, tmp_path,
-                       strategy, stage, imbalance, launcher):
-    shared = _shared_overrides(synthetic_cohort, prepared_dir, strategy, imbalance)
+                       strategy, stage, imbalance, launcher, head):
+    shared = _shared_overrides(synthetic_cohort, prepared_dir, strategy, imbalance, head)
     done = _launch(launcher, [*shared, f"zero={stage}"], tmp_path / "multi", tmp_path / "probe")
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
 
@@ -211,7 +213,7 @@ def test_two_processes(deepspeed_extensions, reference_runs, make_config, synthe
         assert sum(labels) < round(0.25 * len(labels))  # the natural fraction is lower: cases were drawn again
 
     # The same losses as one process on the same global batch.
-    key = (strategy, imbalance)
+    key = (strategy, imbalance, head)
     if key not in reference_runs:
         cfg = make_config(*shared, f"train.batch_size={BATCH_PER_RANK * RANKS}")
         run_training(cfg, tmp_path / "reference")

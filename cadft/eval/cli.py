@@ -29,6 +29,7 @@ from cadft import tracking
 from cadft.cli import ArgumentParser, exit_on_user_error
 from cadft.config import check_overrides, validate
 from cadft.errors import CadftError
+from cadft.head import CLASSIFIER
 from cadft.layout import (CALIBRATOR_FILE, CHECKPOINT_DIR, CHECKPOINT_INFO, EVAL_DIR, METRICS_FILE, MODEL_DIR, PREDICTIONS_FILE, PREPARED_RECORD,
                           REPORT_FILE, RESOLVED_CONFIG, TRAINING_SAMPLE_FILE)
 
@@ -90,7 +91,10 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     for candidate in (run_dir / RESOLVED_CONFIG, run_dir / ".hydra" / "config.yaml"):
         if candidate.is_file():
-            cfg = OmegaConf.merge(OmegaConf.load(candidate), OmegaConf.from_dotlist(overrides))
+            saved = OmegaConf.load(candidate)
+            if "head" not in saved:  # saved before the head group existed: those runs used the classifier
+                saved.head = dict(CLASSIFIER)
+            cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(overrides))
             validate(cfg)
             return cfg
     raise CadftError(f"{run_dir}: the run's resolved config (config.yaml) is missing")

@@ -34,12 +34,12 @@ def evaluate_model(model, tokenizer, table: pl.DataFrame, cfg: DictConfig, out_d
     scored = {}
     for split in ("validation", "test"):
         rows = table.filter(pl.col("split") == split)
-        probs = score_texts(model, tokenizer, rows["text"].to_list(), batch_size=int(cfg.eval.batch_size),
+        probs = score_texts(model, tokenizer, rows["text"].to_list(), head_cfg=cfg.get("head"), batch_size=int(cfg.eval.batch_size),
                             max_length=int(cfg.train.max_length), device=device, desc=f"scoring {split}")
         scored[split] = subgroup_frame(rows).with_columns(pl.Series("prob", probs))
     metrics = evaluate_scores(scored["validation"], scored["test"], cfg.eval, seed=int(cfg.seed), model=model_name(cfg),
                               recalibrator=recalibrator, sample=sample)
-    baselines = _baselines(table, cfg, train_rows)
+    baselines = _baselines(table, cfg, train_rows, device)
     if baselines:
         metrics["comparison"] = compare_with_baselines(metrics, scored["test"], baselines, cfg.eval, seed=int(cfg.seed))
     context = {"title": f"cadft run: {model_name(cfg)} on {cfg.task.name}", "config": config_summary(cfg, train_rows),
@@ -49,7 +49,7 @@ def evaluate_model(model, tokenizer, table: pl.DataFrame, cfg: DictConfig, out_d
     return metrics, context["baselines"]
 
 
-def _baselines(table: pl.DataFrame, cfg: DictConfig, train_rows: pl.DataFrame) -> dict:
+def _baselines(table: pl.DataFrame, cfg: DictConfig, train_rows: pl.DataFrame, device: str) -> dict:
     from cadft.baselines import Terms, run_baselines
     from cadft.text import text_feature_names
 
@@ -59,7 +59,7 @@ def _baselines(table: pl.DataFrame, cfg: DictConfig, train_rows: pl.DataFrame) -
         log.warning("no feature columns: the report has no classical baselines")
         return {}
     terms = Terms(text_feature_names(all_features, cfg.text.get("features")), all_features, train_rows["eid"].to_numpy())
-    return run_baselines(table, terms, cfg, None, seed=int(cfg.seed), oracle_path=oracle_path_for(cfg), which=which)
+    return run_baselines(table, terms, cfg, None, seed=int(cfg.seed), oracle_path=oracle_path_for(cfg), which=which, device=device)
 
 
 def model_name(cfg: DictConfig) -> str:
@@ -69,7 +69,7 @@ def model_name(cfg: DictConfig) -> str:
 def config_summary(cfg: DictConfig, train_rows: pl.DataFrame) -> dict[str, str]:
     """What a reader of the report needs to know about the run (the full config is config.yaml)."""
     return {
-        "backbone": str(cfg.backbone.name), "strategy (model)": str(cfg.model.name), "imbalance": str(cfg.imbalance.method),
+        "backbone": str(cfg.backbone.name), "strategy (model)": str(cfg.model.name), "head": str(cfg.get("head", {}).get("name", "classifier")), "imbalance": str(cfg.imbalance.method),
         "ZeRO": str(cfg.zero.stage or "none"), "task": f"{cfg.task.name}: {cfg.task.get('description', '')}",
         "text template": str(cfg.text.get("name", "seed_json")), "text features": ", ".join(cfg.text.get("features") or ["all data.features"]),
         "training records": f"{train_rows.height} ({int(train_rows['label'].sum())} cases; train.subsample={cfg.train.subsample})",

@@ -11,10 +11,14 @@ from cadft.progress import progress
 
 
 @torch.inference_mode()
-def score_texts(model, tokenizer, texts: list[str], *, batch_size: int, max_length: int, device: str, desc: str = "scoring") -> np.ndarray:
-    """P(label=1) per text, in input order. Sorting by length keeps padding (wasted compute) small."""
+def score_texts(model, tokenizer, texts: list[str], *, head_cfg, batch_size: int, max_length: int, device: str,
+                desc: str = "scoring") -> np.ndarray:
+    """P(label=1) per text, in input order, each text encoded for the head (cadft.head). Sorting by length keeps padding
+    (wasted compute) small."""
+    from cadft.head import encode
+
     model.eval()
-    encoded = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+    encoded = encode(texts, tokenizer, head_cfg, max_length).input_ids
     order = np.argsort([-len(ids) for ids in encoded], kind="stable")
     probs = np.empty(len(texts), dtype=np.float64)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
