@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import polars as pl
 from omegaconf import DictConfig, OmegaConf
 
+from cadft.cli import CONF_DIR
 from cadft.head import CLASSIFIER
+from cadft.synth.write import atomic_file
 
-VERBALIZER_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "head" / "verbalizer.yaml"
+VERBALIZER_CONFIG = Path(CONF_DIR) / "head" / "verbalizer.yaml"
 
 
 def zero_shot_head(cfg: DictConfig) -> dict:
@@ -53,7 +54,8 @@ def zero_shot_scores(splits: dict[str, pl.DataFrame], cfg: DictConfig, device: s
             probs = score_texts(model, tokenizer, splits[name]["text"].to_list(), head_cfg=head, batch_size=int(cfg.eval.batch_size),
                                 max_length=max_length, device=device, desc=f"zero-shot {name}")
             frames.append(score_frame(splits[name], probs))
-        _write_atomically(cache, pl.concat([frame.select(pl.lit(name).alias("split"), "prob") for name, frame in zip(("validation", "test"), frames)]))
+        with atomic_file(cache) as partial:
+            pl.concat([frame.select(pl.lit(name).alias("split"), "prob") for name, frame in zip(("validation", "test"), frames)]).write_parquet(partial)
     info = {"name": "zero_shot", "fitted_on": "nothing (the untrained backbone, asked in its chat template)",
             "features": "the record text", "train_records": 0, "tuned": {"question": head["question"]}}
     return frames[0], frames[1], info
@@ -68,9 +70,3 @@ def _cache_key(backbone: str, head: dict, max_length: int, splits: dict[str, pl.
         digest.update(splits[name].select("eid", "text").write_csv().encode())
     return digest.hexdigest()[:24]
 
-
-def _write_atomically(path: Path, frame: pl.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    frame.write_parquet(partial)
-    os.replace(partial, path)
