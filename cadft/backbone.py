@@ -154,7 +154,7 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     # save_pretrained then refuses ("quantized with gguf and is not serializable").
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    model.save_pretrained(out)
+    _save_on_any_rank(model, out)
     AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(out)
 
 
@@ -239,8 +239,19 @@ def _build_tiny(backbone_cfg: Mapping, out: Path) -> None:
         raise CadftError(f"the tiny tokenizer has {len(tokenizer)} tokens, more than backbone.vocab_size={config.vocab_size}")
     torch.manual_seed(int(backbone_cfg["seed"]))
     model = AutoModelForCausalLM.from_config(config).to(torch.float32)
-    model.save_pretrained(out)
+    _save_on_any_rank(model, out)
     tokenizer.save_pretrained(out)
+
+
+def _save_on_any_rank(model, out: Path) -> None:
+    """save_pretrained in this process whatever its rank. Once a process group is up, transformers 5.x writes the
+    weights and config on global rank 0 only (`should_save_on_this_rank`), silently; but the cache is built by
+    whichever rank takes the lock first, on every node without a shared cache. Seen in CI: rank 1 built a folder with
+    a tokenizer and no model."""
+    model.should_save_on_this_rank = lambda is_main_process: True
+    model.save_pretrained(out)
+    if not (out / "config.json").is_file():  # a folder without a model must never become the cache entry
+        raise CadftError(f"saving the backbone wrote no config.json into {out}")
 
 
 # Looked up at call time, so tests can check that a cached folder is not rebuilt.

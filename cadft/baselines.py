@@ -12,7 +12,8 @@ validation, scored once on test.
 
 Logistic regression: median-imputed, scaled numbers (plus missing indicators) and one-hot labels (missing is its
 own category); C chosen from `baselines.logistic_c` by validation log loss. LightGBM: native categorical splits,
-num_leaves x learning_rate grid chosen by validation log loss, trees by early stopping on validation.
+num_leaves x learning_rate grid chosen by validation log loss, trees by early stopping on validation. With
+text.history=on both also get the history as 0/1 columns, one per item at least HISTORY_MIN_RECORDS training records have.
 A baseline's metrics.json is evaluate_scores' schema plus `baseline`: {name, fitted_on, features, train_records,
 tuned} (and, for pce, `imputed_participants`: split -> participants with at least one imputed input).
 """
@@ -37,6 +38,7 @@ from cadft.errors import CadftError
 from cadft.eval.metrics import evaluate_scores
 from cadft.eval.recalibration import TrainingSample
 from cadft.eval.subgroups import SUBGROUP_COLUMNS
+from cadft.history import HISTORY_COLUMN
 from cadft.pce import pce_risk
 from cadft.split import SPLITS
 
@@ -52,6 +54,7 @@ PCE_LABEL_INPUTS = ("sex", "ethnicity", "bp_medication", "smoking", "diabetes") 
 # Recalibration each baseline gets: None = eval.recalibration, like the language model.
 RECALIBRATION = {"pce": "none", "pce_recalibrated": "platt", "oracle": "none"}
 # One thread: OpenMP workers spin-wait, and on a busy machine a two-thread fit once took minutes instead of 0.1 s.
+HISTORY_MIN_RECORDS = 10  # a history item becomes an indicator column when this many training records have it
 LIGHTGBM_FIXED = {"reg_lambda": 1.0, "n_jobs": 1, "deterministic": True, "force_row_wise": True, "verbose": -1}
 
 
@@ -144,8 +147,21 @@ def _check_trainable(splits: dict[str, pl.DataFrame]) -> None:
         raise CadftError("the run's training records have only one class: a baseline cannot be fitted on them")
 
 
+def _with_history_indicators(splits: dict[str, pl.DataFrame], feature_names: list[str]) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """The history list column (text.history=on) as one 0/1 column per item that at least HISTORY_MIN_RECORDS of the
+    training records have: the baselines see the history the language model reads. Items come from train alone."""
+    if HISTORY_COLUMN not in feature_names:
+        return splits, feature_names
+    counts = splits["train"][HISTORY_COLUMN].explode().drop_nulls().value_counts()
+    items = sorted(counts.filter(pl.col("count") >= HISTORY_MIN_RECORDS)[HISTORY_COLUMN].to_list())
+    indicators = [pl.col(HISTORY_COLUMN).list.contains(item).cast(pl.Int8).alias(f"{HISTORY_COLUMN}={item}") for item in items]
+    names = [name for name in feature_names if name != HISTORY_COLUMN] + [f"{HISTORY_COLUMN}={item}" for item in items]
+    return {split: rows.with_columns(indicators) for split, rows in splits.items()}, names
+
+
 def _logistic_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings, seed: int):
     _check_trainable(splits)
+    splits, feature_names = _with_history_indicators(splits, feature_names)
     numeric, categorical = _feature_kinds(splits["train"], feature_names)
     frames = {name: _with_missing_category(rows.select(feature_names), categorical) for name, rows in splits.items()}
     y_train, y_val = splits["train"]["label"].to_numpy(), splits["validation"]["label"].to_numpy()
@@ -166,6 +182,7 @@ def _logistic_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], 
 
 def _lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings, seed: int):
     _check_trainable(splits)
+    splits, feature_names = _with_history_indicators(splits, feature_names)
     numeric, categorical = _feature_kinds(splits["train"], feature_names)
     train = _with_missing_category(splits["train"], categorical)
     # Category codes come from train alone; a label first seen in validation/test becomes NaN (LightGBM: missing).

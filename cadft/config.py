@@ -138,6 +138,8 @@ class Text:  # conf/text/*.yaml
     special: Placement
     prefix: str | None
     features: Annotated[list[str], NonEmpty] | None
+    history: Literal["off", "on"]  # quoted in YAML, which reads a bare off/on as a boolean
+    history_max_items: PositiveInt
 
 
 @dataclass
@@ -435,6 +437,8 @@ def _check_rules(c: dict) -> None:
         _check_tiny(backbone)
     if data["format"] == "seed_json" and not (data["text_key"] and data["label_key"]):
         raise CadftError("data.format=seed_json needs data.text_key and data.label_key (data=seed_json sets them)")
+    if data["format"] == "seed_json" and c["text"]["history"] == "on":
+        raise CadftError("text.history=on: seed-JSON records are text already, with no history fields to write; use text.history=off")
     if data["format"] == "seed_json" and data["split"].get("by", "eid") != "eid":
         raise CadftError(f"data.split.by={data['split']['by']}: seed-JSON records carry no assessment centre; use data.split.by=eid")
     _check_specs(c)
@@ -456,6 +460,7 @@ def _check_specs(c: dict) -> None:
     from omegaconf import OmegaConf
 
     from cadft.features import check_no_leakage, check_no_treatment_proxies, parse_features
+    from cadft.history import check_no_treatment_history
     from cadft.task import Definition
     from cadft.split import check_fractions, held_out_groups
     from cadft.text import check_item, select_features
@@ -470,3 +475,5 @@ def _check_specs(c: dict) -> None:
     check_no_treatment_proxies(features, definition, c["data"].get("allow_treatment_features", False))
     select_features(features, c["text"]["features"])
     check_item(c["text"]["item"])
+    if c["text"]["history"] == "on":
+        check_no_treatment_history(definition, c["data"].get("allow_treatment_features", False))

@@ -12,6 +12,7 @@ command line, and the one fix accelerate needs to run DeepSpeed on a machine wit
   run and sweep dirs in conf/config.yaml use. `hydra.run.dir=DIR` still decides when given. The group is the one
   accelerate and DeepSpeed use afterwards (gloo without CUDA, nccl with it).
 - Only rank 0 writes Hydra's `.hydra/` and `train.log`; the other ranks log to the console.
+- Every rank destroys the process group when its run ends (`leave`), so none aborts in exit.
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ def prepare_launch(argv: list[str]) -> None:
         argv += ["hydra.output_subdir=null"]  # rank 0 writes .hydra/
         if not any(arg.startswith("hydra/job_logging=") for arg in argv):
             argv += ["hydra/job_logging=stdout"]  # rank 0 writes train.log
+
+
+def leave() -> None:
+    """Destroy the process group before the interpreter exits. Without it a gloo rank that ends while rank 0 still
+    evaluates can abort in exit ("terminate called without an active exception": gloo's worker threads die with
+    the interpreter), and the launcher then kills rank 0 mid-evaluation (seen once in CI). Local: the
+    other ranks need not be at the same point."""
+    if world_size() == 1:
+        return
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def accept_local_rank_flag(argv: list[str]) -> None:

@@ -74,7 +74,7 @@ class TrainedRun:
         from cadft.prepare import records_from_extract
 
         data = OmegaConf.merge(self.cfg.data, {"path": str(path), "format": fmt})
-        return records_from_extract(data, self.cfg.text, withdrawals)
+        return records_from_extract(data, self.cfg.text, self.cfg.task, withdrawals)
 
     def predict(self, records: pl.DataFrame, batch_size: int | None = None) -> pl.DataFrame:
         """eid, risk, raw_score for records with eid and text."""

@@ -5,7 +5,8 @@
 
 Participants in `data.withdrawals` (UK Biobank's file of withdrawn eids) and negative eids are dropped as the
 extract is read, before anything else; the data card counts them (input.withdrawn, input.negative_eids).
-The result is cached under `paths.prepared_dir` by a hash of the input file's identity (path, size,
+`text.history=on` adds the medical history before baseline to each record (cadft/history.py) and a `history` column
+(the items written, for the baselines' indicator columns). The result is cached under `paths.prepared_dir` by a hash of the input file's identity (path, size,
 modification time), the withdrawals file's content and the data, task and text config, so a sweep prepares
 once. The table has `eid, label, split, text` and one column per feature; the data card (JSON) has counts, exclusions,
 cohort_steps,
@@ -39,6 +40,7 @@ from cadft.errors import CadftError
 from cadft.features import (SPECIAL_SUFFIX, build_features, check_no_leakage, check_no_treatment_proxies, fallback_fields, parse_features,
                             required_fields)
 from cadft.followup import cohort_steps
+from cadft.history import HISTORY_COLUMN, build_history, history_fields
 from cadft.task import OPTIONAL_FIELDS, Definition, label
 from cadft.split import SPLITS, place_of, split_cohort
 from cadft.progress import progress
@@ -194,11 +196,12 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         check_no_leakage(features, definition)
         check_no_treatment_proxies(features, definition, bool(cfg.data.get("allow_treatment_features", False)))
         by_place = cfg.data.split.get("by", "eid") != "eid"
+        with_history = cfg.text.history == "on"
         steps.set_postfix_str("reading extract")
         extract = read_extract(
             cfg.data.path,
             definition.required_fields() + required_fields(features) + ([CENTRE_FIELD] if by_place else []),
-            optional_ids=(*OPTIONAL_FIELDS, *fallback_fields(features)),
+            optional_ids=(*OPTIONAL_FIELDS, *fallback_fields(features), *(history_fields() if with_history else ())),
             fmt=cfg.data.format,
             max_bad_fraction=float(cfg.data.max_bad_fraction),
             encoding=cfg.data.encoding,
@@ -211,6 +214,10 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
         steps.update()
         steps.set_postfix_str("features and text")
         table = labels.filter(pl.col("included")).select("eid", "label").join(build_features(extract, features), on="eid", how="left")
+        history_card = None
+        if with_history:
+            history, history_card = build_history(extract, definition, int(cfg.text.history_max_items))
+            table = table.join(history, on="eid", how="left")
         table = table.with_columns(render_texts(table, features, cfg.text))
         steps.update()
         card = {
@@ -222,6 +229,8 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
             "parse_problems": {"bad_values_set_missing": extract.bad_values, "labels_outside_registry": extract.unmapped_labels},
             "features": [f.name for f in features],
         }
+        if history_card is not None:
+            card["history"] = history_card
     if table.height == 0 or int(table["label"].sum()) == 0:
         raise CadftError(
             f"{cfg.data.path}: the cohort has {table.height} participants and no cases of task {cfg.task.name} after "
@@ -230,7 +239,7 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
     steps.set_postfix_str("splitting")
     splits, card["split"] = split_cohort(table, cfg.data.split, places)
     table = table.with_columns(splits)
-    table = table.select("eid", "label", "split", "text", *[f.name for f in features]).sort("eid")
+    table = table.select("eid", "label", "split", "text", *[f.name for f in features], *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns)).sort("eid")
     steps.update()
     steps.set_postfix_str("token lengths")
     card.update(_describe(table, [f.name for f in features], cfg))
@@ -239,16 +248,20 @@ def build(cfg: DictConfig) -> tuple[pl.DataFrame, dict]:
     return table, card
 
 
-def records_from_extract(data_cfg, text_cfg, withdrawals: Path | None = None) -> pl.DataFrame:
+def records_from_extract(data_cfg, text_cfg, task_cfg, withdrawals: Path | None = None) -> pl.DataFrame:
     """eid and text of every participant of an extract, without labels: how cadft-predict builds the records of
-    new people exactly as a run built its own (the run's data.features and text config). Participants in the run's
-    data.withdrawals or in `withdrawals`, and negative eids, are dropped first."""
+    new people exactly as a run built its own (the run's data.features, text and task config: the history leaves out
+    the task's outcome codes). Participants in the run's data.withdrawals or in `withdrawals`, and negative eids, are
+    dropped first."""
     features = parse_features(data_cfg.features)
+    with_history = text_cfg.get("history") == "on"
     withdrawn = read_withdrawals(data_cfg.get("withdrawals")) | read_withdrawals(withdrawals)
-    extract = read_extract(data_cfg.path, required_fields(features), optional_ids=tuple(fallback_fields(features)), fmt=data_cfg.format,
-                           max_bad_fraction=float(data_cfg.max_bad_fraction), encoding=data_cfg.encoding)
+    extract = read_extract(data_cfg.path, required_fields(features), fmt=data_cfg.format, max_bad_fraction=float(data_cfg.max_bad_fraction),
+                           optional_ids=(*fallback_fields(features), *(history_fields() if with_history else ())), encoding=data_cfg.encoding)
     extract, _ = drop_withdrawn(extract, withdrawn)
     table = build_features(extract, features)
+    if with_history:
+        table = table.join(build_history(extract, Definition.from_config(task_cfg), int(text_cfg.history_max_items))[0], on="eid", how="left")
     return table.select("eid", render_texts(table, features, text_cfg)).sort("eid")
 
 
@@ -302,6 +315,9 @@ def summary_lines(prepared: Prepared) -> list[str]:
     if kept_by_policy:
         lines.append("kept by task policy: " + ", ".join(kept_by_policy))
     lines += [f"  {name:<10} n={s['n']:<7} cases={s['cases']:<6} prevalence={s['prevalence']:.2%}" for name, s in card["splits"].items()]
+    if "history" in card:
+        written = ", ".join(f"{source} {count}" for source, count in card["history"]["items_written"].items())
+        lines.append(f"history (text.history=on): {card['history']['participants_with_history']} participants with items; items {written}")
     tokens = card["text"]["tokens"]
     lines.append(f"tokens per record ({tokens['tokenizer']}): median {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}")
     return lines

@@ -222,15 +222,15 @@ def _events(extract: Extract, codes: Codes, *, deaths: bool, history: tuple[str,
         prefixes = getattr(codes, source)
         if not prefixes:
             continue
-        found = entries.filter((pl.col("field") == code_field) & _matches(pl.col("code"), prefixes))
-        is_history = _matches(pl.col("code"), history) if source == "icd10" and history else pl.lit(False)
+        found = entries.filter((pl.col("field") == code_field) & matches_prefix(pl.col("code"), prefixes))
+        is_history = matches_prefix(pl.col("code"), history) if source == "icd10" and history else pl.lit(False)
         dates = entries.filter(pl.col("field") == date_field).select("eid", "array", "date")
         frames.append(found.select("eid", "array", is_history.alias("history")).join(dates, on=["eid", "array"], how="left")
                       .select("eid", pl.lit(source).alias("source"), "date", "history"))
     if deaths and codes.icd10:
-        underlying = extract.scalars.select("eid", pl.col("f40001").alias("code")).filter(_matches(pl.col("code"), codes.icd10))
-        contributory = entries.filter((pl.col("field") == 40002) & _matches(pl.col("code"), codes.icd10)).select("eid", "code")
-        causes = pl.concat([underlying, contributory]).with_columns((_matches(pl.col("code"), history) if history else pl.lit(False)).alias("history"))
+        underlying = extract.scalars.select("eid", pl.col("f40001").alias("code")).filter(matches_prefix(pl.col("code"), codes.icd10))
+        contributory = entries.filter((pl.col("field") == 40002) & matches_prefix(pl.col("code"), codes.icd10)).select("eid", "code")
+        causes = pl.concat([underlying, contributory]).with_columns((matches_prefix(pl.col("code"), history) if history else pl.lit(False)).alias("history"))
         fatal = causes.group_by("eid").agg(pl.col("history").all())
         dates = extract.scalars.select("eid", pl.col("f40000").alias("date"))
         frames.append(fatal.join(dates, on="eid", how="left").select("eid", pl.lit("death").alias("source"), "date", "history"))
@@ -247,7 +247,7 @@ def _self_reported(extract: Extract, codes: Codes) -> pl.DataFrame:
     return frame.with_columns(pl.lit(True).alias("self_reported"))
 
 
-def _matches(codes: pl.Expr, prefixes: tuple[str, ...]) -> pl.Expr:
+def matches_prefix(codes: pl.Expr, prefixes: tuple[str, ...]) -> pl.Expr:
     return codes.str.contains("^(?:" + "|".join(re.escape(p) for p in prefixes) + ")")
 
 

@@ -5,7 +5,8 @@ template at least as good as lists or LLM rewrites; `list` writes "- Age at recr
 Values are decoded labels with their units; missing values and special answers ("Prefer not to answer",
 "Do not know") are dropped or stated, by option (`text.missing`, `text.special`), for numeric features too:
 a numeric feature's special answer comes from its `<name>:special` column (cadft/features.py), and a NaN is
-missing, so neither is ever written as a number. Texts are built column-wise with polars, so a full
+missing, so neither is ever written as a number. With `text.history=on` the medical history follows the features,
+one item per source, as names (cadft/history.py). Texts are built column-wise with polars, so a full
 cohort (502k records) takes seconds.
 """
 
@@ -17,6 +18,7 @@ from cadft.features import SPECIAL_LABELS, SPECIAL_SUFFIX, Feature
 from cadft.errors import CadftError
 
 _VALUE = "\x00"
+NAME_SEPARATOR = "; "  # between the names of a history item: ICD-10 titles contain commas ("Angina pectoris, unspecified")
 
 
 class TextConfigError(CadftError):
@@ -26,6 +28,8 @@ class TextConfigError(CadftError):
 def render_texts(table: pl.DataFrame, features: list[Feature], text_cfg) -> pl.Series:
     """One record per row of `table` (which has a column per feature); text_cfg is checked (cadft.config)."""
     items = [_item(feature, text_cfg, table.columns) for feature in select_features(features, text_cfg.get("features"))]
+    if text_cfg.get("history") == "on":
+        items += _history_items(text_cfg, table.columns)
     body = pl.concat_str(items, separator=text_cfg.separator, ignore_nulls=True)
     record = pl.concat_str([pl.lit(text_cfg.prefix or ""), body]) if text_cfg.prefix else body
     return table.select(record.alias("text")).to_series()
@@ -43,8 +47,13 @@ def select_features(features: list[Feature], names) -> list[Feature]:
 
 
 def text_feature_names(all_features: list[str], names) -> list[str]:
-    """The names of the features a record's text holds: text.features, or every feature (names null)."""
-    return list(all_features) if names is None else [n for n in names if n in all_features]
+    """The names of the features a record's text holds: text.features, or every feature (names null); and the
+    history column where the table has one (it is in every record's text then, whatever text.features says)."""
+    from cadft.history import HISTORY_COLUMN
+
+    if names is None:
+        return list(all_features)
+    return [n for n in names if n in all_features] + [HISTORY_COLUMN] * (HISTORY_COLUMN in all_features)
 
 
 def check_item(item: str) -> None:
@@ -66,6 +75,21 @@ def _item(feature: Feature, text_cfg, columns: list[str]) -> pl.Expr:
     if text_cfg.missing == "state":
         value = value.fill_null(pl.lit(text_cfg.missing_text))
     return pl.concat_str([pl.lit(before), value, pl.lit(after)])
+
+
+def _history_items(text_cfg, columns: list[str]) -> list[pl.Expr]:
+    """One item per history source that has a name (cadft/history.py), e.g. `The list of medications taken is aspirin.`"""
+    from cadft.history import SOURCES, name_column
+
+    absent = [name_column(source) for source in SOURCES if name_column(source) not in columns]
+    if absent:
+        raise TextConfigError(f"text.history=on, but the table lacks the history column(s) {', '.join(absent)} (cadft.history.build_history makes them)")
+    items = []
+    for source in SOURCES:
+        before, after = text_cfg.item.format(title=_sentence_case(source.title), Title=source.title, value=_VALUE).split(_VALUE)
+        names = pl.col(name_column(source)).list.join(NAME_SEPARATOR)
+        items.append(pl.concat_str([pl.lit(before), names, pl.lit(after)]))  # null (no names): no item
+    return items
 
 
 def _value_text(feature: Feature, columns: list[str]) -> tuple[pl.Expr, pl.Expr]:

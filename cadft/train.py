@@ -82,6 +82,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     device = resolve_device(cfg.train.device)
     _reset_peak_memory(device)
     resume_from = _resume_checkpoint(cfg, run_dir)
+    # Built into the cache on first use before DeepSpeed is configured: under ZeRO-3 a model is partitioned as it is made,
+    # a collective that only the building rank would join (every rank hung on a fresh cache).
+    backbone_path = resolve_backbone(cfg.backbone, cfg.paths.cache_dir)
     args = build_training_arguments(cfg, run.checkpoints, device)  # before the model: ZeRO-3 partitions at load
 
     with args.main_process_first(desc="prepare data"):  # the other ranks then read rank 0's cached table
@@ -102,7 +105,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     _evaluate_only_when_it_chooses(args, len(train_set))
 
     set_seed(int(cfg.seed))  # the new head and adapters start the same in every run and on every rank
-    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, head_cfg=cfg.head, device=device,
+    model = build_model(cfg.model, backbone_path, tokenizer, head_cfg=cfg.head, device=device,
                         trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
     if cfg.zero.stage == 3:
         keep_4bit_layout(model)
@@ -258,6 +261,7 @@ def main() -> None:
     distributed.prepare_launch(sys.argv)
     signal.signal(signal.SIGTERM, _stop)  # kill, torchrun, sbatch: the run ends KILLED as after Ctrl-C, not RUNNING
     _hydra_main()
+    distributed.leave()  # only after a normal end (Hydra exits on an error): a failed rank must not wait for the others
 
 
 def _stop(signum, frame) -> None:

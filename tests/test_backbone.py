@@ -55,6 +55,18 @@ def test_tiny_backbone_is_rebuilt_identically(tmp_path):
     assert Path(other_seed).name != Path(first).name and _weights_sha256(other_seed) != _weights_sha256(first)
 
 
+def test_a_rank_other_than_0_builds_a_whole_backbone(tmp_path, monkeypatch):
+    """In a multi-process run the cache may be built by rank 1 (it took the lock first): transformers would save only on
+    global rank 0 and leave a folder with a tokenizer and no model."""
+    from transformers.distributed import mixin
+
+    monkeypatch.setattr(mixin, "_is_torch_distributed_initialized", lambda: True)
+    monkeypatch.setattr(mixin, "_get_torch_distributed_rank", lambda: 1)
+    folder = Path(resolve_backbone(compose_group("backbone/tiny"), tmp_path))
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert LlamaForCausalLM.from_pretrained(folder).config.hidden_size == 64
+
+
 def test_tiny_linear_sizes_are_multiples_of_32(cache_dir):
     model = LlamaForCausalLM.from_pretrained(resolve_backbone(compose_group("backbone/tiny"), cache_dir))
     linears = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}

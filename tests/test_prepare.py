@@ -113,9 +113,35 @@ def test_synthetic_cohort_prepares_identically_in_every_layout(make_config, synt
     suffix = {"tab": ".tab", "parquet": ".parquet"}.get(layout[1], ".csv")
     other = tmp_path / f"cohort{suffix}"
     assert synth(["--n", "3000", "--seed", "0", "--out", str(other), *layout]) == 0
-    reference = prepare(make_config(f"data.path={extract}")).table()
-    assert prepare(make_config(f"data.path={other}")).table().equals(reference)
+    reference = prepare(make_config(f"data.path={extract}", "text.history=on")).table()
+    assert prepare(make_config(f"data.path={other}", "text.history=on")).table().equals(reference)  # the history too
     assert 0.02 < reference["label"].mean() < 0.07
+
+
+def test_history_holds_only_what_came_before_the_assessment(make_config, synthetic_cohort, prepared_dir):
+    """text.history=on on the synthetic cohort, checked against the extract itself; cadft-predict writes the same texts."""
+    from cadft.history import HISTORY_COLUMN
+    from cadft.prepare import records_from_extract
+    from cadft.ukb.read import read_extract
+
+    extract, _ = synthetic_cohort
+    cfg = make_config(f"data.path={extract}", f"paths.prepared_dir={prepared_dir}", "text.history=on")
+    prepared = prepare(cfg)
+    table = prepared.table()
+    raw = read_extract(extract, [53, 41270, 41280])
+    dated = (raw.entries.filter(pl.col("field") == 41270).select("eid", "array", "code")
+             .join(raw.entries.filter(pl.col("field") == 41280).select("eid", "array", "date"), on=["eid", "array"])
+             .join(raw.scalars.select("eid", pl.col("f53").alias("baseline")), on="eid"))
+    written = table.select("eid", HISTORY_COLUMN).explode(HISTORY_COLUMN).rename({HISTORY_COLUMN: "key"}).filter(pl.col("key").str.starts_with("41270:"))
+    written = written.with_columns(pl.col("key").str.strip_prefix("41270:").alias("code")).join(dated, on=["eid", "code"])
+    assert written.height > 300 and (written["date"] <= written["baseline"]).all()
+    assert not written["code"].str.contains("^(I21|I22|I23|I24|I252|Z951)").any()  # hard CAD codes: the outcome
+    later = dated.filter(pl.col("date") > pl.col("baseline")).join(table.select("eid"), on="eid")
+    assert later.height > 300  # the extract has later records, and none of them was written
+    assert prepared.card["history"]["participants_with_history"] > 0.5 * table.height
+    assert table["text"].str.contains("The list of hospital diagnoses before the assessment is ").sum() > 300
+    records = records_from_extract(cfg.data, cfg.text, cfg.task).join(table.select("eid", pl.col("text").alias("prepared")), on="eid")
+    assert records.height == table.height and (records["text"] == records["prepared"]).all()
 
 
 @pytest.mark.parametrize("damage", ["flip_bytes", "truncate", "drop_manifest"])

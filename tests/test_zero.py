@@ -189,6 +189,8 @@ def _logged(db: Path, key: str) -> list[float]:
 def test_two_processes(deepspeed_extensions, reference_runs, make_config, synthetic_cohort, prepared_dir, tmp_path,
                        strategy, stage, imbalance, launcher, head):
     shared = _shared_overrides(synthetic_cohort, prepared_dir, strategy, imbalance, head)
+    if launcher == "deepspeed":  # a fresh cache: the ranks build the backbone (seeded, so the same weights) before ZeRO-3 starts
+        shared.append(f"paths.cache_dir={tmp_path / 'cache'}")
     done = _launch(launcher, [*shared, f"zero={stage}"], tmp_path / "multi", tmp_path / "probe")
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
 

@@ -75,6 +75,11 @@ class Baseline:
     mother_heart: np.ndarray
     sibling_heart: np.ndarray
     has_siblings: np.ndarray
+    # Conditions that raise CAD risk and show only in the medical history (hospital diagnoses before baseline): the
+    # signal a model can find only by reading the history (text.history).
+    angina: np.ndarray  # stable angina: broad CHD, not hard CAD
+    peripheral_vascular: np.ndarray
+    rheumatoid: np.ndarray
 
     @property
     def n(self) -> int:
@@ -214,6 +219,11 @@ def draw_baseline(n: int, rng: np.random.Generator) -> Baseline:
     cystatin_c = 0.88 + 0.006 * a + 0.05 * male + 0.004 * bmi_dev + 0.003 * (creatinine - np.where(male, 82.0, 65.0))
     cystatin_c = np.clip(cystatin_c + rng.normal(0, 0.1, n), 0.3, 6.0)
 
+    # Drawn last, so the values above do not change with them.
+    angina = rng.random(n) < logistic(-4.1 + 0.07 * a + 0.5 * male + 0.5 * diabetes + 0.4 * smoke_current + 0.3 * polygenic)
+    peripheral_vascular = rng.random(n) < logistic(-4.6 + 0.07 * a + 0.9 * smoke_current + 0.7 * diabetes)
+    rheumatoid = rng.random(n) < logistic(-4.9 + 0.03 * a + 0.9 * female)
+
     return Baseline(
         eid=eid, female=female, birth_day=birth_day, baseline_day=baseline_day, age=age, age_years=age_years,
         centre=centre, ethnicity=ethnicity, black=black, south_asian=south_asian, townsend=townsend,
@@ -222,4 +232,5 @@ def draw_baseline(n: int, rng: np.random.Generator) -> Baseline:
         triglycerides_pre=triglycerides_pre, hdl=hdl, ldl_pre=ldl_pre, total_chol_pre=total_chol_pre, crp=crp,
         lpa=lpa, creatinine=creatinine, cystatin_c=cystatin_c, polygenic=polygenic, father_heart=father_heart,
         mother_heart=mother_heart, sibling_heart=sibling_heart, has_siblings=has_siblings,
+        angina=angina, peripheral_vascular=peripheral_vascular, rheumatoid=rheumatoid,
     )  # fmt: skip

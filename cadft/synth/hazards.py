@@ -25,6 +25,9 @@ CAD_RATE_SCALE = 0.43  # PCE hazard x this lands incident 10-y hard CAD near 4%
 PREVALENT_LOGIT_SHIFT = 1.85  # logit P(prevalent) = log(pre-treatment CAD hazard) + this: ~3% prevalent
 LOSS_HAZARD = 0.00022  # per year: ~0.3% lost to follow-up by the record end
 RECURRENT_CAD_FACTOR = 2.5  # CAD hazard multiplier once a person has had an event
+# Log hazard ratios of the conditions only the medical history shows (HR 2.5, 2.0 and 1.6: in the range reported for
+# stable angina, peripheral arterial disease and rheumatoid arthritis).
+HISTORY_LOG_HAZARD_RATIO = {"angina": 0.92, "peripheral_vascular": 0.7, "rheumatoid": 0.47}
 
 
 def pce_hazard(age, female, black, total_chol, hdl, sbp, bp_treated, smoker, diabetes) -> np.ndarray:
@@ -36,7 +39,8 @@ def pce_hazard(age, female, black, total_chol, hdl, sbp, bp_treated, smoker, dia
 
 def non_pce_log_hazard_ratio(b: Baseline, ldl: np.ndarray) -> np.ndarray:
     """Risk factors outside the PCE: genetics and family, LDL beyond total cholesterol, Lp(a), adiposity,
-    deprivation, inflammation, glycaemia below the diabetes threshold and kidney function."""
+    deprivation, inflammation, glycaemia below the diabetes threshold, kidney function, and three conditions seen
+    only in the medical history (stable angina, peripheral vascular disease, rheumatoid arthritis)."""
     return (
         0.30 * b.polygenic
         + 0.10 * b.family_heart
@@ -47,6 +51,9 @@ def non_pce_log_hazard_ratio(b: Baseline, ldl: np.ndarray) -> np.ndarray:
         + 0.10 * (np.log(b.crp) - np.log(1.25))
         + 0.02 * np.where(b.diabetes, 0.0, np.clip(b.hba1c - 35.0, -10.0, 15.0))
         + 0.6 * (b.cystatin_c - 0.9)
+        + HISTORY_LOG_HAZARD_RATIO["angina"] * b.angina
+        + HISTORY_LOG_HAZARD_RATIO["peripheral_vascular"] * b.peripheral_vascular
+        + HISTORY_LOG_HAZARD_RATIO["rheumatoid"] * b.rheumatoid
     )
 
 

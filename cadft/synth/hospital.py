@@ -4,6 +4,8 @@ Hard-CAD events leave infarction codes (I21/I22/I24, ICD-9 410), revascularisati
 (OPCS-4 K40-K50, K75) around the event date, old-MI (I25.2) and graft (Z95.1) codes at later
 admissions, and qualifying death causes. Background codes that never qualify (angina, I25.1, chest
 pain, hypertension, diabetes, hernias, ...) come from codes.yaml, angina and chest pain rising with CAD risk.
+Stable angina, peripheral vascular disease and rheumatoid arthritis, which raise the CAD hazard (hazards.py), are mostly
+coded before baseline.
 Nothing is recorded after death, loss to follow-up or the record end of the participant's country (hazards.RECORD_END); ICD-10 starts in 1997, earlier
 admissions of Scottish and Welsh participants are in ICD-9.
 """
@@ -97,6 +99,7 @@ def record_hospital(
     _events_after_baseline(rec, b, prevalence, outcomes)
     _background(rec, b, outcomes, cad_log_hazard)
     underlying, contributory = _deaths(rec, b, prevalence, outcomes)
+    _history_conditions(rec, b)  # last: the records above do not change with it
     return HospitalRecords(rec.icd10, rec.icd9, rec.opcs4, underlying, contributory, prior)
 
 
@@ -181,6 +184,18 @@ def _background(rec: _Recorder, b: Baseline, outcomes: Outcomes, cad_log_hazard:
             if "sex" in spec:
                 has &= b.female if spec["sex"] == "female" else b.male
             rec.add(target, everyone[has], code, _uniform_day(rng, start[has], end[has]))
+
+
+def _history_conditions(rec: _Recorder, b: Baseline) -> None:
+    """Stable angina, peripheral vascular disease and rheumatoid arthritis (risk factors only the history shows): most
+    people with one were admitted with it in the years before baseline, some only after."""
+    rng = rec.rng
+    for condition, code in ((b.angina, "I209"), (b.peripheral_vascular, "I739"), (b.rheumatoid, "M069")):
+        people = np.flatnonzero(condition)
+        before = b.baseline_day[people] - (rng.random(people.size) * 9 * DAYS_PER_YEAR).astype(np.int64)
+        got = rec.add(rec.icd10, people, code, before, chance=0.7)
+        after = b.baseline_day[people] + (rng.random(people.size) * 8 * DAYS_PER_YEAR).astype(np.int64)
+        rec.add(rec.icd10, people[~got], code, after[~got], chance=0.6)
 
 
 def _deaths(rec: _Recorder, b: Baseline, prevalence: Prevalence, outcomes: Outcomes) -> tuple[np.ndarray, CodeList]:

@@ -1,5 +1,5 @@
 """Touchscreen and interview answers at baseline: multi-answer fields 6150, 20002, 20004, 6153/6177 and
-family history 20107/20110/20111, with UKB's special answers (-7 none of the above, -1 do not know,
+family history 20107/20110/20111, medications by name 20003, with UKB's special answers (-7 none of the above, -1 do not know,
 -3 prefer not to answer; -11/-13/-17 and -21/-23/-27 for the two family-history groups).
 
 Most prevalent hard-CAD participants report it (6150 = 1, 20002 = 1075, 20004 = 1070/1095/1523); those
@@ -20,6 +20,9 @@ VASCULAR = [1, 2, 3, 4, -7, -3]
 ILLNESSES = [1065, 1066, 1074, 1075, 1076, 1081, 1111, 1138, 1220, 1222, 1223, 1226, 1465, 1473]
 OPERATIONS = [1070, 1095, 1523, 1514, 1326, 1434, 1459]
 MEDICATION = [1, 2, 3, 4, 5, -7, -1, -3]
+STATINS = {1140861958: 0.7, 1141146234: 0.2, 1140888648: 0.05, 1141192410: 0.05}  # coding 4: simvastatin, atorvastatin, ...
+MEDICATION_CODES = [*STATINS, 1140868226, 1140879802, 1141194794, 1140860696, 1140879760, 1140884600, 1140883066, 1140865634,
+                    1140864752, 1140871310]  # fmt: skip
 FAMILY_GROUP_1 = [1, 2, 6, 8, 9, 10, 11, 12, -17, -11, -13]
 FAMILY_GROUP_2 = [3, 4, 5, 13, 14, -27, -21, -23]
 # Chance that a father / mother / sibling had each illness other than heart disease (coding 1010).
@@ -46,7 +49,7 @@ def record_self_reports(
     mi = prevalent & (prevalence.kind == MI)
     reports = prevalent & ((rng.random(n) < 0.85) | ~prior_record)
     risk_z = cad_log_hazard - cad_log_hazard.mean()
-    angina = (prevalent & (rng.random(n) < 0.35)) | (rng.random(n) < logistic(risk_z - 3.9))
+    angina = (prevalent & (rng.random(n) < 0.35)) | (rng.random(n) < logistic(risk_z - 3.9)) | b.angina
 
     heart_attack = _answer(vascular, rng, reports & mi, 1, chance=0.95)
     _answer(illness, rng, reports & mi & ~heart_attack, 1075)
@@ -82,7 +85,25 @@ def record_self_reports(
     lists = {6150: vascular, 20002: illness, 20004: operation}
     lists.update(_medication(b, t, rng))
     lists.update(_family_history(b, rng))
+    lists[20003] = _medication_codes(b, t, prevalent | angina, rng)  # last: the answers above do not change with it
     return lists
+
+
+def _medication_codes(b: Baseline, t: Treatment, heart: np.ndarray, rng: np.random.Generator) -> CodeList:
+    """The verbal interview's medications (20003): the drugs behind 6153/6177's answers by name, aspirin (more with
+    heart disease) and drugs unrelated to CAD."""
+    n = b.n
+    meds = CodeList(MEDICATION_CODES, False)
+    statin = rng.choice(list(STATINS), size=n, p=list(STATINS.values()))
+    meds.add(np.flatnonzero(t.lipid_lowering), statin[t.lipid_lowering])
+    for code, chance in ((1140879802, 0.4), (1140860696, 0.3), (1141194794, 0.35), (1140879760, 0.2)):
+        _answer(meds, rng, t.bp_treated, code, chance=chance)
+    _answer(meds, rng, b.diabetes & ~t.insulin, 1140884600, chance=0.75)
+    _answer(meds, rng, t.insulin, 1140883066)
+    _answer(meds, rng, np.ones(n, bool), 1140868226, chance=np.where(heart, 0.7, 0.06 + 0.2 * t.lipid_lowering))
+    for code, chance in ((1140865634, 0.07), (1140864752, 0.04), (1140871310, 0.05)):
+        _answer(meds, rng, np.ones(n, bool), code, chance=chance)
+    return meds
 
 
 def _medication(b: Baseline, t: Treatment, rng: np.random.Generator) -> dict[int, CodeList]:
