@@ -148,7 +148,8 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, GgufConfig
 
     model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+        gguf_path.parent, gguf_file=gguf_path.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32,
+        use_kernels=False,  # see cadft.model._load_base
     )
     # transformers 5.24 drops the GGUF quantizer itself after dequantizing; earlier 5.x kept it attached and
     # save_pretrained then refuses ("quantized with gguf and is not serializable").

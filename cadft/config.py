@@ -323,6 +323,7 @@ class Baselines:  # conf/baselines/default.yaml
     which: list[Literal["logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "zero_shot"]]
     logistic_c: Annotated[list[Positive], NonEmpty]
     lightgbm: LightGbm
+    zero_shot_dtype: Dtype
 
 
 @dataclass

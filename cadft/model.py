@@ -82,11 +82,12 @@ def build_model(
 
 
 def zero_shot_model(backbone_path: str, tokenizer: PreTrainedTokenizerBase, head_cfg: Mapping, *, device: str = "cpu",
-                    trust_remote_code: bool = False) -> torch.nn.Module:
-    """The backbone as it is, its score head set from the answer words (cadft.head), frozen: the zero-shot baseline."""
-    info = {"strategy": "full", "base_model": backbone_path, "dtype": "auto", "quantization": None,
+                    dtype: str = "fp32", trust_remote_code: bool = False) -> torch.nn.Module:
+    """The backbone as it is, its score head set from the answer words (cadft.head), frozen: the zero-shot baseline,
+    in `dtype` (baselines.zero_shot_dtype)."""
+    info = {"strategy": "full", "base_model": backbone_path, "dtype": dtype, "quantization": None,
             "pad_token_id": tokenizer.pad_token_id, "trust_remote_code": trust_remote_code}
-    model = _load_base(info, device, dtype_name="auto")
+    model = _load_base(info, device, dtype_name=dtype)
     init_head(model, tokenizer, head_cfg, backbone_path, HEAD)
     model.requires_grad_(False)
     return model.eval()
@@ -162,6 +163,7 @@ def _load_base(info: Mapping, device: str, dtype_name: str) -> torch.nn.Module:
         dtype=dtype,
         quantization_config=_bnb_config(quant, device) if quant else None,
         trust_remote_code=info["trust_remote_code"],
+        use_kernels=False,  # transformers >= 5.25 defaults to True: layers replaced by code fetched from the Hub
     )
     model.config.pad_token_id = info["pad_token_id"]
     model.config.use_cache = False  # a classifier never generates; also silences the checkpointing warning

@@ -5,6 +5,10 @@ knows before fine-tuning: the gain of training is the language model's row minus
 The prompt is the run's head when that is the verbalizer, else conf/head/verbalizer.yaml as shipped. The scores
 are cached under paths.prepared_dir/zero_shot/, keyed by the backbone's files, the prompt, train.max_length and the
 records scored, so the runs of a sweep (a learning curve) and a repeated demo score the backbone once.
+
+It runs in fp32 by default (`baselines.zero_shot_dtype`): the untrained model's P(yes) / (P(yes) + P(no)) varies little
+between people, and bf16 rounding reorders them (on an H200, SmolLM2-135M: Spearman 0.73 between bf16 and fp32
+scores of the same 2,048 records, bench/gpu_throughput.py), which would understate what the model knows.
 """
 
 from __future__ import annotations
@@ -41,14 +45,16 @@ def zero_shot_scores(splits: dict[str, pl.DataFrame], cfg: DictConfig, device: s
     head = zero_shot_head(cfg)
     backbone = resolve_backbone(cfg.backbone, cfg.paths.cache_dir)
     max_length = int(cfg.train.max_length)
-    cache = Path(cfg.paths.prepared_dir) / "zero_shot" / f"{_cache_key(backbone, head, max_length, splits)}.parquet"
+    dtype = str(cfg.baselines.zero_shot_dtype)
+    cache = Path(cfg.paths.prepared_dir) / "zero_shot" / f"{_cache_key(backbone, head, max_length, dtype, splits)}.parquet"
     if cache.is_file():
         cached = pl.read_parquet(cache)
         frames = [score_frame(splits[name], cached.filter(pl.col("split") == name)["prob"].to_numpy()) for name in ("validation", "test")]
     else:
         device = device or resolve_device(cfg.train.device)
         tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
-        model = zero_shot_model(backbone, tokenizer, head, device=device, trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
+        model = zero_shot_model(backbone, tokenizer, head, device=device, dtype=dtype,
+                                trust_remote_code=bool(cfg.backbone.get("trust_remote_code", False)))
         frames = []
         for name in ("validation", "test"):
             probs = score_texts(model, tokenizer, splits[name]["text"].to_list(), head_cfg=head, batch_size=int(cfg.eval.batch_size),
@@ -61,11 +67,12 @@ def zero_shot_scores(splits: dict[str, pl.DataFrame], cfg: DictConfig, device: s
     return frames[0], frames[1], info
 
 
-def _cache_key(backbone: str, head: dict, max_length: int, splits: dict[str, pl.DataFrame]) -> str:
-    """What the scores depend on: the backbone's files (path, size, mtime), the prompt, the length cap and the records."""
+def _cache_key(backbone: str, head: dict, max_length: int, dtype: str, splits: dict[str, pl.DataFrame]) -> str:
+    """What the scores depend on: the backbone's files (path, size, mtime), the prompt, the length cap, the precision
+    and the records."""
     folder = Path(backbone)
     files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()) if folder.is_dir() else backbone
-    digest = hashlib.sha256(json.dumps([files, head, max_length], sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps([files, head, max_length, dtype], sort_keys=True).encode())
     for name in ("validation", "test"):
         digest.update(splits[name].select("eid", "text").write_csv().encode())
     return digest.hexdigest()[:24]

@@ -160,3 +160,32 @@ def test_zero_shot_scores_are_computed_once_and_reused(train_config, monkeypatch
     changed = splits | {"test": splits["test"].with_columns(pl.col("text") + " The sex is Male.")}
     with pytest.raises(AssertionError, match="loaded again"):  # other records: other scores, not the cached ones
         zero_shot_scores(changed, cfg, "cpu", _score_frame)
+
+
+def test_zero_shot_runs_in_the_configured_precision(train_config, monkeypatch):
+    """fp32 by default (bf16 reorders the untrained model's close scores, bench/README.md); the precision is part of
+    the cache key, so a bf16 result is never served for an fp32 request."""
+    import torch
+
+    from cadft import model as model_module
+    from cadft.baselines import _score_frame, _splits
+    from cadft.prepare import prepare
+    from cadft.zero_shot import zero_shot_scores
+
+    built = []
+    real = model_module.zero_shot_model
+
+    def recording(*args, **kwargs):
+        model = real(*args, **kwargs)
+        built.append(next(model.parameters()).dtype)
+        return model
+
+    monkeypatch.setattr(model_module, "zero_shot_model", recording)
+    cfg = train_config()
+    assert cfg.baselines.zero_shot_dtype == "fp32"
+    splits = {name: rows.head(24) for name, rows in _splits(prepare(cfg).table()).items()}
+    fp32 = zero_shot_scores(splits, cfg, "cpu", _score_frame)
+    cfg.baselines.zero_shot_dtype = "bf16"
+    bf16 = zero_shot_scores(splits, cfg, "cpu", _score_frame)
+    assert built == [torch.float32, torch.bfloat16]
+    assert not fp32[1]["prob"].equals(bf16[1]["prob"])

@@ -158,3 +158,12 @@ def save(model, folder, tokenizer=None) -> None:
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     write_checkpoint_info(model, folder)
+
+
+@pytest.mark.parametrize("strategy", ["lora", "full"])
+def test_no_layer_is_replaced_by_code_from_the_hub(strategy, tiny):
+    """transformers >= 5.25 loads with use_kernels=True unless told otherwise: on CUDA it swaps layers for kernels
+    downloaded from the Hub (an offline GPU node fails to load; an online one runs remote code). cadft turns it off."""
+    model = build(strategy, tiny)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    assert base.use_kernels is False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
@@ -14,18 +12,17 @@ from cadft.progress import progress
 def score_texts(model, tokenizer, texts: list[str], *, head_cfg, batch_size: int, max_length: int, device: str,
                 desc: str = "scoring") -> np.ndarray:
     """P(label=1) per text, in input order, each text encoded for the head (cadft.head). Sorting by length keeps padding
-    (wasted compute) small."""
+    (wasted compute) small. The model computes in its own weights' dtype (model.dtype; bf16 on CUDA by default): no
+    autocast, so a model loaded in fp32 is scored in fp32, as it was trained."""
     from cadft.head import encode
 
     model.eval()
     encoded = encode(texts, tokenizer, head_cfg, max_length).input_ids
     order = np.argsort([-len(ids) for ids in encoded], kind="stable")
     probs = np.empty(len(texts), dtype=np.float64)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
     for start in progress(range(0, len(order), batch_size), desc=desc, unit="batch"):
         index = order[start : start + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt").to(device)
-        with autocast:
-            logits = model(**batch).logits
+        logits = model(**batch).logits
         probs[index] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
     return probs
