@@ -3,8 +3,8 @@
 knows before fine-tuning: the gain of training is the language model's row minus this one.
 
 The prompt is the run's head when that is the verbalizer, else conf/head/verbalizer.yaml as shipped. The scores
-are cached under paths.prepared_dir/zero_shot/, keyed by the backbone's files, the prompt, train.max_length and the
-records scored, so the runs of a sweep (a learning curve) and a repeated demo score the backbone once.
+are cached under paths.prepared_dir/zero_shot/, keyed by the backbone's files, the prompt, train.max_length, the
+precision and the records scored, so the runs of a sweep (a learning curve) and a repeated demo score the backbone once.
 
 It runs in fp32 by default (`baselines.zero_shot_dtype`): the untrained model's P(yes) / (P(yes) + P(no)) varies little
 between people, and bf16 rounding reorders them (on an H200, SmolLM2-135M: Spearman 0.73 between bf16 and fp32
