@@ -1,6 +1,7 @@
 """Clinical metrics: threshold choice on validation, bad input, the vectorised and paired bootstrap, calibration tables,
 subgroups, flat keys."""
 
+import math
 import re
 import time
 from pathlib import Path
@@ -13,8 +14,8 @@ from scipy.special import expit, logit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cadft.errors import CadftError
-from cadft.eval.bootstrap import ResampledMetrics, bootstrap_cis, paired_differences, resample_counts
-from cadft.eval.metrics import check_scores, choose_threshold, decile_table, evaluate_scores, flatten_metrics, split_metrics
+from cadft.eval.bootstrap import ResampledMetrics, bootstrap_cis, draws, paired_differences, resample_counts
+from cadft.eval.metrics import check_scores, choose_threshold, decile_table, evaluate_scores, flatten_metrics, oe_ratio_interval, split_metrics
 
 EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
 
@@ -115,18 +116,18 @@ def test_vectorised_bootstrap_matches_sklearn_on_each_resample():
     label = (rng.random(400) < 0.2).astype(int)
     prob = np.round(rng.random(400) * 0.5 + 0.2 * label, 2)  # rounding makes ties, the hard case for AUROC/AUPRC
     positives, negatives = prob[label == 1], prob[label == 0]  # counts are given in this (unsorted) class order
-    replay = np.random.default_rng(9)
-    counts_pos, counts_neg = resample_counts(len(positives), 5, replay), resample_counts(len(negatives), 5, replay)
+    counts_pos, counts_neg = next(draws(len(positives), len(negatives), 5, np.random.default_rng(9)))
+    assert len(set(counts_pos.sum(axis=1))) > 1  # participants are drawn from the whole split: the case count varies
     stats = ResampledMetrics(label, prob, 0.3)(counts_pos, counts_neg)
     for row, w_pos, w_neg in zip(stats, counts_pos, counts_neg):
         y = np.r_[np.ones(w_pos.sum()), np.zeros(w_neg.sum())]
         p = np.r_[np.repeat(positives, w_pos), np.repeat(negatives, w_neg)]
         expected = [roc_auc_score(y, p), average_precision_score(y, p), np.mean((p - y) ** 2),
-                    np.mean(p[y == 1] >= 0.3), np.mean(p[y == 0] < 0.3), y.mean() / p.mean()]
+                    np.mean(p[y == 1] >= 0.3), np.mean(p[y == 0] < 0.3)]
         np.testing.assert_allclose(row, expected, rtol=1e-12)
 
 
-def test_bootstrap_is_seeded_stratified_and_fast():
+def test_bootstrap_is_seeded_and_fast():
     frame = scored(3000, seed=10, prevalence=0.04)
     label, prob = frame["label"].to_numpy(), frame["prob"].to_numpy()
     start = time.perf_counter()
@@ -135,6 +136,19 @@ def test_bootstrap_is_seeded_stratified_and_fast():
     assert first == bootstrap_cis(label, prob, 0.1, resamples=1000, level=0.95, rng=np.random.default_rng(1))
     assert first["auroc"]["low"] < roc_auc_score(label, prob) < first["auroc"]["high"]
     assert resample_counts(7, 4, np.random.default_rng(0)).sum(axis=1).tolist() == [7] * 4
+
+
+def test_brier_interval_holds_the_expected_brier_of_calibrated_risks():
+    # Test sets drawn from known calibrated risks (~55 cases among 1,200): the expected Brier score is mean p(1 - p).
+    # A bootstrap that kept the case count held it in ~15% of test sets; drawing participants holds it ~95%.
+    rng = np.random.default_rng(31)
+    risk = rng.beta(1.2, 25, size=1200)
+    expected_brier, covered = float(np.mean(risk * (1 - risk))), 0
+    for _ in range(150):
+        label = (rng.random(risk.size) < risk).astype(int)
+        interval = bootstrap_cis(label, risk, 0.5, resamples=300, level=0.95, rng=rng)["brier"]
+        covered += interval["low"] <= expected_brier <= interval["high"]
+    assert covered / 150 >= 0.88
 
 
 def test_paired_differences_resample_the_same_people_for_both_models():
@@ -189,3 +203,29 @@ def test_separated_classes_have_no_calibration_slope():  # (ties at the boundary
     block = split_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.2, 0.9]), 0.5, 10)
     assert block["calibration_slope"] is None and block["calibration_intercept"] is None
     assert block["calibration_in_the_large"] > 0  # defined still: mean risk 0.35 under the observed 0.5
+
+
+def test_oe_ratio_interval_is_the_published_formula_and_covers_the_case_count_variation():
+    # Hand-computed: 43 cases among 1,171, mean risk 5.7%: O/E 0.6442, SE(log O/E) = sqrt((1 - 43/1171) / 43).
+    interval = oe_ratio_interval(43, 1171, 0.057, 0.95)
+    half = 1.959964 * math.sqrt((1 - 43 / 1171) / 43)
+    assert interval == pytest.approx({"low": 0.644224 * math.exp(-half), "high": 0.644224 * math.exp(half)}, rel=1e-5)
+    assert oe_ratio_interval(0, 100, 0.05, 0.95) is None
+    # Perfectly calibrated risks, new test sets drawn from them: the interval holds 1 about 95% of the time. The
+    # label-stratified bootstrap kept the case count, so its O/E interval held 1 far less often (it was too narrow).
+    rng = np.random.default_rng(21)
+    risk = rng.beta(1.2, 25, size=1200)  # mean ~4.6%: ~55 cases, a demo-sized test split
+    covered = 0
+    for _ in range(400):
+        label = (rng.random(risk.size) < risk).astype(int)
+        interval = oe_ratio_interval(int(label.sum()), label.size, float(risk.mean()), 0.95)
+        covered += interval["low"] <= 1 <= interval["high"]
+    assert 0.92 <= covered / 400 <= 0.98
+
+
+def test_metrics_json_reports_the_analytic_oe_interval():
+    validation, test = scored(1500, seed=22, prevalence=0.05), scored(1500, seed=23, prevalence=0.05, first_eid=10_000)
+    metrics = evaluate_scores(validation, test, eval_config(bootstrap=200), seed=0)
+    block = metrics["test"]
+    assert block["ci"]["oe_ratio"] == oe_ratio_interval(block["cases"], block["n"], block["mean_risk"], 0.95)
+    assert block["ci"]["oe_ratio"]["low"] < block["oe_ratio"] < block["ci"]["oe_ratio"]["high"]

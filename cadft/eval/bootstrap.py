@@ -1,8 +1,11 @@
-"""Stratified bootstrap: percentile CIs of one model's metrics, and paired differences between two models.
+"""Bootstrap: percentile CIs of one model's metrics, and paired differences between two models.
 
-Cases and controls are resampled separately (each resample keeps the split's case count). A resample is a
-matrix of draw counts per participant, so metrics are weighted sums over sorted scores instead of copied
-arrays; a paired comparison gives both models the same count matrices, i.e. the same resampled people.
+Each resample draws the split's participants with replacement, so its number of cases varies as it would in a new
+sample of the population. A resample that kept the case count (cases and controls drawn separately) would hide that
+variation: on calibrated risks and demo-sized splits its 95% Brier interval held the true expected Brier score in
+15% of simulated test sets (this one: 94%). O/E's interval is analytic (cadft.eval.metrics.oe_ratio_interval).
+A resample is a matrix of draw counts per participant, so metrics are weighted sums over sorted scores instead of
+copied arrays; a paired comparison gives both models the same count matrices, i.e. the same resampled people.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-CI_METRICS = ("auroc", "auprc", "brier", "sensitivity", "specificity", "oe_ratio")
+CI_METRICS = ("auroc", "auprc", "brier", "sensitivity", "specificity")
 BOOTSTRAP_CELLS = 2_000_000  # resample x participant cells per chunk: bounds memory on UKB-sized splits
 
 
@@ -22,11 +25,12 @@ def resample_counts(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def draws(n_pos: int, n_neg: int, resamples: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Chunks of (case counts, control counts), in the order the participants appear within each class."""
+    """Chunks of (case counts, control counts) of resamples of all n_pos + n_neg participants, in the order the
+    participants appear within each class."""
     chunk = max(1, BOOTSTRAP_CELLS // (n_pos + n_neg))
     for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        yield resample_counts(n_pos, size, rng), resample_counts(n_neg, size, rng)
+        counts = resample_counts(n_pos + n_neg, min(chunk, resamples - start), rng)
+        yield counts[:, :n_pos], counts[:, n_pos:]
 
 
 class ResampledMetrics:
@@ -38,7 +42,6 @@ class ResampledMetrics:
         self.pos_order, self.neg_order = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
         positives, negatives = pos[self.pos_order], neg[self.neg_order]
         self.n_pos, self.n_neg = len(positives), len(negatives)
-        self.positives, self.negatives = positives, negatives
         # AUROC: for each positive, the drawn negatives below it (ties count half), from cumulative counts over sorted negatives.
         self.below, self.not_above = np.searchsorted(negatives, positives, "left"), np.searchsorted(negatives, positives, "right")
         # AUPRC = mean over drawn positives of the precision at their score (all tied scores counted), as sklearn's step sum.
@@ -53,23 +56,24 @@ class ResampledMetrics:
 
     def __call__(self, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
         w_pos, w_neg = w_pos[:, self.pos_order], w_neg[:, self.neg_order]
-        n_pos, n_neg, size = self.n_pos, self.n_neg, len(w_pos)
-        cumulative = np.zeros((size, n_neg + 1))
+        size = len(w_pos)
+        # Drawn cases and controls per resample; a resample without one class has no AUROC (nan, left out of the CI).
+        n_pos, n_neg = w_pos.sum(axis=1).astype(np.float64), w_neg.sum(axis=1).astype(np.float64)
+        n_pos[n_pos == 0], n_neg[n_neg == 0] = np.nan, np.nan
+        cumulative = np.zeros((size, self.n_neg + 1))
         np.cumsum(w_neg, axis=1, out=cumulative[:, 1:])
         auroc = (w_pos * (cumulative[:, self.below] + cumulative[:, self.not_above]) / 2).sum(axis=1) / (n_pos * n_neg)
         weights = np.concatenate([w_pos, w_neg], axis=1)[:, self.order]
         true_pos, seen = np.cumsum(weights * self.is_case, axis=1), np.cumsum(weights, axis=1)
         precision = true_pos[:, self.case_tie_end] / np.maximum(seen[:, self.case_tie_end], 1)
         auprc = (weights[:, self.is_case == 1] * precision).sum(axis=1) / n_pos
-        brier = (w_pos @ self.case_errors + w_neg @ self.control_errors) / (n_pos + n_neg)
-        expected = (w_pos @ self.positives + w_neg @ self.negatives) / (n_pos + n_neg)
-        oe_ratio = (n_pos / (n_pos + n_neg)) / np.maximum(expected, 1e-300)
-        return np.column_stack([auroc, auprc, brier, w_pos @ self.detected / n_pos, w_neg @ self.cleared / n_neg, oe_ratio])
+        brier = (w_pos @ self.case_errors + w_neg @ self.control_errors) / (self.n_pos + self.n_neg)
+        return np.column_stack([auroc, auprc, brier, w_pos @ self.detected / n_pos, w_neg @ self.cleared / n_neg])
 
 
 def _interval(stats: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     tail = (1 - level) / 2
-    low, high = np.quantile(stats, [tail, 1 - tail], axis=0)
+    low, high = np.nanquantile(stats, [tail, 1 - tail], axis=0)
     return low, high
 
 

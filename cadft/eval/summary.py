@@ -22,17 +22,17 @@ def _row(name: str, metrics: dict) -> list[str]:
     test, ci = metrics["test"], metrics["test"].get("ci") or {}
     slope = test.get("calibration_slope")
     return [name, with_ci(metrics["validation"]["auroc"], None), with_ci(test["auroc"], ci.get("auroc")), with_ci(test["brier"], ci.get("brier"), 4),
-            with_ci(test["oe_ratio"], None, 2), "-" if slope is None else f"{slope:.2f}", f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%"]
+            with_ci(test["oe_ratio"], ci.get("oe_ratio"), 2), "-" if slope is None else f"{slope:.2f}", f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%"]
 
 
 def summary_table(title: str, models: dict[str, dict], comparison: dict | None = None) -> Table:
     """models: name -> metrics.json content (the first is the one compared); comparison: metrics['comparison']."""
     table = Table(title=title)
-    columns = ["model", "val AUROC", "test AUROC [95% CI]", "Brier [95% CI]", "O/E", "slope", "mean risk / observed"]
+    columns = ["model", "val AUROC", "test AUROC [95% CI]", "Brier [95% CI]", "O/E [95% CI]", "slope", "mean risk / observed"]
     if comparison:
         columns += ["ΔAUROC model − row [95% CI]", "ΔBrier model − row"]
     for column in columns:
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column != "model")
     for rank, (name, metrics) in enumerate(models.items()):
         extra = []
         if comparison:
@@ -44,7 +44,7 @@ def summary_table(title: str, models: dict[str, dict], comparison: dict | None =
 
 
 def print_summary(title: str, models: dict[str, dict], comparison: dict | None = None, footer: list[str] = ()) -> None:
-    console = Console(width=160)
+    console = Console(width=200)  # the comparison's nine columns of values with intervals, one line per model
     console.print(summary_table(title, models, comparison))
     for line in footer:
         console.print(line, soft_wrap=True)
