@@ -1,6 +1,6 @@
 """How often a demo-sized cohort's test mean risk lands within 0.8-1.25x its prevalence, by chance alone.
 
-    python bench/calibration_chance.py [--seeds 1-30] [--n 8000] [--workdir outputs/bench/calibration_chance]
+    python bench/calibration_chance.py [--seeds 1-100] [--n 8000] [--workdir outputs/bench/calibration_chance]
 
 Issue 12 asks the demo's headline test mean risk to be 0.8-1.25x the test prevalence. With ~1,100 people and ~50
 cases per validation and test split, the two case rates differ by chance, and any recalibration fitted on validation
@@ -13,7 +13,7 @@ training records), and the models that cost seconds, not the language model:
   oracle+platt  the true risk recalibrated on validation like every model
   logistic+pooled  not a cadft method, measured to size the alternative: the platt slope from validation, its intercept
                 moved so that validation's mean risk equals the case rate of train and validation together
-Per seed it records the three splits' case rates and, per model, the test mean risk over the test prevalence and
+Per seed it records the three splits' sizes and cases and, per model, the test mean risk over the test prevalence and
 whether it falls in the band. Writes results.json and table.md to the workdir; cohorts stay in <workdir>/cohorts.
 """
 
@@ -68,29 +68,31 @@ def one_cohort(seed: int, n: int, workdir: Path) -> dict:
                                                                         which=("logistic", "age")).items()}
     scored["oracle"] = oracle_scores(table, oracle)
     counts = {split: [int(rows.height), int(rows["label"].sum())] for (split,), rows in table.group_by("split")}
-    ratios = {}
+    ratios, platt = {}, {}
     for name, (validation, test) in scored.items():
         for method in ("none", "platt") if name == "oracle" else ("platt",):
             fitted = recalibration.fit(method, validation["label"].to_numpy(), validation["prob"].to_numpy())
+            if method == "platt":
+                platt[name] = fitted
             key = f"{name}+platt" if name == "oracle" and method == "platt" else name
             ratios[key] = float(fitted.apply(test["prob"].to_numpy()).mean() / test["label"].mean())
     validation, test = scored["logistic"]
     pooled_rate = (counts["train"][1] + counts["validation"][1]) / (counts["train"][0] + counts["validation"][0])
-    ratios["logistic+pooled"] = float(pooled_level(validation["prob"].to_numpy(), test["prob"].to_numpy(), validation["label"].to_numpy(),
-                                                   pooled_rate).mean() / test["label"].mean())
+    pooled = pooled_level(platt["logistic"].params["slope"], validation["prob"].to_numpy(), test["prob"].to_numpy(), pooled_rate)
+    ratios["logistic+pooled"] = float(pooled.mean() / test["label"].mean())
     return {"seed": seed, "counts": counts, "mean_risk_over_prevalence": ratios}
 
 
-def pooled_level(validation_prob, test_prob, validation_label, rate: float) -> np.ndarray:
+def pooled_level(slope: float, validation_prob, test_prob, rate: float) -> np.ndarray:
+    """Test risks under the validation Platt slope with the intercept that makes validation's mean risk `rate`."""
     from scipy.optimize import brentq
     from scipy.special import expit
 
-    from cadft.eval import recalibration
+    from cadft.eval.recalibration import to_logit
 
-    slope = recalibration.fit("platt", validation_label, validation_prob).params["slope"]
-    z = recalibration.to_logit(validation_prob)
+    z = to_logit(validation_prob)
     intercept = brentq(lambda a: expit(a + slope * z).mean() - rate, -100.0, 100.0, xtol=1e-12)
-    return expit(intercept + slope * recalibration.to_logit(test_prob))
+    return expit(intercept + slope * to_logit(test_prob))
 
 
 def table_md(results: list[dict]) -> str:
