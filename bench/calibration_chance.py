@@ -7,7 +7,7 @@ cases per validation and test split, the two case rates differ by chance, and an
 carries validation's rate to test. This measures that chance on demo-sized cohorts other than the demo's (seed 0):
 for each seed, `cadft-synth --n N --seed S`, the demo's configuration (+experiment=demo: its text features and
 training records), and the models that cost seconds, not the language model:
-  logistic   equal-terms logistic regression (cadft.baselines), recalibrated on validation (platt, the default)
+  logistic   equal-terms logistic regression (cadft.eval.baselines.run), recalibrated on validation (platt, the default)
   age        age alone, the same
   oracle     the simulator's true risk, as it is (no recalibration: the best calibration any model can have)
   oracle+platt  the true risk recalibrated on validation like every model
@@ -38,7 +38,7 @@ def seeds_of(text: str) -> list[int]:
 def config(workdir: Path, extract: Path, oracle: Path):
     from hydra import compose, initialize_config_dir
 
-    from cadft.cli import CONF_DIR
+    from cadft.cli.common import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=["+experiment=demo", f"paths.output_dir={workdir}", f"data.path={extract}",
@@ -46,13 +46,13 @@ def config(workdir: Path, extract: Path, oracle: Path):
 
 
 def one_cohort(seed: int, n: int, workdir: Path) -> dict:
-    from cadft.baselines import Terms, fit_baselines, oracle_scores
-    from cadft.dataset import training_records
+    from cadft.eval.baselines.run import Terms, fit_baselines, oracle_scores
+    from cadft.train.dataset import training_records
     from cadft.eval import recalibration
     from cadft.eval.run import NON_FEATURE_COLUMNS
-    from cadft.prepare import prepare
-    from cadft.synth.cli import main as synth
-    from cadft.text import text_feature_names
+    from cadft.data.prepare import prepare
+    from cadft.cli.synth import main as synth
+    from cadft.data.text import text_feature_names
 
     folder = workdir / "cohorts" / f"seed{seed}"
     extract, oracle = folder / "ukb_synthetic.csv", folder / "ukb_synthetic.oracle.csv"

@@ -51,8 +51,8 @@ def probabilities(predictions: Path) -> list[float]:
 def tiny_run(strategy: str, stage: str, common: list[str], workdir: Path, port: int) -> dict:
     run_dir = workdir / f"tiny-{strategy}-zero{stage}"
     overrides = [*common, f"model={strategy}", f"zero={stage}", f"hydra.run.dir={run_dir}"]
-    launcher = (python_module("torch.distributed.run") + ["--nproc_per_node", "1", "--master_port", str(port), "-m", "cadft.train"]
-                if stage != "none" else python_module("cadft.train"))
+    launcher = (python_module("torch.distributed.run") + ["--nproc_per_node", "1", "--master_port", str(port), "-m", "cadft.train.run"]
+                if stage != "none" else python_module("cadft.train.run"))
     rc, seconds, output = run([*launcher, *overrides], workdir / f"tiny-{strategy}-zero{stage}.log")
     result = {"part": "tiny", "strategy": strategy, "zero": stage, "rc": rc, "seconds": round(seconds, 1)}
     if rc != 0:
@@ -63,7 +63,7 @@ def tiny_run(strategy: str, stage: str, common: list[str], workdir: Path, port: 
     result["peak_memory_gib"] = _peak_memory(output)
     result["saved"] = sorted(p.name for p in (run_dir / "model").iterdir())
     result["checkpoint_info"] = json.loads((run_dir / "model" / "cadft_model.json").read_text())
-    rc, _, output = run(python_module("cadft.eval.cli", str(run_dir), "--out", str(run_dir / "reeval"), "--device", "cuda"),
+    rc, _, output = run(python_module("cadft.cli.eval", str(run_dir), "--out", str(run_dir / "reeval"), "--device", "cuda"),
                         workdir / f"tiny-{strategy}-zero{stage}.eval.log")
     if rc != 0:
         result["reload_error"] = output[-2000:]
@@ -126,13 +126,13 @@ def main() -> None:
     cohorts = {n: workdir / f"cohort{n}.csv" for n in (2000, 8000)}
     for n, path in cohorts.items():
         if not path.exists():
-            subprocess.run(python_module("cadft.synth.cli", "--n", str(n), "--seed", "0", "--out", str(path)), cwd=ROOT, check=True)
+            subprocess.run(python_module("cadft.cli.synth", "--n", str(n), "--seed", "0", "--out", str(path)), cwd=ROOT, check=True)
     base = [f"paths.output_dir={workdir}/outputs", "tracking.enabled=false", "train.device=cuda", "data=synthetic"]
 
     if not args.skip_tiny:
         common = [*base, "backbone=tiny", f"data.path={cohorts[2000]}", "train.max_steps=6", "train.eval_steps=6",
                   "train.save_steps=6", "train.batch_size=8", "eval.bootstrap=50", "eval.plots=false"]
-        subprocess.run(python_module("cadft.prepare", *[o for o in common if not o.startswith(("train.", "eval.", "tracking."))]),
+        subprocess.run(python_module("cadft.data.prepare", *[o for o in common if not o.startswith(("train.", "eval.", "tracking."))]),
                        cwd=ROOT, check=True)  # once, before the parallel runs read the cache
         jobs = [(s, z) for s in STRATEGIES for z in STAGES]
         with ThreadPoolExecutor(args.parallel) as pool:
@@ -146,7 +146,7 @@ def main() -> None:
         overrides = [*base, "+experiment=demo", "backbone=hf", "backbone.name=smollm2_135m_random", f"backbone.path={backbone}",
                      f"data.path={cohorts[8000]}", f"model={strategy}", "train.batch_size=32", "train.eval_batch_size=64",
                      "train.max_train_examples=4096", "train.eval_steps=128", "train.save_steps=128", f"hydra.run.dir={run_dir}"]
-        rc, seconds, output = run(python_module("cadft.train", *overrides), workdir / f"smollm2-{strategy}.log")
+        rc, seconds, output = run(python_module("cadft.train.run", *overrides), workdir / f"smollm2-{strategy}.log")
         result = {"part": "smollm2_135m_random", "strategy": strategy, "rc": rc, "seconds": round(seconds, 1),
                   "train_examples_per_s": _last(output, "train_samples_per_second"),
                   "eval_examples_per_s": _last(output, "eval_samples_per_second"), "peak_memory_gib": _peak_memory(output)}

@@ -7,7 +7,7 @@
 
 Records: the demo's text (9 features) inside the verbalizer prompt, from the 8,000-participant demo cohort.
 Scoring: cadft.eval.score.score_texts (length-sorted batches) on the LoRA model with its adapters merged
-(cadft.model.merged_for_scoring), as cadft-train, cadft-eval and cadft-predict score, at each batch size, with
+(cadft.train.model.merged_for_scoring), as cadft-train, cadft-eval and cadft-predict score, at each batch size, with
   bf16  weights in bf16 (model.dtype=auto on CUDA),
   fp32  weights in fp32,
   fp32+autocast  fp32 weights under bf16 autocast (what score_texts did on CUDA before 2026-12-04).
@@ -53,7 +53,7 @@ def reset_peak() -> None:
 def demo_config(*overrides: str):
     from hydra import compose, initialize_config_dir
 
-    from cadft.synth.cli import main as synth
+    from cadft.cli.synth import main as synth
 
     extract = WORK / "ukb_synthetic.csv"
     if not extract.is_file():
@@ -67,8 +67,8 @@ def build(cfg, tokenizer, dtype: str):
     from omegaconf import OmegaConf
     from transformers import set_seed
 
-    from cadft.backbone import resolve_backbone
-    from cadft.model import build_model
+    from cadft.train.backbone import resolve_backbone
+    from cadft.train.model import build_model
 
     set_seed(0)
     model_cfg = {**OmegaConf.to_container(cfg.model, resolve=True), "dtype": dtype}
@@ -95,7 +95,7 @@ def timed_scores(model, tokenizer, cfg, texts: list[str], batch_size: int, autoc
 def scoring(cfg, tokenizer, texts: list[str], batches: list[int]) -> list[dict]:
     from scipy.stats import spearmanr
 
-    from cadft.model import merged_for_scoring
+    from cadft.train.model import merged_for_scoring
 
     rows, reference = [], None
     for name, dtype, autocast in (("fp32", "fp32", False), ("bf16", "bf16", False), ("fp32+autocast", "fp32", True)):
@@ -117,10 +117,10 @@ def training(cfg, tokenizer, table, batch_size: int, steps: int, warmup: int) ->
     import polars as pl
     from transformers import DataCollatorWithPadding, TrainerCallback
 
-    from cadft import imbalance
-    from cadft.dataset import tokenize_split
-    from cadft.model import resolve_dtype
-    from cadft.trainer import CadftTrainer, build_training_arguments
+    from cadft.train import imbalance
+    from cadft.train.dataset import tokenize_split
+    from cadft.train.model import resolve_dtype
+    from cadft.train.trainer import CadftTrainer, build_training_arguments
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -155,9 +155,9 @@ def training(cfg, tokenizer, table, batch_size: int, steps: int, warmup: int) ->
 
 
 def strategies_score_without_autocast(texts: list[str]) -> list[dict]:
-    from cadft.backbone import load_tokenizer
+    from cadft.train.backbone import load_tokenizer
     from cadft.eval.score import score_texts
-    from cadft.model import merged_for_scoring
+    from cadft.train.model import merged_for_scoring
 
     rows = []
     for strategy in ("lora", "qlora", "full"):
@@ -176,8 +176,8 @@ def strategies_score_without_autocast(texts: list[str]) -> list[dict]:
 def main() -> None:
     import polars as pl
 
-    from cadft.backbone import load_tokenizer
-    from cadft.prepare import prepare
+    from cadft.train.backbone import load_tokenizer
+    from cadft.data.prepare import prepare
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=4096)

@@ -52,16 +52,16 @@ def main() -> None:
     extract = work / f"ukb_{opts.n}.csv"
     if not extract.is_file():
         print(f"generating {opts.n} participants -> {extract}")
-        synth = run_child([PY, "-m", "cadft.synth.cli", "--n", str(opts.n), "--seed", "1", "--out", str(extract)])
+        synth = run_child([PY, "-m", "cadft.cli.synth", "--n", str(opts.n), "--seed", "1", "--out", str(extract)])
         print(f"  cadft-synth: {synth['seconds']} s, peak {synth['peak_rss_gb']} GB")
     size_gb = extract.stat().st_size / 2**30
     env = {"CADFT_OUTPUT_DIR": str(work / "outputs")}
     # The backbone conversion (first use only) and the tokenizer are not what this measures: warm them first.
-    run_child([PY, "-c", "from cadft.backbone import resolve_backbone; from omegaconf import OmegaConf; "
+    run_child([PY, "-c", "from cadft.train.backbone import resolve_backbone; from omegaconf import OmegaConf; "
                f"resolve_backbone(OmegaConf.load('{ROOT}/conf/backbone/smollm2_135m.yaml'), "
                "__import__('os').environ.get('CADFT_CACHE_DIR', __import__('os').path.expanduser('~/.cache/cadft')))"], env)
     subprocess.run(["rm", "-rf", str(work / "outputs" / "prepared")], check=True)
-    prepare = run_child([PY, "-m", "cadft.prepare", f"data.path={extract}", "hydra.run.dir=" + str(work / "outputs" / "hydra")], env)
+    prepare = run_child([PY, "-m", "cadft.data.prepare", f"data.path={extract}", "hydra.run.dir=" + str(work / "outputs" / "hydra")], env)
     naive = run_child([PY, "-c", f"import pandas; frame = pandas.read_csv('{extract}'); print(frame.shape)"],
                       memory_gb=opts.naive_memory_gb)
     result = {

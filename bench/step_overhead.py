@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/step_overhead.py [--backbone smollm2_135m|tiny] [--steps 12] [--warmup 3] [--rounds 2]
 
-Both sides build the same LoRA model (cadft.model.build_model, the demo's settings: r=16 on every linear layer,
+Both sides build the same LoRA model (cadft.train.model.build_model, the demo's settings: r=16 on every linear layer,
 fp32 on CPU) from the same seed and train on the same 8 demo records (9 features, the demo's text) for the same
 number of steps:
 - bare: a plain loop: pad the batch, forward, cross-entropy, backward, AdamW step, zero_grad;
@@ -30,7 +30,7 @@ DEMO_FEATURES = "[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medica
 def demo_config(backbone: str, steps: int):
     from hydra import compose, initialize_config_dir
 
-    from cadft.synth.cli import main as synth
+    from cadft.cli.synth import main as synth
 
     work = ROOT / "outputs" / "bench" / "step_overhead"
     extract = work / "ukb_synthetic.csv"
@@ -44,8 +44,8 @@ def demo_config(backbone: str, steps: int):
 def fresh_model(cfg, tokenizer):
     from transformers import set_seed
 
-    from cadft.backbone import resolve_backbone
-    from cadft.model import build_model
+    from cadft.train.backbone import resolve_backbone
+    from cadft.train.model import build_model
 
     set_seed(0)
     return build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, device="cpu")
@@ -71,9 +71,9 @@ def bare_steps(cfg, tokenizer, texts: list[str], labels: np.ndarray, steps: int)
 def cadft_steps(cfg, tokenizer, table, steps: int) -> list[float]:
     from transformers import DataCollatorWithPadding, TrainerCallback
 
-    from cadft import imbalance
-    from cadft.dataset import tokenize_split
-    from cadft.trainer import CadftTrainer, build_training_arguments
+    from cadft.train import imbalance
+    from cadft.train.dataset import tokenize_split
+    from cadft.train.trainer import CadftTrainer, build_training_arguments
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -100,8 +100,8 @@ def cadft_steps(cfg, tokenizer, table, steps: int) -> list[float]:
 def main() -> None:
     import polars as pl
 
-    from cadft.backbone import load_tokenizer
-    from cadft.prepare import prepare
+    from cadft.train.backbone import load_tokenizer
+    from cadft.data.prepare import prepare
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="smollm2_135m")

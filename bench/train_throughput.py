@@ -4,7 +4,7 @@ on the same records and backbone, measured side by side in one run.
     .venv/bin/python bench/train_throughput.py [--backbones tiny smollm2_135m] [--records 512] [--train-steps 12]
                                                [--features age sex ...]   (default: every feature; the demo uses 9)
 
-cadft:  the record text only; batches of similar length (cadft.imbalance.GroupedSampler); dynamic padding;
+cadft:  the record text only; batches of similar length (cadft.train.imbalance.GroupedSampler); dynamic padding;
         scoring sorted by length (cadft.eval.score).
 seed:   a fixed instruction paragraph before every record (the seed project's README prompt); dynamic padding
         without length grouping; random batch order for training and scoring.
@@ -42,8 +42,8 @@ def records(n: int, features: list[str] | None) -> tuple[list[str], np.ndarray]:
     """n records of a synthetic cohort, prepared with the default config (text template; all features or the given ones)."""
     from hydra import compose, initialize_config_dir
 
-    from cadft.prepare import prepare
-    from cadft.synth.cli import main as synth
+    from cadft.data.prepare import prepare
+    from cadft.cli.synth import main as synth
 
     work = ROOT / "outputs" / "bench" / "throughput"
     extract = work / "ukb_synthetic.csv"
@@ -68,7 +68,7 @@ def matmul_gflops(rows: int, width: int, out: int, repeats: int = 30) -> float:
 def batches(lengths: list[int], labels: np.ndarray, batch_size: int, grouped: bool, seed: int) -> list[np.ndarray]:
     from omegaconf import OmegaConf
 
-    from cadft.imbalance import GroupedSampler, resolve
+    from cadft.train.imbalance import GroupedSampler, resolve
 
     if grouped:
         imbalance = resolve(OmegaConf.create({"method": "none", "class_weights": None, "positive_fraction": None}), labels)
@@ -125,8 +125,8 @@ def measure(model, tokenizer, ids: list[list[int]], labels: np.ndarray, *, group
 def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dict:
     from hydra import compose, initialize_config_dir
 
-    from cadft.backbone import load_tokenizer, resolve_backbone
-    from cadft.model import build_model
+    from cadft.train.backbone import load_tokenizer, resolve_backbone
+    from cadft.train.model import build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"backbone={name}", "model=lora", "model.lora.dropout=0.0", "head=verbalizer", "head.system=''"])
@@ -137,7 +137,7 @@ def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dic
     n_params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)  # embeddings are lookups, not matmuls
     hidden = model.config.hidden_size
     result = {"backbone": name, "non_embedding_parameters": n_params}
-    from cadft.head import encode
+    from cadft.train.head import encode
 
     for label, prefix, grouped in (("cadft", "", True), ("seed", SEED_PROMPT, False), ("verbalizer", None, True)):
         if prefix is None:  # the scores' head does not change the compute: the same model serves both sides

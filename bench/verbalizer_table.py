@@ -66,10 +66,10 @@ def setting(history: str, common: list[str], workdir: Path) -> list[dict]:
     folder = workdir / f"history_{history}"
     folder.mkdir(parents=True, exist_ok=True)
     overrides = [*common, f"text.history={history}"] + ([f"train.max_length={HISTORY_MAX_LENGTH}"] if history == "on" else [])
-    seconds = {"baselines": cli("cadft.baselines_cli", [*overrides, f"baselines.which=[{','.join(BASELINES)}]",
+    seconds = {"baselines": cli("cadft.cli.baselines", [*overrides, f"baselines.which=[{','.join(BASELINES)}]",
                                                          f"hydra.run.dir={folder / 'baselines'}"], folder / "baselines.log")}
     for head, extra in LANGUAGE_MODELS.items():
-        seconds[head] = cli("cadft.train", [*overrides, *extra, "baselines.which=[]", f"hydra.run.dir={folder / head}"], folder / f"{head}.log")
+        seconds[head] = cli("cadft.train.run", [*overrides, *extra, "baselines.which=[]", f"hydra.run.dir={folder / head}"], folder / f"{head}.log")
     results = {head: (folder / head / "eval") for head in LANGUAGE_MODELS} | {
         name: folder / "baselines" / name for name in [*BASELINES, "oracle"]}
     reference = test_risks(results["verbalizer"] / "predictions.jsonl")
@@ -104,7 +104,7 @@ def main() -> None:
     extract = workdir / "ukb_synthetic.csv"
     if not extract.is_file():
         workdir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "cadft.synth.cli", "--n", str(args.n), "--seed", "0", "--out", str(extract)], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "cadft.cli.synth", "--n", str(args.n), "--seed", "0", "--out", str(extract)], cwd=ROOT, check=True)
     common = ["+experiment=demo", f"backbone={args.backbone}", f"data.path={extract}",
               f"data.oracle_path={extract.with_suffix('.oracle.csv')}", f"paths.output_dir={workdir / 'outputs'}",
               f"train.max_train_examples={args.records}", f"train.device={args.device}", f"eval.batch_size={args.eval_batch_size}",

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/zero_steps.py [--backbones tiny smollm2_135m] [--workdir outputs/bench/zero]
 
-Each configuration is one real `torchrun --nproc_per_node 2 -m cadft.train` run (OMP_NUM_THREADS=1 per rank) on a
+Each configuration is one real `torchrun --nproc_per_node 2 -m cadft.train.run` run (OMP_NUM_THREADS=1 per rank) on a
 small synthetic cohort. This file is also the callback the ranks load (CADFT_EXTRA_CALLBACKS=zero_steps:StepTimer):
 it times every optimizer step and, when training ends, writes the rank's median step time (the first steps are
 warm-up and left out), its peak RSS (ru_maxrss, loading included) and its RSS then (what training holds).
@@ -78,7 +78,7 @@ def _cohort(workdir: Path) -> Path:
     """A small cohort, so the final scoring of validation and test (not timed) stays short for SmolLM2."""
     extract = workdir / "cohort" / "ukb_synthetic.csv"
     if not extract.is_file():
-        subprocess.run([sys.executable, "-m", "cadft.synth.cli", "--n", "1000", "--seed", "0", "--out", str(extract)], check=True,
+        subprocess.run([sys.executable, "-m", "cadft.cli.synth", "--n", "1000", "--seed", "0", "--out", str(extract)], check=True,
                        stdout=subprocess.DEVNULL)
     return extract
 
@@ -97,7 +97,7 @@ def _run(workdir: Path, extract: Path, backbone: str, stage: str, steps: int) ->
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent), "CADFT_EXTRA_CALLBACKS": "zero_steps:StepTimer",
                         TIMINGS_ENV: str(timings), "MLFLOW_DISABLE_TELEMETRY": "true", "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "-m", "cadft.train", *overrides],
+    done = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "-m", "cadft.train.run", *overrides],
                           capture_output=True, text=True, cwd=ROOT, env=env)
     seconds = time.perf_counter() - started
     if done.returncode != 0:

@@ -52,7 +52,7 @@ def make_config(tmp_path, cache_dir):
 @pytest.fixture(scope="session")
 def synthetic_cohort(tmp_path_factory) -> tuple[Path, Path]:
     """(extract, oracle) of a small cadft-synth cohort, written once per session by the real CLI."""
-    from cadft.synth.cli import main as synth
+    from cadft.cli.synth import main as synth
 
     folder = tmp_path_factory.mktemp("synthetic")
     extract = folder / "ukb_synthetic.csv"
@@ -84,7 +84,7 @@ def train_config(make_config, synthetic_cohort, prepared_dir):
 def tiny_run(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir) -> Path:
     """One finished tiny training run for the session (its pyfunc model logged), for tests that read or apply a run;
     a test that changes it works on a copy (copy_run)."""
-    from cadft.train import run_training
+    from cadft.train.run import run_training
 
     extract, oracle = synthetic_cohort
     root = tmp_path_factory.mktemp("tiny-run")
@@ -109,7 +109,7 @@ def run_sweep(synthetic_cohort):
     extract, oracle = synthetic_cohort
 
     def run(out_dir: Path, template: str, *overrides: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "cadft.train", "-m", "--config-dir", str(TEMPLATES_DIR), "--config-name", template,
+        command = [sys.executable, "-m", "cadft.train.run", "-m", "--config-dir", str(TEMPLATES_DIR), "--config-name", template,
                    "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.output_dir={out_dir}",
                    *TINY_TRAINING, *overrides]
         done = subprocess.run(command, capture_output=True, text=True, cwd=out_dir.parent, timeout=600)

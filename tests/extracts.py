@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cadft.ukb.registry import load_registry
+from cadft.data.ukb.registry import load_registry
 
 PAIRED = {41270: 41280, 41271: 41281, 41272: 41282}
 WIDTH = {41270: 6, 41280: 6, 41271: 3, 41281: 3, 41272: 4, 41282: 4}  # narrow, real files are wider

@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf.errors import MissingMandatoryValue
 from transformers import LlamaForCausalLM
 
-from cadft import backbone
-from cadft.backbone import load_tokenizer, resolve_backbone
+from cadft.train import backbone
+from cadft.train.backbone import load_tokenizer, resolve_backbone
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 RECORD = "The sex is Male. The age at recruitment is 63 years. The body mass index (BMI) is 27.4 kg/m2."
@@ -138,7 +138,7 @@ def test_concurrent_processes_build_a_backbone_once(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_from_gguf_trains_and_is_converted_once(cache_dir, monkeypatch):
-    from cadft.model import build_model
+    from cadft.train.model import build_model
 
     cfg = compose_group("backbone/smollm2_135m")
     started = time.perf_counter()

@@ -7,10 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cadft.backbone import load_tokenizer, resolve_backbone
-from cadft.config import validate
-from cadft.head import encode
-from cadft.model import build_model
+from cadft.train.backbone import load_tokenizer, resolve_backbone
+from cadft.config.schema import validate
+from cadft.train.head import encode
+from cadft.train.model import build_model
 
 ARCHITECTURE = {"llama3_8b": "llama", "mistral_7b": "mistral", "qwen2_5_7b": "qwen2", "qwen2_5_1_5b": "qwen2"}
 RECORDS = ["The age at recruitment is 63 years. The sex is Female.", "The age at recruitment is 41 years. The sex is Male."]

@@ -29,32 +29,32 @@ TRAIN_CASES = [
     (["-m", "model=lora,qlor"], "model=qlor: no such option of model; allowed: full, lora, qlora (did you mean qlora?)"),
 ]
 CASES = [
-    *[("cadft.train", [*args, f"paths.output_dir={OUT}"], "cadft-train", message) for args, message in TRAIN_CASES],
-    ("cadft.train", ["data.path=no_such_extract.csv", f"paths.output_dir={OUT}"], "cadft-train", "data.path=no_such_extract.csv: no such file"),
-    ("cadft.prepare", ["data.format=csv", f"paths.output_dir={OUT}"], "cadft-prepare",
+    *[("cadft.train.run", [*args, f"paths.output_dir={OUT}"], "cadft-train", message) for args, message in TRAIN_CASES],
+    ("cadft.train.run", ["data.path=no_such_extract.csv", f"paths.output_dir={OUT}"], "cadft-train", "data.path=no_such_extract.csv: no such file"),
+    ("cadft.data.prepare", ["data.format=csv", f"paths.output_dir={OUT}"], "cadft-prepare",
      "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json"),
-    ("cadft.prepare", ["task=hard_cad", "task.censor_dates.Wales=soon", f"paths.output_dir={OUT}"], "cadft-prepare",
+    ("cadft.data.prepare", ["task=hard_cad", "task.censor_dates.Wales=soon", f"paths.output_dir={OUT}"], "cadft-prepare",
      "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31"),
     *[(module, ["task=hard_cad_prevalent", f"paths.output_dir={OUT}"], prog,
        "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of the prevalent outcome of "
        "task hard_cad_prevalent (people with the disease are treated for it): remove them (~data.features.cholesterol_medication "
        "~data.features.bp_medication) or set data.allow_treatment_features=true")
-      for module, prog in (("cadft.prepare", "cadft-prepare"), ("cadft.train", "cadft-train"))],
-    ("cadft.prepare", ["data.split.by=country", "data.split.test_groups=[Wales,Ireland]", f"paths.output_dir={OUT}"], "cadft-prepare",
+      for module, prog in (("cadft.data.prepare", "cadft-prepare"), ("cadft.train.run", "cadft-train"))],
+    ("cadft.data.prepare", ["data.split.by=country", "data.split.test_groups=[Wales,Ireland]", f"paths.output_dir={OUT}"], "cadft-prepare",
      "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales"),
-    ("cadft.baselines_cli", ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"], "cadft-baselines",
+    ("cadft.cli.baselines", ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"], "cadft-baselines",
      "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, lightgbm_all, pce, "
      "pce_recalibrated, age, zero_shot (pcee: did you mean pce?)"),
-    ("cadft.baselines_cli", ["eval.decision_curve=[0.3,0.1,0.01]", f"paths.output_dir={OUT}"], "cadft-baselines",
+    ("cadft.cli.baselines", ["eval.decision_curve=[0.3,0.1,0.01]", f"paths.output_dir={OUT}"], "cadft-baselines",
      "eval.decision_curve=[0.3, 0.1, 0.01]: expected [low, high, step] with 0 < low < high < 1 and step > 0"),
-    ("cadft.eval.cli", ["no_such_run", "eval.threshold=youdn", "--out", OUT], "cadft-eval",
+    ("cadft.cli.eval", ["no_such_run", "eval.threshold=youdn", "--out", OUT], "cadft-eval",
      "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)"),
-    ("cadft.eval.cli", ["no_such_run", "eval.thresold=max_f1", "--out", OUT], "cadft-eval",
+    ("cadft.cli.eval", ["no_such_run", "eval.thresold=max_f1", "--out", OUT], "cadft-eval",
      "eval.thresold: unknown key; did you mean eval.threshold?"),
-    ("cadft.eval.cli", ["no_such_run", "--out", OUT, "--device"], "cadft-eval", "argument --device: expected one argument (see cadft-eval --help)"),
-    ("cadft.compare", ["not-a-run-id", "--out", OUT], "cadft-compare",
+    ("cadft.cli.eval", ["no_such_run", "--out", OUT, "--device"], "cadft-eval", "argument --device: expected one argument (see cadft-eval --help)"),
+    ("cadft.tracking.leaderboard", ["not-a-run-id", "--out", OUT], "cadft-compare",
      "PARENT_RUN_ID=not-a-run-id: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)"),
-    ("cadft.compare", ["--tracking-uri", f"sqlite:///{OUT}/mlflow.db", "--out", OUT], "cadft-compare",
+    ("cadft.tracking.leaderboard", ["--tracking-uri", f"sqlite:///{OUT}/mlflow.db", "--out", OUT], "cadft-compare",
      f"--tracking-uri sqlite:///{OUT}/mlflow.db: no MLflow store at {OUT}/mlflow.db (cadft-train creates it; pass the store a run logged to)"),
 ]
 

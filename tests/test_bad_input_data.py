@@ -17,7 +17,7 @@ import pytest
 from tests.edge_cases import people
 from tests.extracts import base_person, write_rap, write_showcase
 
-CLI = [sys.executable, "-m", "cadft.prepare"]
+CLI = [sys.executable, "-m", "cadft.data.prepare"]
 
 
 def _cohort() -> list[dict]:

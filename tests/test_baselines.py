@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
-from cadft.baselines import Terms, fit_baselines, oracle_scores, run_baselines
+from cadft.eval.baselines.run import Terms, fit_baselines, oracle_scores, run_baselines
 from cadft.errors import CadftError
-from cadft.pce import MG_DL_PER_MMOL_L, pce_risk
+from cadft.eval.baselines.pce import MG_DL_PER_MMOL_L, pce_risk
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EVAL_DEFAULTS = CONF / "eval" / "default.yaml"

@@ -8,14 +8,14 @@ import sys
 
 import mlflow
 
-from cadft.baselines import BASELINES
+from cadft.eval.baselines.run import BASELINES
 
 
 def test_baselines_cli(synthetic_cohort, prepared_dir, tmp_path):
     extract, oracle = synthetic_cohort
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "cadft.baselines_cli", "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}",
+        [sys.executable, "-m", "cadft.cli.baselines", "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}",
          f"paths.output_dir={out}", f"paths.prepared_dir={prepared_dir}", "eval.bootstrap=50", "eval.plots=false",
          "text.features=[age,sex,cholesterol,hdl,smoking]", "train.max_train_examples=300", "train.subsample=all_cases"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from cadft.compare import ARTIFACT_DIR, CSV_FILE, PLOT_FILE, main
+from cadft.tracking.leaderboard import ARTIFACT_DIR, CSV_FILE, PLOT_FILE, main
 
 
 def _store(out_dir) -> str:

@@ -9,8 +9,8 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from cadft.cli import check_command_line
-from cadft.config import check_overrides, validate
+from cadft.cli.common import check_command_line
+from cadft.config.schema import check_overrides, validate
 from cadft.errors import CadftError
 from tests.conftest import CONF_DIR, TEMPLATES_DIR
 
@@ -49,7 +49,7 @@ def test_the_groups_are_all_covered():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_every_option_of_every_group_passes(group, option):
-    choice = f"'{option}'" if option.isdigit() else option  # zero=2: as cadft.cli.quote_stage_choices writes it
+    choice = f"'{option}'" if option.isdigit() else option  # zero=2: as cadft.cli.common.quote_stage_choices writes it
     cfg = _compose(f"{group}={choice}", *REQUIRED.get((group, option), []))
     assert cfg.hydra.runtime.choices[group] == option
     validate(cfg)
@@ -237,7 +237,7 @@ def test_command_line_mistakes_exit_2_with_one_line(argv, message, capsys):
 
 
 def test_a_sweeps_values_are_checked_by_each_job_not_up_front():
-    """A bad swept value is a FAILED job of the sweep (cadft.train), not a refused command line."""
+    """A bad swept value is a FAILED job of the sweep (cadft.train.run), not a refused command line."""
     check_command_line("cadft-train", "config", ["-m", "imbalance=oversample", "imbalance.positive_fraction=0.5,2"])
     with pytest.raises(CadftError, match="imbalance.positive_fraction=2: expected a number in"):
         validate(_compose("imbalance=oversample", "imbalance.positive_fraction=2"))

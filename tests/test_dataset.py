@@ -7,8 +7,8 @@ import logging
 import polars as pl
 import pytest
 
-from cadft.backbone import load_tokenizer
-from cadft.dataset import subsample, tokenize_split
+from cadft.train.backbone import load_tokenizer
+from cadft.train.dataset import subsample, tokenize_split
 from cadft.errors import CadftError
 
 TABLE = pl.DataFrame({"eid": range(1000), "label": [1 if i % 25 == 0 else 0 for i in range(1000)], "text": ["x"] * 1000})

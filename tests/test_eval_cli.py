@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from cadft.eval.cli import main as eval_main
+from cadft.cli.eval import main as eval_main
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_prepared_data_gone(trained, tmp_path, capsys):
 def test_a_run_saved_before_the_head_group_existed_evaluates_as_a_classifier(trained, tmp_path):
     from omegaconf import OmegaConf
 
-    from cadft.eval.cli import load_run_config
+    from cadft.cli.eval import load_run_config
 
     written_by_training = json.loads((trained / "eval" / "metrics.json").read_text())
     saved = OmegaConf.load(trained / "config.yaml")

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from cadft.features import FeatureConfigError, build_features, check_no_leakage, parse_features, required_fields
-from cadft.task import Definition
-from cadft.ukb.read import read_extract
+from cadft.data.features import FeatureConfigError, build_features, check_no_leakage, parse_features, required_fields
+from cadft.data.task import Definition
+from cadft.data.ukb.read import read_extract
 from tests.extracts import base_person, write_showcase
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from cadft.backbone import load_tokenizer, resolve_backbone
+from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.errors import CadftError
 from cadft.eval.score import score_texts
-from cadft.head import answer_token_ids, encode, prompt_ids
-from cadft.model import load_model, zero_shot_model
-from cadft.train import run_training
+from cadft.train.head import answer_token_ids, encode, prompt_ids
+from cadft.train.model import load_model, zero_shot_model
+from cadft.train.run import run_training
 
 VERBALIZER = {"name": "verbalizer", "question": "Will this person develop coronary artery disease?", "system": None,
               "answer_yes": "Yes", "answer_no": "No"}
@@ -125,7 +125,7 @@ def test_a_verbalizer_run_trains_reloads_and_faces_the_zero_shot_baseline(train_
     # The saved model reloads to the same scores (the head and the prompt come back from the run folder and config).
     predictions = [json.loads(line) for line in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
     tokenizer = AutoTokenizer.from_pretrained(run / "model")
-    from cadft.prepare import prepare
+    from cadft.data.prepare import prepare
 
     table = prepare(cfg).table()
     test = [p for p in predictions if p["split"] == "test"][:16]
@@ -140,10 +140,10 @@ def test_a_verbalizer_run_trains_reloads_and_faces_the_zero_shot_baseline(train_
 def test_zero_shot_scores_are_computed_once_and_reused(train_config, monkeypatch):
     import polars as pl
 
-    from cadft import model as model_module
-    from cadft.baselines import _score_frame, _splits
-    from cadft.prepare import prepare
-    from cadft.zero_shot import zero_shot_scores
+    from cadft.train import model as model_module
+    from cadft.eval.baselines.run import _score_frame, _splits
+    from cadft.data.prepare import prepare
+    from cadft.eval.baselines.zero_shot import zero_shot_scores
 
     cfg = train_config()
     splits = _splits(prepare(cfg).table())
@@ -167,10 +167,10 @@ def test_zero_shot_runs_in_the_configured_precision(train_config, monkeypatch):
     the cache key, so a bf16 result is never served for an fp32 request."""
     import torch
 
-    from cadft import model as model_module
-    from cadft.baselines import _score_frame, _splits
-    from cadft.prepare import prepare
-    from cadft.zero_shot import zero_shot_scores
+    from cadft.train import model as model_module
+    from cadft.eval.baselines.run import _score_frame, _splits
+    from cadft.data.prepare import prepare
+    from cadft.eval.baselines.zero_shot import zero_shot_scores
 
     built = []
     real = model_module.zero_shot_model

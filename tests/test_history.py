@@ -7,14 +7,14 @@ import polars as pl
 import pytest
 from omegaconf import OmegaConf
 
-from cadft.baselines import HISTORY_MIN_RECORDS, _with_history_indicators
-from cadft.config import validate
+from cadft.eval.baselines.run import HISTORY_MIN_RECORDS, _with_history_indicators
+from cadft.config.schema import validate
 from cadft.errors import CadftError
-from cadft.features import build_features, parse_features, required_fields
-from cadft.history import HISTORY_COLUMN, build_history, history_fields, icd10_title
-from cadft.task import Definition
-from cadft.text import render_texts
-from cadft.ukb.read import read_extract
+from cadft.data.features import build_features, parse_features, required_fields
+from cadft.data.history import HISTORY_COLUMN, build_history, history_fields, icd10_title
+from cadft.data.task import Definition
+from cadft.data.text import render_texts
+from cadft.data.ukb.read import read_extract
 from tests.extracts import base_person, write_showcase
 
 BASELINE = "2008-06-15"

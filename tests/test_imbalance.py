@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cadft.errors import CadftError
-from cadft.imbalance import GroupedSampler, resolve
+from cadft.train.imbalance import GroupedSampler, resolve
 
 LABELS = np.array([1] * 40 + [0] * 960)
 

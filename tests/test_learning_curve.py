@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 from mlflow import MlflowClient
 
-from cadft.learning_curve import LANGUAGE_MODEL
+from cadft.tracking.learning_curve import LANGUAGE_MODEL
 
 
 def test_a_sweep_over_training_records_draws_a_learning_curve(run_sweep, tmp_path):

@@ -12,8 +12,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
-from cadft.backbone import load_tokenizer, resolve_backbone
-from cadft.model import build_model, load_model, trainable_parameter_summary, write_checkpoint_info
+from cadft.train.backbone import load_tokenizer, resolve_backbone
+from cadft.train.model import build_model, load_model, trainable_parameter_summary, write_checkpoint_info
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 STRATEGIES = ("lora", "qlora", "full")

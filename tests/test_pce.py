@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cadft.pce import BASELINE_SURVIVAL, MG_DL_PER_MMOL_L, pce_group, pce_linear_predictor, pce_risk
+from cadft.eval.baselines.pce import BASELINE_SURVIVAL, MG_DL_PER_MMOL_L, pce_group, pce_linear_predictor, pce_risk
 
 NO = 0  # untreated, non-smoker, no diabetes
 

@@ -20,7 +20,7 @@ def trained(tiny_run, synthetic_cohort):
 
 
 def predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cadft.predict", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "cadft.predict.trained_run", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def run_test_risks(run: Path) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from cadft.errors import CadftError
-from cadft.prepare import prepare
+from cadft.data.prepare import prepare
 from tests.edge_cases import EDGE_CASES, people
 from tests.extracts import base_person, write_rap, write_showcase
 
@@ -89,7 +89,7 @@ def test_seed_json(make_config, tmp_path):
 
 
 def test_cli_prints_where_the_table_went_and_fails_cleanly(tmp_path, extract):
-    base = [sys.executable, "-m", "cadft.prepare", f"paths.output_dir={tmp_path / 'out'}", "backbone=tiny"]
+    base = [sys.executable, "-m", "cadft.data.prepare", f"paths.output_dir={tmp_path / 'out'}", "backbone=tiny"]
     done = subprocess.run(base + [f"data.path={extract}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "prepared table: " in done.stdout and str(tmp_path / "out" / "prepared") in done.stdout
@@ -107,7 +107,7 @@ def test_cli_prints_where_the_table_went_and_fails_cleanly(tmp_path, extract):
 )
 def test_synthetic_cohort_prepares_identically_in_every_layout(make_config, synthetic_cohort, tmp_path, layout):
     """cadft-synth writes one cohort in several layouts; labels, texts, features and splits must not change."""
-    from cadft.synth.cli import main as synth
+    from cadft.cli.synth import main as synth
 
     extract, _ = synthetic_cohort
     suffix = {"tab": ".tab", "parquet": ".parquet"}.get(layout[1], ".csv")
@@ -120,9 +120,9 @@ def test_synthetic_cohort_prepares_identically_in_every_layout(make_config, synt
 
 def test_history_holds_only_what_came_before_the_assessment(make_config, synthetic_cohort, prepared_dir):
     """text.history=on on the synthetic cohort, checked against the extract itself; cadft-predict writes the same texts."""
-    from cadft.history import HISTORY_COLUMN
-    from cadft.prepare import records_from_extract
-    from cadft.ukb.read import read_extract
+    from cadft.data.history import HISTORY_COLUMN
+    from cadft.data.prepare import records_from_extract
+    from cadft.data.ukb.read import read_extract
 
     extract, _ = synthetic_cohort
     cfg = make_config(f"data.path={extract}", f"paths.prepared_dir={prepared_dir}", "text.history=on")
@@ -160,7 +160,7 @@ def test_damaged_cache_entry_is_rebuilt(make_config, extract, caplog, damage):
         first.table_path.write_bytes(bytes(raw[: len(raw) // 3]))
     else:
         first.manifest_path.unlink()
-    with caplog.at_level(logging.WARNING, logger="cadft.prepare"):
+    with caplog.at_level(logging.WARNING, logger="cadft.data.prepare"):
         again = prepare(cfg)
     assert again.directory == first.directory and again.damage() is None
     assert again.table().equals(expected)

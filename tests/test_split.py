@@ -8,15 +8,15 @@ import polars as pl
 import pytest
 from omegaconf import OmegaConf
 
-from cadft.prepare import prepare
-from cadft.split import (
+from cadft.data.prepare import prepare
+from cadft.data.split import (
     SplitConfigError,
     assign_splits,
     held_out_groups,
     position,
     split_cohort,
 )
-from cadft.ukb.centres import centre_names, country_of_centre
+from cadft.data.ukb.centres import centre_names, country_of_centre
 from tests.conftest import CONF_DIR
 
 FRACTIONS = {"train": 0.7, "validation": 0.15, "test": 0.15}

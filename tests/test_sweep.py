@@ -12,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_class
 from mlflow import MlflowClient
 
-from cadft.sweep import SWEEP_FILE
+from cadft.tracking.sweep import SWEEP_FILE
 from tests.conftest import CONF_DIR, TEMPLATES_DIR
 
 TEMPLATES = sorted(path.stem for path in TEMPLATES_DIR.glob("*.yaml"))

@@ -15,13 +15,13 @@ import polars as pl
 import pytest
 import yaml
 
-from cadft.ukb.centres import country_expr
+from cadft.data.ukb.centres import country_expr
 from cadft.synth import hazards, write
 from cadft.synth.codelists import code_tables
 from cadft.synth.simulate import simulate
 from cadft.synth.write import Layout, write_cohort
-from cadft.ukb.columns import parse_column
-from cadft.ukb.registry import load_registry
+from cadft.data.ukb.columns import parse_column
+from cadft.data.ukb.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD_CAD = yaml.safe_load((ROOT / "conf/task/hard_cad.yaml").read_text())
@@ -361,7 +361,7 @@ def test_failed_write_leaves_nothing(sim, tmp_path, monkeypatch):
 
 def test_console_script(tmp_path):
     script = Path(sys.executable).with_name("cadft-synth")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "cadft.synth.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cadft.cli.synth"]
     out = tmp_path / "cohort.csv"
     result = subprocess.run(
         [*command, "--n", "800", "--seed", "1", "--format", "rap", "--coding", "replace", "--multi-cell", "pipe", "--out", str(out)],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cadft import tracking
-from cadft.task import OPTIONAL_FIELDS, Definition, TaskConfigError, label
-from cadft.ukb.read import read_extract
+from cadft.tracking import session as tracking
+from cadft.data.task import OPTIONAL_FIELDS, Definition, TaskConfigError, label
+from cadft.data.ukb.read import read_extract
 from tests.edge_cases import EDGE_CASES, people
 from tests.extracts import base_person, write_showcase
 
@@ -88,7 +88,7 @@ def test_a_task_without_codes_is_refused(make_config):
         Definition.from_config(task)
 
 
-# --- follow-up, competing deaths, history codes, exclusion lists (cadft.followup) ----------------------------------
+# --- follow-up, competing deaths, history codes, exclusion lists (cadft.data.followup) ----------------------------------
 # Hand-made participants with known answers. Default baseline 2008-06-15 in Leeds (England, censor date 2022-10-31);
 # Wales' default censor date is 2018-02-28, Scotland's 2022-08-31 (conf/task/hard_cad.yaml).
 CARDIFF, SWANSEA, GLASGOW = 11003, 11022, 11004
@@ -225,7 +225,7 @@ def test_exclude_list_only_for_incident_outcomes(make_config):
 
 def test_cohort_counts_in_the_card(make_config, tmp_path):
     """cadft-prepare's data card counts each step; the numbers follow from FOLLOW_UP (plus 40 plain controls)."""
-    from cadft.prepare import prepare
+    from cadft.data.prepare import prepare
 
     controls = [base_person(4000000 + i, sex=i % 2, age=40 + i % 30) for i in range(40)]
     path = write_showcase(tmp_path / "cohort.csv", list(FOLLOW_UP.values()) + controls)

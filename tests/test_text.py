@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from cadft.features import parse_features
-from cadft.text import TextConfigError, check_item, render_texts
+from cadft.data.features import parse_features
+from cadft.data.text import TextConfigError, check_item, render_texts
 
 SPEC = {
     "age": {"field": 21022},

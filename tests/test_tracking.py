@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from cadft import tracking
-from cadft.tracking import flat_config
-from cadft.tracking_sync import sync
-from cadft.train import run_training
+from cadft.tracking import session as tracking
+from cadft.tracking.session import flat_config
+from cadft.tracking.sync import sync
+from cadft.train.run import run_training
 from tests.conftest import REPO, TINY_TRAINING
 
 
@@ -87,9 +87,9 @@ def test_training_logs_to_a_running_server(train_config, tmp_path, mlflow_server
 
 
 def _train_cli(synthetic_cohort, prepared_dir, tmp_path, run_dir: Path, *overrides: str, callback: str, **env: str):
-    """The real `cadft-train` (python -m cadft.train) on the tiny backbone with a fault probe (tests/fault_probe.py)."""
+    """The real `cadft-train` (python -m cadft.train.run) on the tiny backbone with a fault probe (tests/fault_probe.py)."""
     extract, oracle = synthetic_cohort
-    command = [sys.executable, "-m", "cadft.train", "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}",
+    command = [sys.executable, "-m", "cadft.train.run", "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}",
                f"paths.output_dir={tmp_path / 'outputs'}", f"paths.prepared_dir={prepared_dir}", f"hydra.run.dir={run_dir}",
                *TINY_TRAINING, *overrides]
     environment = os.environ | {"PYTHONPATH": str(REPO), "CADFT_EXTRA_CALLBACKS": f"tests.fault_probe:{callback}"} | env
@@ -126,7 +126,7 @@ def test_training_goes_on_when_the_server_goes_away(synthetic_cohort, prepared_d
 
     server = _start_server(store, port)  # back, on the same store
     try:
-        done = subprocess.run([sys.executable, "-m", "cadft.tracking_sync", str(run_dir)], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "cadft.tracking.sync", str(run_dir)], capture_output=True, text=True,
                               env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         assert f"synced {run_dir} to run {record['run_id']} at {uri}: " in done.stdout  # after MLflow's "View run" links
@@ -176,7 +176,7 @@ def test_stopped_runs_end_killed_and_failed_runs_failed(synthetic_cohort, prepar
 
 def test_sync_says_what_is_wrong(tmp_path):
     def sync_cli(run_dir: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cadft.tracking_sync", str(run_dir)], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "cadft.tracking.sync", str(run_dir)], capture_output=True, text=True,
                               env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=120)
 
     done = sync_cli(tmp_path)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cadft.checkpoints import missing_part
+from cadft.train.checkpoints import missing_part
 from cadft.errors import CadftError
-from cadft.train import run_training
+from cadft.train.run import run_training
 
 
 def _mlflow_db(cfg) -> Path:
@@ -152,7 +152,7 @@ def test_unwritable_prepared_dir_fails_before_the_extract_is_read(train_config, 
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cadft.train", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([sys.executable, "-m", "cadft.train.run", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 @pytest.mark.slow
@@ -196,7 +196,7 @@ def test_cfg_job_shows_the_composed_config(tmp_path):
 @pytest.mark.slow
 def test_smollm2_smoke(make_config, tmp_path):
     """The default backbone trains a few steps and evaluates (a 500-participant cohort, 3 short features)."""
-    from cadft.synth.cli import main as synth
+    from cadft.cli.synth import main as synth
 
     extract = tmp_path / "small.csv"
     assert synth(["--n", "500", "--seed", "1", "--out", str(extract)]) == 0

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import DataCollatorWithPadding, TrainerCallback
 
-from cadft.backbone import load_tokenizer, resolve_backbone
-from cadft.dataset import TokenizedSplit
-from cadft.imbalance import resolve
-from cadft.model import build_model
-from cadft.trainer import CadftTrainer, build_training_arguments, classification_metrics
+from cadft.train.backbone import load_tokenizer, resolve_backbone
+from cadft.train.dataset import TokenizedSplit
+from cadft.train.imbalance import resolve
+from cadft.train.model import build_model
+from cadft.train.trainer import CadftTrainer, build_training_arguments, classification_metrics
 
 TEXTS = [f"The age at recruitment is {40 + 3 * i} years. The sex is {'Male' if i % 2 else 'Female'}." + " x" * (i % 3) for i in range(8)]
 LABELS = np.array([1, 0, 0, 0, 0, 1, 0, 0])

@@ -9,9 +9,9 @@ import tracemalloc
 import polars as pl
 import pytest
 
-from cadft.ukb.columns import detect_naming, parse_column
-from cadft.ukb.read import ExtractError, read_extract
-from cadft.ukb.rows import first_ragged_row
+from cadft.data.ukb.columns import detect_naming, parse_column
+from cadft.data.ukb.read import ExtractError, read_extract
+from cadft.data.ukb.rows import first_ragged_row
 from tests.edge_cases import people
 from tests.extracts import base_person, write_parquet, write_rap, write_showcase
 

@@ -1,6 +1,6 @@
 """DeepSpeed ZeRO-2/3 and multi-process training on CPU: the zero config and its checks, and real 2-process runs.
 
-The multi-process tests launch the real CLI (`torchrun --nproc_per_node 2 -m cadft.train zero=...`, once through the
+The multi-process tests launch the real CLI (`torchrun --nproc_per_node 2 -m cadft.train.run zero=...`, once through the
 deepspeed launcher) on the tiny backbone with OMP_NUM_THREADS=1, and load tests/rank_probe.py through
 CADFT_EXTRA_CALLBACKS. Each checks that the run finishes in one run dir with one MLflow run, that the ranks trained
 on different examples, that every logged loss equals a single-process run on the same global batch (twice the
@@ -22,15 +22,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cadft.cli import quote_stage_choices
-from cadft.distributed import prepare_launch
+from cadft.cli.common import quote_stage_choices
+from cadft.train.distributed import prepare_launch
 from cadft.errors import CadftError
-from cadft.imbalance import GroupedSampler
-from cadft.imbalance import resolve as resolve_imbalance
-from cadft.model import load_model
-from cadft.train import run_training
-from cadft.trainer import build_training_arguments
-from cadft.zero import deepspeed_config, keep_4bit_layout, one_trainable_dtype
+from cadft.train.imbalance import GroupedSampler
+from cadft.train.imbalance import resolve as resolve_imbalance
+from cadft.train.model import load_model
+from cadft.train.run import run_training
+from cadft.train.trainer import build_training_arguments
+from cadft.train.zero import deepspeed_config, keep_4bit_layout, one_trainable_dtype
 from tests.test_model import build, tiny  # noqa: F401 (tiny: a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def test_combinations_that_cannot_work_fail_before_training(train_config, tmp_pa
 
 
 def test_cli_accepts_a_bare_stage_and_says_what_is_wrong(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "cadft.train", "backbone=tiny", "zero=2", "+zero.offload_param=cpu",
+    done = subprocess.run([sys.executable, "-m", "cadft.train.run", "backbone=tiny", "zero=2", "+zero.offload_param=cpu",
                            f"paths.output_dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.strip().splitlines() == ["cadft-train: error: zero.offload_param: only for zero.stage=3, not zero.stage=2"]
@@ -157,9 +157,9 @@ def _launch(launcher: str, overrides: list[str], output_dir: Path, probe_dir: Pa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     if launcher == "torchrun":
-        command = [str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "--master_port", str(port), "-m", "cadft.train"]
+        command = [str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "--master_port", str(port), "-m", "cadft.train.run"]
     else:
-        command = [str(BIN / "deepspeed"), "--num_gpus", str(RANKS), "--master_port", str(port), "--module", "cadft.train"]
+        command = [str(BIN / "deepspeed"), "--num_gpus", str(RANKS), "--master_port", str(port), "--module", "cadft.train.run"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "CADFT_EXTRA_CALLBACKS": "tests.rank_probe:RankProbe",
                         "CADFT_PROBE_DIR": str(probe_dir)}
     return subprocess.run([*command, *overrides, "backbone=tiny", f"paths.output_dir={output_dir}",

@@ -10,13 +10,14 @@ import numpy as np
 import polars as pl
 
 from cadft.eval.bootstrap import paired_differences
-from cadft.eval.metrics import EvalSettings, recalibrated
+from cadft.config.schema import Eval
+from cadft.eval.metrics import recalibrated
 
 
-def compare_with_baselines(metrics: dict, test: pl.DataFrame, baselines: dict[str, tuple[dict, pl.DataFrame]], eval_cfg, *, seed: int) -> dict:
+def compare_with_baselines(metrics: dict, test: pl.DataFrame, baselines: dict[str, tuple[dict, pl.DataFrame]], settings: Eval, *,
+                           seed: int) -> dict:
     """baseline -> {auroc, brier (its test values), delta_auroc, delta_brier ({value, low, high}: model minus baseline)}.
-    `test` holds the model's raw scores; each baseline frame holds its reported risk (cadft.baselines.run_baselines)."""
-    settings = EvalSettings.from_config(eval_cfg)
+    `test` holds the model's raw scores; each baseline frame holds its reported risk (cadft.eval.baselines)."""
     test = test.sort("eid")
     label = test["label"].to_numpy()
     risk = recalibrated(metrics, test["prob"].to_numpy())

@@ -28,9 +28,8 @@ metrics.json, schema_version 2 (floats are plain numbers; an undefined metric, e
 from __future__ import annotations
 
 import math
-import re
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import polars as pl
@@ -41,6 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, confusion_matrix, log_loss, precision_recall_curve, roc_auc_score, roc_curve
 
+from cadft.config.schema import Eval
 from cadft.errors import CadftError
 from cadft.eval import recalibration
 from cadft.eval.bootstrap import bootstrap_cis
@@ -51,41 +51,11 @@ from cadft.eval.subgroups import subgroup_masks
 SCHEMA_VERSION = 2
 
 
-@dataclass(frozen=True)
-class EvalSettings:
-    recalibration: str
-    threshold: str
-    target_sensitivity: float
-    fixed_threshold: float
-    on_no_validation_cases: str
-    risk_thresholds: tuple[float, ...]
-    decision_curve: tuple[float, float, float]
-    bootstrap: int
-    ci_level: float
-    calibration_bins: int
-    min_subgroup_cases: int
-    age_bands: tuple[float, ...]
-
-    @classmethod
-    def from_config(cls, cfg) -> EvalSettings:
-        """The eval group, checked against its schema (cadft.config.Eval, the same check as the up-front one), for
-        callers that hand over an eval config alone."""
-        from omegaconf import DictConfig, OmegaConf
-
-        from cadft.config import Eval
-        from cadft.schema import check
-
-        values = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-        check(values, Eval, "eval")
-        return cls(**{name: tuple(values[name]) if isinstance(values[name], list) else values[name] for name in cls.__dataclass_fields__})
-
-
-def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, eval_cfg, *, seed: int, model: str = "model",
+def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, settings: Eval, *, seed: int, model: str = "model",
                     recalibrator: Recalibrator | None = None, sample: TrainingSample | None = None) -> dict:
     """metrics.json content. Frames hold eid, label, prob (the raw score) and subgroup columns. The recalibrator is
     fitted on validation unless one is given (a saved model's); the threshold is chosen on validation; test is only
     measured."""
-    settings = EvalSettings.from_config(eval_cfg)
     validation, test = validation.sort("eid"), test.sort("eid")  # row order must not change a single digit
     y_val, raw_val = frame_scores(validation, "validation")
     y_test, raw_test = frame_scores(test, "test")
@@ -136,7 +106,7 @@ def recalibrated(metrics: dict, prob) -> np.ndarray:
     return Recalibrator(**metrics["recalibration"]).apply(prob)
 
 
-def _threshold_method(settings: EvalSettings, y_val: np.ndarray) -> tuple[str, list[str]]:
+def _threshold_method(settings: Eval, y_val: np.ndarray) -> tuple[str, list[str]]:
     """The method to use when validation lacks cases (or controls), with a note; or the error that says why not."""
     if settings.threshold == "fixed":
         return "fixed", []
@@ -217,7 +187,7 @@ def split_metrics(label: np.ndarray, prob: np.ndarray, threshold: float, bins: i
     return probability_metrics(label, prob, bins) | threshold_metrics(label, prob, threshold)
 
 
-def subgroup_metrics(label: np.ndarray, prob: np.ndarray, settings: EvalSettings, rng: np.random.Generator) -> dict:
+def subgroup_metrics(label: np.ndarray, prob: np.ndarray, settings: Eval, rng: np.random.Generator) -> dict:
     n, cases = len(label), int(label.sum())
     mean_risk = float(prob.mean())
     block = {"n": n, "cases": cases, "prevalence": cases / n, "mean_risk": mean_risk, "oe_ratio": cases / n / mean_risk if mean_risk > 0 else None,
@@ -295,44 +265,3 @@ def calibration_fit(label: np.ndarray, prob: np.ndarray) -> dict:
         return undefined | {"calibration_in_the_large": float(in_the_large)}
     return {"calibration_intercept": float(model.intercept_[0]), "calibration_slope": float(model.coef_[0, 0]),
             "calibration_in_the_large": float(in_the_large)}
-
-
-
-def flatten_metrics(metrics: dict) -> dict[str, float]:
-    """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/raw/brier, test/decision/t0.075/net_benefit,
-    test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc, ...
-
-    MLflow metric names allow only letters, digits, _ - . / space, so subgroup names are sanitised
-    (`sex=Female` would be refused).
-    """
-    flat = {"threshold": float(metrics["threshold"]["value"])}
-    flat |= {f"recalibration/{k}": float(v) for k, v in metrics["recalibration"]["params"].items() if isinstance(v, (int, float))}
-    for split in ("validation", "test"):
-        _flatten_block(flat, split, metrics[split])
-    for row in metrics["test"].get("decision") or []:
-        _flatten_block(flat, f"test/decision/t{row['threshold']:g}", row)
-    for name, comparison in (metrics.get("comparison") or {}).items():
-        _flatten_block(flat, f"comparison/{_mlflow_name(name)}", comparison)
-    return flat
-
-
-def _mlflow_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def _flatten_block(flat: dict, prefix: str, block: dict) -> None:
-    for key, value in block.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[f"{prefix}/{key}"] = float(value)
-        elif isinstance(value, dict) and "value" in value:  # a paired difference: {value, low, high}
-            flat |= {f"{prefix}/{key}{suffix}": float(value[part]) for part, suffix in (("value", ""), ("low", "_ci_low"), ("high", "_ci_high"))
-                     if value.get(part) is not None}
-    for name, interval in (block.get("ci") or {}).items():
-        if interval is None:
-            continue
-        flat[f"{prefix}/{name}_ci_low"], flat[f"{prefix}/{name}_ci_high"] = float(interval["low"]), float(interval["high"])
-    for group, subgroups in (block.get("subgroups") or {}).items():
-        for name, sub in subgroups.items():
-            _flatten_block(flat, f"{prefix}/subgroup/{_mlflow_name(f'{group}_{name}')}", sub)
-    if block.get("raw"):
-        _flatten_block(flat, f"{prefix}/raw", block["raw"])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,7 +18,8 @@ import numpy as np
 import polars as pl
 
 from cadft.errors import CadftError
-from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE
+from cadft.files import atomic_file, staging_dir
+from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, SHAREABLE_DIR
 from cadft.eval.html import write_html
 from cadft.eval.metrics import recalibrated
 from cadft.eval.plots import write_plots
@@ -46,9 +45,7 @@ def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics:
                              f"n={metrics[split]['n']} {split} participants: the metrics were computed on other scores; nothing was written")
     _check_curves(test, curves or {})
     contents = {METRICS_FILE: json.dumps(metrics, sort_keys=True, indent=2, allow_nan=False) + "\n", PREDICTIONS_FILE: "".join(lines["validation"] + lines["test"])}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))  # same filesystem: the renames below are atomic
-    try:
+    with staging_dir(out_dir, prefix=".report-") as staging:  # same filesystem: the renames below are atomic
         for name, text in contents.items():
             (staging / name).write_text(text, encoding="utf-8")
         names = {"metrics": METRICS_FILE, "predictions": PREDICTIONS_FILE}
@@ -57,8 +54,6 @@ def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics:
         names["report"] = write_html(staging / REPORT_FILE, metrics, {key: staging / name for key, name in names.items()}, context or {}).name
         for name in names.values():
             os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {key: out_dir / name for key, name in names.items()}
 
 
@@ -92,3 +87,18 @@ def _check_curves(test: pl.DataFrame, curves: Mapping[str, pl.DataFrame]) -> Non
             raise CadftError(f"curve {name!r} scores {mine.height} participants, not the {expected.height} test participants of the model")
         if not mine["label"].equals(expected["label"]):
             raise CadftError(f"curve {name!r} has labels that differ from the model's test labels for the same eids")
+
+
+def shareable_files(out_dir: Path, *, include_eids: bool) -> list[Path]:
+    """The report files to upload to a tracking store; without eids, predictions go up with the eid key removed (a copy
+    in out_dir/shareable/)."""
+    files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    if include_eids:
+        return files
+    stripped = out_dir / SHAREABLE_DIR / PREDICTIONS_FILE
+    with (out_dir / PREDICTIONS_FILE).open() as src, atomic_file(stripped) as partial, partial.open("w") as dst:
+        for line in src:
+            record = json.loads(line)
+            record.pop("eid", None)
+            dst.write(json.dumps(record, sort_keys=True) + "\n")
+    return [p for p in files if p.name != PREDICTIONS_FILE] + [stripped]

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import polars as pl
 
-from cadft.ukb.registry import get_field
+from cadft.data.ukb.registry import get_field
 
 SUBGROUP_COLUMNS = ("sex", "age", "ethnicity", "townsend")  # prepared-table columns subgroups are cut by, where present
 ETHNICITY_FIELD = 21000

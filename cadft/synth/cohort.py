@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadft.ukb.centres import SCOTLAND_CENTRES, WALES_CENTRES
+from cadft.data.ukb.centres import SCOTLAND_CENTRES, WALES_CENTRES
 
 DAYS_PER_YEAR = 365.25
 RECRUITMENT_START, RECRUITMENT_MAIN, RECRUITMENT_END = (

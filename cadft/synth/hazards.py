@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cadft.ukb.centres import SCOTLAND_CENTRES, WALES_CENTRES
-from cadft.pce import BASELINE_SURVIVAL, pce_group, pce_risk
+from cadft.data.ukb.centres import SCOTLAND_CENTRES, WALES_CENTRES
+from cadft.eval.baselines.pce import BASELINE_SURVIVAL, pce_group, pce_risk
 from cadft.synth.cohort import Baseline, logistic
 from cadft.synth.treatment import Treatment
 

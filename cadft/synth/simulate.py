@@ -21,7 +21,7 @@ from cadft.synth.measurements import baseline_fields, dates, repeat_visit_fields
 from cadft.synth.outcomes import draw_outcomes, draw_prevalence
 from cadft.synth.selfreport import record_self_reports
 from cadft.synth.treatment import draw_treatment
-from cadft.ukb.registry import load_registry
+from cadft.data.ukb.registry import load_registry
 
 UNDATED_SHARE = 0.005  # hospital date slots left empty
 PLACEHOLDER_SHARE = 0.0005  # hospital date slots holding UKB's 1900-01-01

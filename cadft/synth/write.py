@@ -16,10 +16,7 @@ to a temporary file in the target folder that is renamed only once everything wa
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +24,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from cadft.files import atomic_file
 from cadft.synth.codelists import code_tables
 from cadft.synth.simulate import Simulation
-from cadft.ukb.columns import rap_name, showcase_name, tab_name
-from cadft.ukb.registry import Field, load_registry
+from cadft.data.ukb.columns import rap_name, showcase_name, tab_name
+from cadft.data.ukb.registry import Field, load_registry
 
 FORMATS = ("showcase", "tab", "rap", "parquet")
 CODINGS = ("raw", "replace")
@@ -186,25 +184,3 @@ def _write_parquet(sim: Simulation, layout: Layout, tmp: Path) -> None:
 def default_oracle_path(extract: Path) -> Path:
     """`<stem>.oracle.csv` next to the extract (cohort.csv -> cohort.oracle.csv)."""
     return extract.with_name(f"{extract.stem}.oracle.csv")
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary path in `path`'s folder, renamed to `path` on success and removed on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; give it an ordinary file's mode
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -1,3 +1,0 @@
-from cadft.eval.cli import main
-
-main()

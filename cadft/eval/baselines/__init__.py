@@ -1,0 +1,1 @@
+"""Baselines on the language model's terms (baselines group): classical models, clinical scores, zero-shot, the oracle."""

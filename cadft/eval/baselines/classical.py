@@ -1,0 +1,106 @@
+"""Logistic regression and LightGBM on the prepared table's feature columns, fitted on train and tuned on validation.
+
+Logistic regression: median-imputed, scaled numbers (plus missing indicators) and one-hot labels (missing is its
+own category); C chosen from `baselines.logistic_c` by validation log loss. LightGBM: native categorical splits,
+num_leaves x learning_rate grid chosen by validation log loss, trees by early stopping on validation. With
+text.history=on both also get the history as 0/1 columns, one per item at least HISTORY_MIN_RECORDS training records have.
+"""
+
+from __future__ import annotations
+
+import lightgbm
+import numpy as np
+import polars as pl
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from cadft.config.schema import Baselines
+from cadft.data.history import HISTORY_COLUMN
+from cadft.errors import CadftError
+
+MISSING_CATEGORY = "Missing"
+HISTORY_MIN_RECORDS = 10  # a history item becomes an indicator column when this many training records have it
+# One thread: OpenMP workers spin-wait, and on a busy machine a two-thread fit once took minutes instead of 0.1 s.
+LIGHTGBM_FIXED = {"reg_lambda": 1.0, "n_jobs": 1, "deterministic": True, "force_row_wise": True, "verbose": -1}
+
+
+def _feature_kinds(table: pl.DataFrame, feature_names: list[str]) -> tuple[list[str], list[str]]:
+    numeric = [name for name in feature_names if table[name].dtype.is_numeric()]
+    return numeric, [name for name in feature_names if name not in numeric]
+
+
+def _with_missing_category(rows: pl.DataFrame, categorical: list[str]) -> pl.DataFrame:
+    return rows.with_columns(pl.col(c).cast(pl.String).fill_null(MISSING_CATEGORY) for c in categorical)
+
+
+def _check_trainable(splits: dict[str, pl.DataFrame]) -> None:
+    if splits["train"]["label"].n_unique() < 2:
+        raise CadftError("the run's training records have only one class: a baseline cannot be fitted on them")
+
+
+def _with_history_indicators(splits: dict[str, pl.DataFrame], feature_names: list[str]) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """The history list column (text.history=on) as one 0/1 column per item that at least HISTORY_MIN_RECORDS of the
+    training records have: the baselines see the history the language model reads. Items come from train alone."""
+    if HISTORY_COLUMN not in feature_names:
+        return splits, feature_names
+    counts = splits["train"][HISTORY_COLUMN].explode().drop_nulls().value_counts()
+    items = sorted(counts.filter(pl.col("count") >= HISTORY_MIN_RECORDS)[HISTORY_COLUMN].to_list())
+    indicators = [pl.col(HISTORY_COLUMN).list.contains(item).cast(pl.Int8).alias(f"{HISTORY_COLUMN}={item}") for item in items]
+    names = [name for name in feature_names if name != HISTORY_COLUMN] + [f"{HISTORY_COLUMN}={item}" for item in items]
+    return {split: rows.with_columns(indicators) for split, rows in splits.items()}, names
+
+
+def logistic_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
+    _check_trainable(splits)
+    splits, feature_names = _with_history_indicators(splits, feature_names)
+    numeric, categorical = _feature_kinds(splits["train"], feature_names)
+    frames = {name: _with_missing_category(rows.select(feature_names), categorical) for name, rows in splits.items()}
+    y_train, y_val = splits["train"]["label"].to_numpy(), splits["validation"]["label"].to_numpy()
+    best = None
+    for c in settings.logistic_c:
+        columns = ColumnTransformer([
+            ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()), numeric),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+        ])
+        model = make_pipeline(columns, LogisticRegression(C=c, max_iter=5000, random_state=seed)).fit(frames["train"], y_train)
+        loss = log_loss(y_val, model.predict_proba(frames["validation"])[:, 1], labels=[0, 1])
+        if best is None or loss < best[0]:
+            best = (loss, c, model)
+    _, c, model = best
+    probs = (model.predict_proba(frames["validation"])[:, 1], model.predict_proba(frames["test"])[:, 1])
+    return probs, {"C": c, "validation_log_loss": best[0]}
+
+
+def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
+    _check_trainable(splits)
+    splits, feature_names = _with_history_indicators(splits, feature_names)
+    numeric, categorical = _feature_kinds(splits["train"], feature_names)
+    train = _with_missing_category(splits["train"], categorical)
+    # Category codes come from train alone; a label first seen in validation/test becomes NaN (LightGBM: missing).
+    codes = {c: {value: i for i, value in enumerate(sorted(train[c].unique().to_list()))} for c in categorical}
+
+    def matrix(rows: pl.DataFrame) -> np.ndarray:
+        rows = _with_missing_category(rows, categorical)
+        encoded = [pl.col(c).replace_strict(codes[c], default=None, return_dtype=pl.Float64) for c in categorical]
+        return rows.select(*[pl.col(c).cast(pl.Float64) for c in numeric], *encoded).to_numpy().astype(np.float64)
+
+    x_train, x_val, x_test = matrix(train), matrix(splits["validation"]), matrix(splits["test"])
+    y_train, y_val = train["label"].to_numpy(), splits["validation"]["label"].to_numpy()
+    grid = settings.lightgbm
+    best = None
+    for leaves in grid.num_leaves:
+        for rate in grid.learning_rate:
+            model = lightgbm.LGBMClassifier(n_estimators=grid.max_trees, num_leaves=leaves, learning_rate=rate,
+                                            min_child_samples=grid.min_child_samples, random_state=seed, **LIGHTGBM_FIXED)
+            stopping = [lightgbm.early_stopping(grid.early_stopping_rounds, verbose=False)] if grid.early_stopping_rounds else []
+            model.fit(x_train, y_train, eval_X=(x_val,), eval_y=(y_val,), eval_metric="binary_logloss",
+                      categorical_feature=list(range(len(numeric), len(feature_names))), callbacks=stopping)
+            loss = float(model.best_score_["valid_0"]["binary_logloss"]) if stopping else log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1])
+            if best is None or loss < best[0]:
+                best = (loss, {"num_leaves": leaves, "learning_rate": rate, "trees": int(model.best_iteration_ or grid.max_trees)}, model)
+    loss, tuned, model = best
+    return (model.predict_proba(x_val)[:, 1], model.predict_proba(x_test)[:, 1]), tuned | {"validation_log_loss": loss}

@@ -1,0 +1,65 @@
+"""A trained run, read to be applied to new people: its saved config and calibrator (read first, cheaply, so bad input
+fails before the model loads), then its model and tokenizer; records are built from an extract exactly as the run
+built its own (cadft.data.records), scored with the run's model, and the saved calibrator applied."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cadft.config.schema import Config
+from cadft.config.validate import load
+from cadft.errors import CadftError
+from cadft.layout import CALIBRATOR_FILE, CHECKPOINT_INFO, RunLayout
+
+
+class TrainedRun:
+    """What applying a run needs: its saved config and calibrator (read first, cheaply, so bad input fails before the
+    model loads), then its model and tokenizer."""
+
+    def __init__(self, run_dir: Path, device_setting: str = "auto"):
+        from cadft.eval.recalibration import Recalibrator
+
+        layout = RunLayout(Path(run_dir))
+        if not layout.config.is_file() or not (layout.model_dir / CHECKPOINT_INFO).is_file():
+            raise CadftError(f"run={run_dir}: not a finished cadft training run (expected {layout.config.name} and "
+                             f"{layout.model_dir.name}/{CHECKPOINT_INFO})")
+        if not (layout.model_dir / CALIBRATOR_FILE).is_file():
+            raise CadftError(f"run={run_dir}: {layout.model_dir.name}/{CALIBRATOR_FILE} is missing: the run was saved before "
+                             f"recalibration existed or did not finish; run cadft eval on it first")
+        self.config: Config = load(layout.config)
+        if self.config.data.format == "seed_json":
+            raise CadftError(f"run={run_dir}: trained on seed-JSON records, which carry no extract fields to rebuild text from")
+        self.recalibrator = Recalibrator.load(layout.model_dir / CALIBRATOR_FILE)
+        self.model_dir, self.device_setting = layout.model_dir, device_setting
+
+    @cached_property
+    def _scorer(self) -> tuple:
+        from transformers import AutoTokenizer
+
+        from cadft.train.model import load_model
+        from cadft.train.trainer import resolve_device
+
+        device = resolve_device(self.device_setting)
+        return load_model(self.model_dir, device=device), AutoTokenizer.from_pretrained(self.model_dir), device
+
+    def records(self, path: Path, fmt: str = "auto", withdrawals: Path | None = None) -> pl.DataFrame:
+        """eid and text of every participant of an extract but the withdrawn (the run's data.withdrawals and
+        `withdrawals`), built as the run built its records."""
+        from cadft.data.records import records_from_extract
+
+        data = replace(self.config.data, path=str(path), format=fmt)
+        return records_from_extract(data, self.config.text, self.config.task, withdrawals)
+
+    def predict(self, records: pl.DataFrame, batch_size: int | None = None) -> pl.DataFrame:
+        """eid, risk, raw_score for records with eid and text."""
+        from cadft.eval.score import score_texts
+
+        model, tokenizer, device = self._scorer
+        raw = score_texts(model, tokenizer, records["text"].to_list(), head=self.config.head, batch_size=batch_size or self.config.eval.batch_size,
+                          max_length=self.config.train.max_length, device=device, desc="scoring")
+        return pl.DataFrame({"eid": records["eid"], "risk": self.recalibrator.apply(raw), "raw_score": np.asarray(raw, dtype=np.float64)})
