@@ -41,18 +41,26 @@ def config(workdir: Path, extract: Path, oracle: Path):
     from cadft.cli.common import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=["+experiment=demo", f"paths.output_dir={workdir}", f"data.path={extract}",
-                                            f"data.oracle_path={oracle}", "tracking.enabled=false"])
+        return compose(
+            "config",
+            overrides=[
+                "+experiment=demo",
+                f"paths.output_dir={workdir}",
+                f"data.path={extract}",
+                f"data.oracle_path={oracle}",
+                "tracking.enabled=false",
+            ],
+        )
 
 
 def one_cohort(seed: int, n: int, workdir: Path) -> dict:
-    from cadft.eval.baselines.run import Terms, fit_baselines, oracle_scores
-    from cadft.train.dataset import training_records
-    from cadft.eval import recalibration
-    from cadft.eval.run import NON_FEATURE_COLUMNS
-    from cadft.data.prepare import prepare
     from cadft.cli.synth import main as synth
+    from cadft.data.prepare import prepare
     from cadft.data.text import text_feature_names
+    from cadft.eval import recalibration
+    from cadft.eval.baselines.run import Terms, fit_baselines, oracle_scores
+    from cadft.eval.run import NON_FEATURE_COLUMNS
+    from cadft.train.dataset import training_records
 
     folder = workdir / "cohorts" / f"seed{seed}"
     extract, oracle = folder / "ukb_synthetic.csv", folder / "ukb_synthetic.oracle.csv"
@@ -63,9 +71,15 @@ def one_cohort(seed: int, n: int, workdir: Path) -> dict:
     cfg = config(workdir / "outputs", extract, oracle)
     table = prepare(cfg).table()
     all_features = [c for c in table.columns if c not in NON_FEATURE_COLUMNS]
-    terms = Terms(text_feature_names(all_features, cfg.text.get("features")), all_features, training_records(table, cfg)["eid"].to_numpy())
-    scored = {name: (s.validation, s.test) for name, s in fit_baselines(table, terms, cfg.baselines, seed=int(cfg.seed),
-                                                                        which=("logistic", "age")).items()}
+    terms = Terms(
+        text_feature_names(all_features, cfg.text.get("features")),
+        all_features,
+        training_records(table, cfg)["eid"].to_numpy(),
+    )
+    scored = {
+        name: (s.validation, s.test)
+        for name, s in fit_baselines(table, terms, cfg.baselines, seed=int(cfg.seed), which=("logistic", "age")).items()
+    }
     scored["oracle"] = oracle_scores(table, oracle)
     counts = {split: [int(rows.height), int(rows["label"].sum())] for (split,), rows in table.group_by("split")}
     ratios, platt = {}, {}
@@ -78,7 +92,9 @@ def one_cohort(seed: int, n: int, workdir: Path) -> dict:
             ratios[key] = float(fitted.apply(test["prob"].to_numpy()).mean() / test["label"].mean())
     validation, test = scored["logistic"]
     pooled_rate = (counts["train"][1] + counts["validation"][1]) / (counts["train"][0] + counts["validation"][0])
-    pooled = pooled_level(platt["logistic"].params["slope"], validation["prob"].to_numpy(), test["prob"].to_numpy(), pooled_rate)
+    pooled = pooled_level(
+        platt["logistic"].params["slope"], validation["prob"].to_numpy(), test["prob"].to_numpy(), pooled_rate
+    )
     ratios["logistic+pooled"] = float(pooled.mean() / test["label"].mean())
     return {"seed": seed, "counts": counts, "mean_risk_over_prevalence": ratios}
 
@@ -98,15 +114,25 @@ def pooled_level(slope: float, validation_prob, test_prob, rate: float) -> np.nd
 def table_md(results: list[dict]) -> str:
     models = list(results[0]["mean_risk_over_prevalence"])
     ratios = {m: np.array([r["mean_risk_over_prevalence"][m] for r in results]) for m in models}
-    lines = ["| seed | validation cases / n | test cases / n | val rate / test rate | " + " | ".join(models) + " |",
-             "|---|---|---|---|" + "---|" * len(models)]
+    lines = [
+        "| seed | validation cases / n | test cases / n | val rate / test rate | " + " | ".join(models) + " |",
+        "|---|---|---|---|" + "---|" * len(models),
+    ]
     for row, r in enumerate(results):
         (vn, vc), (tn, tc) = r["counts"]["validation"], r["counts"]["test"]
         cells = [f"{ratios[m][row]:.2f}" + ("" if BAND[0] <= ratios[m][row] <= BAND[1] else " *") for m in models]
-        lines.append(f"| {r['seed']} | {vc} / {vn} | {tc} / {tn} | {vc / vn / (tc / tn):.2f} | " + " | ".join(cells) + " |")
-    summaries = {f"in band ({BAND[0]}-{BAND[1]}x)": lambda x: f"{100 * np.mean((x >= BAND[0]) & (x <= BAND[1])):.0f}%",
-                 "SD of log(ratio)": lambda x: f"{np.log(x).std():.3f}", "median ratio": lambda x: f"{np.median(x):.2f}"}
-    lines += [f"| {label} | | | | " + " | ".join(summary(ratios[m]) for m in models) + " |" for label, summary in summaries.items()]
+        lines.append(
+            f"| {r['seed']} | {vc} / {vn} | {tc} / {tn} | {vc / vn / (tc / tn):.2f} | " + " | ".join(cells) + " |"
+        )
+    summaries = {
+        f"in band ({BAND[0]}-{BAND[1]}x)": lambda x: f"{100 * np.mean((x >= BAND[0]) & (x <= BAND[1])):.0f}%",
+        "SD of log(ratio)": lambda x: f"{np.log(x).std():.3f}",
+        "median ratio": lambda x: f"{np.median(x):.2f}",
+    }
+    lines += [
+        f"| {label} | | | | " + " | ".join(summary(ratios[m]) for m in models) + " |"
+        for label, summary in summaries.items()
+    ]
     return "\n".join(lines) + "\n\n`*`: test mean risk outside 0.8-1.25x the test prevalence.\n"
 
 
@@ -121,7 +147,10 @@ def main() -> None:
     for seed in seeds_of(args.seeds):
         started = time.perf_counter()
         results.append(one_cohort(seed, args.n, args.workdir.resolve()))
-        print(f"seed {seed}: {results[-1]['mean_risk_over_prevalence']} ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"seed {seed}: {results[-1]['mean_risk_over_prevalence']} ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
         (args.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.workdir / "table.md").write_text(table_md(results))
     print(table_md(results))

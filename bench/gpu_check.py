@@ -40,7 +40,9 @@ def python_module(module: str, *args: str) -> list[str]:
 def run(cmd: list[str], log: Path) -> tuple[int, float, str]:
     started = time.perf_counter()
     with log.open("w") as out:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(
+            cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+        )
     return proc.returncode, time.perf_counter() - started, log.read_text()
 
 
@@ -51,8 +53,12 @@ def probabilities(predictions: Path) -> list[float]:
 def tiny_run(strategy: str, stage: str, common: list[str], workdir: Path, port: int) -> dict:
     run_dir = workdir / f"tiny-{strategy}-zero{stage}"
     overrides = [*common, f"model={strategy}", f"zero={stage}", f"hydra.run.dir={run_dir}"]
-    launcher = (python_module("torch.distributed.run") + ["--nproc_per_node", "1", "--master_port", str(port), "-m", "cadft.train.run"]
-                if stage != "none" else python_module("cadft.train.run"))
+    launcher = (
+        python_module("torch.distributed.run")
+        + ["--nproc_per_node", "1", "--master_port", str(port), "-m", "cadft.train.run"]
+        if stage != "none"
+        else python_module("cadft.train.run")
+    )
     rc, seconds, output = run([*launcher, *overrides], workdir / f"tiny-{strategy}-zero{stage}.log")
     result = {"part": "tiny", "strategy": strategy, "zero": stage, "rc": rc, "seconds": round(seconds, 1)}
     if rc != 0:
@@ -63,8 +69,10 @@ def tiny_run(strategy: str, stage: str, common: list[str], workdir: Path, port: 
     result["peak_memory_gib"] = _peak_memory(output)
     result["saved"] = sorted(p.name for p in (run_dir / "model").iterdir())
     result["checkpoint_info"] = json.loads((run_dir / "model" / "cadft_model.json").read_text())
-    rc, _, output = run(python_module("cadft.cli.eval", str(run_dir), "--out", str(run_dir / "reeval"), "--device", "cuda"),
-                        workdir / f"tiny-{strategy}-zero{stage}.eval.log")
+    rc, _, output = run(
+        python_module("cadft.cli.eval", str(run_dir), "--out", str(run_dir / "reeval"), "--device", "cuda"),
+        workdir / f"tiny-{strategy}-zero{stage}.eval.log",
+    )
     if rc != 0:
         result["reload_error"] = output[-2000:]
         return result
@@ -119,21 +127,39 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     results = [{"device": torch.cuda.get_device_name(0), "torch": torch.__version__}]
 
-    def record(rows: list[dict]) -> None:  # written as it goes: a check cut short by a time limit keeps what it measured
+    def record(
+        rows: list[dict],
+    ) -> None:  # written as it goes: a check cut short by a time limit keeps what it measured
         results.extend(rows)
         (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
     cohorts = {n: workdir / f"cohort{n}.csv" for n in (2000, 8000)}
     for n, path in cohorts.items():
         if not path.exists():
-            subprocess.run(python_module("cadft.cli.synth", "--n", str(n), "--seed", "0", "--out", str(path)), cwd=ROOT, check=True)
+            subprocess.run(
+                python_module("cadft.cli.synth", "--n", str(n), "--seed", "0", "--out", str(path)), cwd=ROOT, check=True
+            )
     base = [f"paths.output_dir={workdir}/outputs", "tracking.enabled=false", "train.device=cuda", "data=synthetic"]
 
     if not args.skip_tiny:
-        common = [*base, "backbone=tiny", f"data.path={cohorts[2000]}", "train.max_steps=6", "train.eval_steps=6",
-                  "train.save_steps=6", "train.batch_size=8", "eval.bootstrap=50", "eval.plots=false"]
-        subprocess.run(python_module("cadft.data.prepare", *[o for o in common if not o.startswith(("train.", "eval.", "tracking."))]),
-                       cwd=ROOT, check=True)  # once, before the parallel runs read the cache
+        common = [
+            *base,
+            "backbone=tiny",
+            f"data.path={cohorts[2000]}",
+            "train.max_steps=6",
+            "train.eval_steps=6",
+            "train.save_steps=6",
+            "train.batch_size=8",
+            "eval.bootstrap=50",
+            "eval.plots=false",
+        ]
+        subprocess.run(
+            python_module(
+                "cadft.data.prepare", *[o for o in common if not o.startswith(("train.", "eval.", "tracking."))]
+            ),
+            cwd=ROOT,
+            check=True,
+        )  # once, before the parallel runs read the cache
         jobs = [(s, z) for s in STRATEGIES for z in STAGES]
         with ThreadPoolExecutor(args.parallel) as pool:
             record(list(pool.map(lambda job: tiny_run(*job[1], common, workdir, 29600 + job[0]), enumerate(jobs))))
@@ -143,13 +169,31 @@ def main() -> None:
     backbone = smollm2_shaped_backbone(args.tokenizer, workdir)
     for strategy in STRATEGIES:
         run_dir = workdir / f"smollm2-{strategy}"
-        overrides = [*base, "+experiment=demo", "backbone=hf", "backbone.name=smollm2_135m_random", f"backbone.path={backbone}",
-                     f"data.path={cohorts[8000]}", f"model={strategy}", "train.batch_size=32", "train.eval_batch_size=64",
-                     "train.max_train_examples=4096", "train.eval_steps=128", "train.save_steps=128", f"hydra.run.dir={run_dir}"]
+        overrides = [
+            *base,
+            "+experiment=demo",
+            "backbone=hf",
+            "backbone.name=smollm2_135m_random",
+            f"backbone.path={backbone}",
+            f"data.path={cohorts[8000]}",
+            f"model={strategy}",
+            "train.batch_size=32",
+            "train.eval_batch_size=64",
+            "train.max_train_examples=4096",
+            "train.eval_steps=128",
+            "train.save_steps=128",
+            f"hydra.run.dir={run_dir}",
+        ]
         rc, seconds, output = run(python_module("cadft.train.run", *overrides), workdir / f"smollm2-{strategy}.log")
-        result = {"part": "smollm2_135m_random", "strategy": strategy, "rc": rc, "seconds": round(seconds, 1),
-                  "train_examples_per_s": _last(output, "train_samples_per_second"),
-                  "eval_examples_per_s": _last(output, "eval_samples_per_second"), "peak_memory_gib": _peak_memory(output)}
+        result = {
+            "part": "smollm2_135m_random",
+            "strategy": strategy,
+            "rc": rc,
+            "seconds": round(seconds, 1),
+            "train_examples_per_s": _last(output, "train_samples_per_second"),
+            "eval_examples_per_s": _last(output, "eval_samples_per_second"),
+            "peak_memory_gib": _peak_memory(output),
+        }
         if rc != 0:
             result["error"] = output[-2000:]
         record([result])

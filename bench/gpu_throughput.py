@@ -59,8 +59,17 @@ def demo_config(*overrides: str):
     if not extract.is_file():
         synth(["--n", "8000", "--seed", "0", "--out", str(extract)])
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"data.path={extract}", f"paths.output_dir={WORK}", "+experiment=demo",
-                                            "tracking.enabled=false", f"train.device={DEVICE}", *overrides])
+        return compose(
+            "config",
+            overrides=[
+                f"data.path={extract}",
+                f"paths.output_dir={WORK}",
+                "+experiment=demo",
+                "tracking.enabled=false",
+                f"train.device={DEVICE}",
+                *overrides,
+            ],
+        )
 
 
 def build(cfg, tokenizer, dtype: str):
@@ -72,7 +81,9 @@ def build(cfg, tokenizer, dtype: str):
 
     set_seed(0)
     model_cfg = {**OmegaConf.to_container(cfg.model, resolve=True), "dtype": dtype}
-    return build_model(model_cfg, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, head_cfg=cfg.head, device=DEVICE)
+    return build_model(
+        model_cfg, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, head_cfg=cfg.head, device=DEVICE
+    )
 
 
 def timed_scores(model, tokenizer, cfg, texts: list[str], batch_size: int, autocast: bool) -> tuple[np.ndarray, float]:
@@ -82,12 +93,26 @@ def timed_scores(model, tokenizer, cfg, texts: list[str], batch_size: int, autoc
 
     context = torch.autocast(DEVICE, dtype=torch.bfloat16) if autocast else nullcontext()
     with context:
-        score_texts(model, tokenizer, texts[:batch_size], head_cfg=cfg.head, batch_size=batch_size,
-                    max_length=int(cfg.train.max_length), device=DEVICE)  # warm-up: kernels, allocator
+        score_texts(
+            model,
+            tokenizer,
+            texts[:batch_size],
+            head_cfg=cfg.head,
+            batch_size=batch_size,
+            max_length=int(cfg.train.max_length),
+            device=DEVICE,
+        )  # warm-up: kernels, allocator
         synchronize()
         started = time.perf_counter()
-        probs = score_texts(model, tokenizer, texts, head_cfg=cfg.head, batch_size=batch_size,
-                            max_length=int(cfg.train.max_length), device=DEVICE)
+        probs = score_texts(
+            model,
+            tokenizer,
+            texts,
+            head_cfg=cfg.head,
+            batch_size=batch_size,
+            max_length=int(cfg.train.max_length),
+            device=DEVICE,
+        )
         synchronize()
     return probs, time.perf_counter() - started
 
@@ -104,10 +129,17 @@ def scoring(cfg, tokenizer, texts: list[str], batches: list[int]) -> list[dict]:
             reset_peak()
             probs, seconds = timed_scores(model, tokenizer, cfg, texts, batch_size, autocast)
             reference = probs if reference is None else reference
-            rows.append({"part": "score", "precision": name, "batch": batch_size, "examples_per_s": round(len(texts) / seconds, 1),
-                         "spearman_vs_fp32": round(float(spearmanr(probs, reference).statistic), 4),
-                         "max_abs_diff_vs_fp32": float(np.abs(probs - reference).max()),
-                         "peak_gib": peak_gib()})
+            rows.append(
+                {
+                    "part": "score",
+                    "precision": name,
+                    "batch": batch_size,
+                    "examples_per_s": round(len(texts) / seconds, 1),
+                    "spearman_vs_fp32": round(float(spearmanr(probs, reference).statistic), 4),
+                    "max_abs_diff_vs_fp32": float(np.abs(probs - reference).max()),
+                    "peak_gib": peak_gib(),
+                }
+            )
             print(rows[-1], flush=True)
         del model
     return rows
@@ -143,20 +175,38 @@ def training(cfg, tokenizer, table, batch_size: int, steps: int, warmup: int) ->
     with tempfile.TemporaryDirectory() as folder:
         args = build_training_arguments(cfg, Path(folder), DEVICE)
         args.per_device_train_batch_size, args.max_steps = batch_size, steps + warmup
-        args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.logging_steps = "no", "no", False, 10**6
-        trainer = CadftTrainer(model=build(cfg, tokenizer, "auto"), args=args, train_dataset=train_set,
-                               data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                               imbalance=imbalance.resolve(cfg.imbalance, train_set.labels), sampler_seed=0, callbacks=[clock])
+        args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.logging_steps = (
+            "no",
+            "no",
+            False,
+            10**6,
+        )
+        trainer = CadftTrainer(
+            model=build(cfg, tokenizer, "auto"),
+            args=args,
+            train_dataset=train_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            imbalance=imbalance.resolve(cfg.imbalance, train_set.labels),
+            sampler_seed=0,
+            callbacks=[clock],
+        )
         trainer.train()
     step = statistics.median(clock.times[warmup:])
-    return {"part": "train", "precision": str(resolve_dtype("auto", DEVICE)).removeprefix("torch."), "batch": batch_size, "seconds_per_step": round(step, 4),
-            "examples_per_s": round(batch_size / step, 1), "tokens_per_record": round(float(np.mean(train_set.lengths)), 1),
-            "peak_gib": peak_gib()}
+    return {
+        "part": "train",
+        "precision": str(resolve_dtype("auto", DEVICE)).removeprefix("torch."),
+        "batch": batch_size,
+        "seconds_per_step": round(step, 4),
+        "examples_per_s": round(batch_size / step, 1),
+        "tokens_per_record": round(float(np.mean(train_set.lengths)), 1),
+        "peak_gib": peak_gib(),
+    }
 
 
 def strategies_score_without_autocast(texts: list[str]) -> list[dict]:
-    from cadft.train.backbone import load_tokenizer
     from cadft.eval.score import score_texts
+    from cadft.train.backbone import load_tokenizer
     from cadft.train.model import merged_for_scoring
 
     rows = []
@@ -165,10 +215,19 @@ def strategies_score_without_autocast(texts: list[str]) -> list[dict]:
         tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
         try:
             model = merged_for_scoring(build(cfg, tokenizer, "auto").eval())
-            probs = score_texts(model, tokenizer, texts[:64], head_cfg=cfg.head, batch_size=32, max_length=128, device=DEVICE)
+            probs = score_texts(
+                model, tokenizer, texts[:64], head_cfg=cfg.head, batch_size=32, max_length=128, device=DEVICE
+            )
             rows.append({"part": "dtype_check", "strategy": strategy, "ok": bool(np.isfinite(probs).all())})
-        except Exception as err:  # noqa: BLE001 (a report row, not a crash: the timings after it still run)
-            rows.append({"part": "dtype_check", "strategy": strategy, "ok": False, "error": f"{type(err).__name__}: {err}"[:500]})
+        except Exception as err:
+            rows.append(
+                {
+                    "part": "dtype_check",
+                    "strategy": strategy,
+                    "ok": False,
+                    "error": f"{type(err).__name__}: {err}"[:500],
+                }
+            )
         print(rows[-1], flush=True)
     return rows
 
@@ -176,8 +235,8 @@ def strategies_score_without_autocast(texts: list[str]) -> list[dict]:
 def main() -> None:
     import polars as pl
 
-    from cadft.train.backbone import load_tokenizer
     from cadft.data.prepare import prepare
+    from cadft.train.backbone import load_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=4096)

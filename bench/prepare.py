@@ -33,13 +33,19 @@ def run_child(args: list[str], env: dict | None = None, memory_gb: float | None 
 
     with tempfile.TemporaryFile() as output:
         started = time.perf_counter()
-        child = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, preexec_fn=limit)
+        child = subprocess.Popen(
+            args, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, preexec_fn=limit
+        )
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the max over all children
         seconds = time.perf_counter() - started
         output.seek(0)
         tail = output.read().decode(errors="replace").strip().splitlines()[-3:]
-    return {"seconds": round(seconds, 1), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
-            "returncode": os.waitstatus_to_exitcode(status), "tail": tail}
+    return {
+        "seconds": round(seconds, 1),
+        "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+        "returncode": os.waitstatus_to_exitcode(status),
+        "tail": tail,
+    }
 
 
 def main() -> None:
@@ -57,15 +63,30 @@ def main() -> None:
     size_gb = extract.stat().st_size / 2**30
     env = {"CADFT_OUTPUT_DIR": str(work / "outputs")}
     # The backbone conversion (first use only) and the tokenizer are not what this measures: warm them first.
-    run_child([PY, "-c", "from cadft.train.backbone import resolve_backbone; from omegaconf import OmegaConf; "
-               f"resolve_backbone(OmegaConf.load('{ROOT}/conf/backbone/smollm2_135m.yaml'), "
-               "__import__('os').environ.get('CADFT_CACHE_DIR', __import__('os').path.expanduser('~/.cache/cadft')))"], env)
+    run_child(
+        [
+            PY,
+            "-c",
+            "from cadft.train.backbone import resolve_backbone; from omegaconf import OmegaConf; "
+            f"resolve_backbone(OmegaConf.load('{ROOT}/conf/backbone/smollm2_135m.yaml'), "
+            "__import__('os').environ.get('CADFT_CACHE_DIR', __import__('os').path.expanduser('~/.cache/cadft')))",
+        ],
+        env,
+    )
     subprocess.run(["rm", "-rf", str(work / "outputs" / "prepared")], check=True)
-    prepare = run_child([PY, "-m", "cadft.data.prepare", f"data.path={extract}", "hydra.run.dir=" + str(work / "outputs" / "hydra")], env)
-    naive = run_child([PY, "-c", f"import pandas; frame = pandas.read_csv('{extract}'); print(frame.shape)"],
-                      memory_gb=opts.naive_memory_gb)
+    prepare = run_child(
+        [PY, "-m", "cadft.data.prepare", f"data.path={extract}", "hydra.run.dir=" + str(work / "outputs" / "hydra")],
+        env,
+    )
+    naive = run_child(
+        [PY, "-c", f"import pandas; frame = pandas.read_csv('{extract}'); print(frame.shape)"],
+        memory_gb=opts.naive_memory_gb,
+    )
     result = {
-        "participants": opts.n, "file_gb": round(size_gb, 2), "prepare": prepare, "naive_pandas_read_csv": naive,
+        "participants": opts.n,
+        "file_gb": round(size_gb, 2),
+        "prepare": prepare,
+        "naive_pandas_read_csv": naive,
         "speedup": round(naive["seconds"] / prepare["seconds"], 1) if prepare["returncode"] == 0 else None,
         "naive_finished": naive["returncode"] == 0,
     }

@@ -37,8 +37,18 @@ def demo_config(backbone: str, steps: int):
     if not extract.is_file():
         synth(["--n", "2000", "--seed", "4", "--out", str(extract)])
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"data.path={extract}", f"paths.output_dir={work}", f"backbone={backbone}", "+experiment=demo",
-                                            f"text.features={DEMO_FEATURES}", f"train.max_steps={steps}", "tracking.enabled=false"])
+        return compose(
+            "config",
+            overrides=[
+                f"data.path={extract}",
+                f"paths.output_dir={work}",
+                f"backbone={backbone}",
+                "+experiment=demo",
+                f"text.features={DEMO_FEATURES}",
+                f"train.max_steps={steps}",
+                "tracking.enabled=false",
+            ],
+        )
 
 
 def fresh_model(cfg, tokenizer):
@@ -59,7 +69,9 @@ def bare_steps(cfg, tokenizer, texts: list[str], labels: np.ndarray, steps: int)
     times = []
     for _ in range(steps):
         started = time.perf_counter()
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=int(cfg.train.max_length), return_tensors="pt")
+        batch = tokenizer(
+            texts, padding=True, truncation=True, max_length=int(cfg.train.max_length), return_tensors="pt"
+        )
         loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), target)
         loss.backward()
         optimizer.step()
@@ -90,9 +102,16 @@ def cadft_steps(cfg, tokenizer, table, steps: int) -> list[float]:
     with tempfile.TemporaryDirectory() as folder:
         args = build_training_arguments(cfg, Path(folder), "cpu")
         args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.logging_steps = "no", "no", False, 10
-        trainer = CadftTrainer(model=fresh_model(cfg, tokenizer), args=args, train_dataset=train_set,
-                               data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                               imbalance=imbalance.resolve(cfg.imbalance, train_set.labels), sampler_seed=0, callbacks=[clock])
+        trainer = CadftTrainer(
+            model=fresh_model(cfg, tokenizer),
+            args=args,
+            train_dataset=train_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            imbalance=imbalance.resolve(cfg.imbalance, train_set.labels),
+            sampler_seed=0,
+            callbacks=[clock],
+        )
         trainer.train()
     return clock.times
 
@@ -100,8 +119,8 @@ def cadft_steps(cfg, tokenizer, table, steps: int) -> list[float]:
 def main() -> None:
     import polars as pl
 
-    from cadft.train.backbone import load_tokenizer
     from cadft.data.prepare import prepare
+    from cadft.train.backbone import load_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="smollm2_135m")
@@ -117,10 +136,12 @@ def main() -> None:
     table = pl.concat([batch] * total)  # the same 8 records every step (the sampler only reorders them)
     bare, cadft = [], []
     for _ in range(args.rounds):
-        bare += bare_steps(cfg, tokenizer, batch["text"].to_list(), batch["label"].to_numpy(), total)[args.warmup:]
-        cadft += cadft_steps(cfg, tokenizer, table, total)[args.warmup:]
+        bare += bare_steps(cfg, tokenizer, batch["text"].to_list(), batch["label"].to_numpy(), total)[args.warmup :]
+        cadft += cadft_steps(cfg, tokenizer, table, total)[args.warmup :]
     b, c = statistics.median(bare), statistics.median(cadft)
-    print(f"backbone {args.backbone}, batch 8 demo records, {args.steps} timed steps x {args.rounds} rounds, torch threads {torch.get_num_threads()}")
+    print(
+        f"backbone {args.backbone}, batch 8 demo records, {args.steps} timed steps x {args.rounds} rounds, torch threads {torch.get_num_threads()}"
+    )
     print(f"bare transformers+peft loop: {b:.3f} s/step (median)")
     print(f"cadft CadftTrainer:          {c:.3f} s/step (median)")
     print(f"ratio cadft / bare: {c / b:.3f} (target <= 1.15)")

@@ -42,8 +42,8 @@ def records(n: int, features: list[str] | None) -> tuple[list[str], np.ndarray]:
     """n records of a synthetic cohort, prepared with the default config (text template; all features or the given ones)."""
     from hydra import compose, initialize_config_dir
 
-    from cadft.data.prepare import prepare
     from cadft.cli.synth import main as synth
+    from cadft.data.prepare import prepare
 
     work = ROOT / "outputs" / "bench" / "throughput"
     extract = work / "ukb_synthetic.csv"
@@ -71,22 +71,38 @@ def batches(lengths: list[int], labels: np.ndarray, batch_size: int, grouped: bo
     from cadft.train.imbalance import GroupedSampler, resolve
 
     if grouped:
-        imbalance = resolve(OmegaConf.create({"method": "none", "class_weights": None, "positive_fraction": None}), labels)
+        imbalance = resolve(
+            OmegaConf.create({"method": "none", "class_weights": None, "positive_fraction": None}), labels
+        )
         order = np.array(list(GroupedSampler(lengths, labels, imbalance, batch_size=batch_size, seed=seed)))
     else:
         order = np.random.default_rng(seed).permutation(len(lengths))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def measure(model, tokenizer, ids: list[list[int]], labels: np.ndarray, *, grouped: bool, train_steps: int, batch_size: int,
-            score_batch: int, n_params: int) -> dict:
+def measure(
+    model,
+    tokenizer,
+    ids: list[list[int]],
+    labels: np.ndarray,
+    *,
+    grouped: bool,
+    train_steps: int,
+    batch_size: int,
+    score_batch: int,
+    n_params: int,
+) -> dict:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model.train()
     train = {"examples": 0, "real": 0, "processed": 0, "seconds": 0.0}
-    for step, index in enumerate(batches([len(x) for x in ids], labels, batch_size, grouped, seed=1)[: train_steps + 1]):
+    for step, index in enumerate(
+        batches([len(x) for x in ids], labels, batch_size, grouped, seed=1)[: train_steps + 1]
+    ):
         batch = tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt")
         started = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(**batch).logits, torch.as_tensor(labels[index], dtype=torch.long))
+        loss = torch.nn.functional.cross_entropy(
+            model(**batch).logits, torch.as_tensor(labels[index], dtype=torch.long)
+        )
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -97,7 +113,9 @@ def measure(model, tokenizer, ids: list[list[int]], labels: np.ndarray, *, group
         train["real"] += int(batch["attention_mask"].sum())
         train["processed"] += batch["input_ids"].numel()
     model.eval()  # scoring: length-sorted as cadft.eval.score does, or the seed's random order
-    order = np.argsort([-len(x) for x in ids], kind="stable") if grouped else np.random.default_rng(2).permutation(len(ids))
+    order = (
+        np.argsort([-len(x) for x in ids], kind="stable") if grouped else np.random.default_rng(2).permutation(len(ids))
+    )
     score = {"examples": 0, "real": 0, "processed": 0, "seconds": 0.0}
     with torch.inference_mode():
         for start in range(0, len(order), score_batch):
@@ -129,12 +147,17 @@ def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dic
     from cadft.train.model import build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"backbone={name}", "model=lora", "model.lora.dropout=0.0", "head=verbalizer", "head.system=''"])
+        cfg = compose(
+            "config",
+            overrides=[f"backbone={name}", "model=lora", "model.lora.dropout=0.0", "head=verbalizer", "head.system=''"],
+        )
     cache = os.environ.get("CADFT_CACHE_DIR", str(Path.home() / ".cache" / "cadft"))
     tokenizer = load_tokenizer(cfg.backbone, cache)
     torch.manual_seed(0)
     model = build_model(cfg.model, resolve_backbone(cfg.backbone, cache), tokenizer)
-    n_params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)  # embeddings are lookups, not matmuls
+    n_params = sum(
+        p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n
+    )  # embeddings are lookups, not matmuls
     hidden = model.config.hidden_size
     result = {"backbone": name, "non_embedding_parameters": n_params}
     from cadft.train.head import encode
@@ -144,18 +167,33 @@ def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dic
             ids = encode(texts, tokenizer, cfg.head, 10**6).input_ids
         else:
             ids = tokenizer([prefix + t for t in texts], add_special_tokens=True)["input_ids"]
-        result[label] = measure(model, tokenizer, ids, labels, grouped=grouped, train_steps=args.train_steps,
-                                batch_size=args.batch_size, score_batch=args.score_batch, n_params=n_params)
+        result[label] = measure(
+            model,
+            tokenizer,
+            ids,
+            labels,
+            grouped=grouped,
+            train_steps=args.train_steps,
+            batch_size=args.batch_size,
+            score_batch=args.score_batch,
+            n_params=n_params,
+        )
     rows = args.batch_size * int(result["cadft"]["tokens_per_participant"])
-    result["matmul_gflops"] = {"hidden": matmul_gflops(rows, hidden, hidden),
-                               "mlp": matmul_gflops(rows, hidden, model.config.intermediate_size)}
+    result["matmul_gflops"] = {
+        "hidden": matmul_gflops(rows, hidden, hidden),
+        "mlp": matmul_gflops(rows, hidden, model.config.intermediate_size),
+    }
     reference = max(result["matmul_gflops"].values())
     for label in ("cadft", "seed", "verbalizer"):
         for phase in ("train", "score"):
             result[label][f"{phase}_flops_ratio_to_matmul"] = result[label][f"{phase}_gflops"] / reference
     for phase in ("train", "score"):
-        result[f"{phase}_speedup_examples_per_s"] = result["cadft"][f"{phase}_examples_per_s"] / result["seed"][f"{phase}_examples_per_s"]
-        result[f"{phase}_verbalizer_cost"] = result["cadft"][f"{phase}_examples_per_s"] / result["verbalizer"][f"{phase}_examples_per_s"]
+        result[f"{phase}_speedup_examples_per_s"] = (
+            result["cadft"][f"{phase}_examples_per_s"] / result["seed"][f"{phase}_examples_per_s"]
+        )
+        result[f"{phase}_verbalizer_cost"] = (
+            result["cadft"][f"{phase}_examples_per_s"] / result["verbalizer"][f"{phase}_examples_per_s"]
+        )
     return result
 
 
@@ -172,15 +210,23 @@ def main() -> None:
     results = [bench_backbone(name, texts, labels, args) for name in args.backbones]
     for r in results:
         print(f"\n{r['backbone']}  (matmul {max(r['matmul_gflops'].values()):.0f} GFLOP/s)")
-        print(f"{'':11}{'tok/rec':>8}{'train ex/s':>11}{'train tok/s':>12}{'pad':>7}{'FLOP/mm':>8}{'score ex/s':>11}{'score tok/s':>12}{'pad':>7}{'FLOP/mm':>8}")
+        print(
+            f"{'':11}{'tok/rec':>8}{'train ex/s':>11}{'train tok/s':>12}{'pad':>7}{'FLOP/mm':>8}{'score ex/s':>11}{'score tok/s':>12}{'pad':>7}{'FLOP/mm':>8}"
+        )
         for label in ("cadft", "seed", "verbalizer"):
             m = r[label]
-            print(f"{label:11}{m['tokens_per_participant']:8.0f}{m['train_examples_per_s']:11.2f}{m['train_tokens_per_s']:12.0f}"
-                  f"{m['train_padding']:7.1%}{m['train_flops_ratio_to_matmul']:8.0%}{m['score_examples_per_s']:11.2f}"
-                  f"{m['score_tokens_per_s']:12.0f}{m['score_padding']:7.1%}{m['score_flops_ratio_to_matmul']:8.0%}")
-        print(f"speed-up (examples/s): training {r['train_speedup_examples_per_s']:.2f}x, scoring {r['score_speedup_examples_per_s']:.2f}x")
-        print(f"verbalizer time per record vs cadft's classifier input: training {r['train_verbalizer_cost']:.2f}x, "
-              f"scoring {r['score_verbalizer_cost']:.2f}x")
+            print(
+                f"{label:11}{m['tokens_per_participant']:8.0f}{m['train_examples_per_s']:11.2f}{m['train_tokens_per_s']:12.0f}"
+                f"{m['train_padding']:7.1%}{m['train_flops_ratio_to_matmul']:8.0%}{m['score_examples_per_s']:11.2f}"
+                f"{m['score_tokens_per_s']:12.0f}{m['score_padding']:7.1%}{m['score_flops_ratio_to_matmul']:8.0%}"
+            )
+        print(
+            f"speed-up (examples/s): training {r['train_speedup_examples_per_s']:.2f}x, scoring {r['score_speedup_examples_per_s']:.2f}x"
+        )
+        print(
+            f"verbalizer time per record vs cadft's classifier input: training {r['train_verbalizer_cost']:.2f}x, "
+            f"scoring {r['score_verbalizer_cost']:.2f}x"
+        )
     out = ROOT / "outputs" / "bench" / "throughput" / ("result.json" if not args.features else "result_features.json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{out}")

@@ -37,9 +37,13 @@ HISTORY_MAX_LENGTH = 224  # the demo's 128 tokens hold its nine features, not a 
 def cli(module: str, overrides: list[str], log: Path) -> float:
     started = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run([sys.executable, "-m", module, *overrides], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", module, *overrides], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
     if done.returncode != 0:
-        raise SystemExit(f"verbalizer_table: {module} failed (exit {done.returncode}); its log: {log}\n{log.read_text()[-3000:]}")
+        raise SystemExit(
+            f"verbalizer_table: {module} failed (exit {done.returncode}); its log: {log}\n{log.read_text()[-3000:]}"
+        )
     return time.perf_counter() - started
 
 
@@ -52,41 +56,79 @@ def row(name: str, metrics: dict, risks: pl.DataFrame, reference: pl.DataFrame, 
 
     if not risks["eid"].equals(reference["eid"]):
         raise SystemExit(f"verbalizer_table: {name} scored other test participants than the verbalizer")
-    delta = paired_differences(reference["label"].to_numpy(), reference["risk"].to_numpy(), risks["risk"].to_numpy(),
-                               resamples=int(metrics["bootstrap"]["resamples"]), level=float(metrics["bootstrap"]["level"]),
-                               rng=np.random.default_rng(int(metrics["bootstrap"]["seed"])))
+    delta = paired_differences(
+        reference["label"].to_numpy(),
+        reference["risk"].to_numpy(),
+        risks["risk"].to_numpy(),
+        resamples=int(metrics["bootstrap"]["resamples"]),
+        level=float(metrics["bootstrap"]["level"]),
+        rng=np.random.default_rng(int(metrics["bootstrap"]["seed"])),
+    )
     test = metrics["test"]
-    return {"model": name, "val_auroc": metrics["validation"]["auroc"], "test_auroc": test["auroc"],
-            "test_auroc_ci": [test["ci"]["auroc"]["low"], test["ci"]["auroc"]["high"]], "brier": test["brier"],
-            "oe_ratio": test["oe_ratio"], "slope": test["calibration_slope"], "seconds": seconds,
-            "verbalizer_minus_row": {"auroc": delta["delta_auroc"], "brier": delta["delta_brier"]}}
+    return {
+        "model": name,
+        "val_auroc": metrics["validation"]["auroc"],
+        "test_auroc": test["auroc"],
+        "test_auroc_ci": [test["ci"]["auroc"]["low"], test["ci"]["auroc"]["high"]],
+        "brier": test["brier"],
+        "oe_ratio": test["oe_ratio"],
+        "slope": test["calibration_slope"],
+        "seconds": seconds,
+        "verbalizer_minus_row": {"auroc": delta["delta_auroc"], "brier": delta["delta_brier"]},
+    }
 
 
 def setting(history: str, common: list[str], workdir: Path) -> list[dict]:
     folder = workdir / f"history_{history}"
     folder.mkdir(parents=True, exist_ok=True)
-    overrides = [*common, f"text.history={history}"] + ([f"train.max_length={HISTORY_MAX_LENGTH}"] if history == "on" else [])
-    seconds = {"baselines": cli("cadft.cli.baselines", [*overrides, f"baselines.which=[{','.join(BASELINES)}]",
-                                                         f"hydra.run.dir={folder / 'baselines'}"], folder / "baselines.log")}
+    overrides = [*common, f"text.history={history}"] + (
+        [f"train.max_length={HISTORY_MAX_LENGTH}"] if history == "on" else []
+    )
+    seconds = {
+        "baselines": cli(
+            "cadft.cli.baselines",
+            [*overrides, f"baselines.which=[{','.join(BASELINES)}]", f"hydra.run.dir={folder / 'baselines'}"],
+            folder / "baselines.log",
+        )
+    }
     for head, extra in LANGUAGE_MODELS.items():
-        seconds[head] = cli("cadft.train.run", [*overrides, *extra, "baselines.which=[]", f"hydra.run.dir={folder / head}"], folder / f"{head}.log")
+        seconds[head] = cli(
+            "cadft.train.run",
+            [*overrides, *extra, "baselines.which=[]", f"hydra.run.dir={folder / head}"],
+            folder / f"{head}.log",
+        )
     results = {head: (folder / head / "eval") for head in LANGUAGE_MODELS} | {
-        name: folder / "baselines" / name for name in [*BASELINES, "oracle"]}
+        name: folder / "baselines" / name for name in [*BASELINES, "oracle"]
+    }
     reference = test_risks(results["verbalizer"] / "predictions.jsonl")
-    return [{"history": history, **row(name, json.loads((path / "metrics.json").read_text()), test_risks(path / "predictions.jsonl"),
-                                       reference, round(seconds[name], 1) if name in seconds else None)}
-            for name, path in results.items()]
+    return [
+        {
+            "history": history,
+            **row(
+                name,
+                json.loads((path / "metrics.json").read_text()),
+                test_risks(path / "predictions.jsonl"),
+                reference,
+                round(seconds[name], 1) if name in seconds else None,
+            ),
+        }
+        for name, path in results.items()
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| history | model | val AUROC | test AUROC [95% CI] | Brier | O/E | slope | ΔAUROC verbalizer − row [95% CI] | run s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| history | model | val AUROC | test AUROC [95% CI] | Brier | O/E | slope | ΔAUROC verbalizer − row [95% CI] | run s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         d = r["verbalizer_minus_row"]["auroc"]
         delta = "" if r["model"] == "verbalizer" else f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
         low, high = r["test_auroc_ci"]
-        lines.append(f"| {r['history']} | {r['model']} | {r['val_auroc']:.3f} | {r['test_auroc']:.3f} [{low:.3f}, {high:.3f}] | "
-                     f"{r['brier']:.4f} | {r['oe_ratio']:.2f} | {r['slope']:.2f} | {delta} | {r['seconds'] or ''} |")
+        lines.append(
+            f"| {r['history']} | {r['model']} | {r['val_auroc']:.3f} | {r['test_auroc']:.3f} [{low:.3f}, {high:.3f}] | "
+            f"{r['brier']:.4f} | {r['oe_ratio']:.2f} | {r['slope']:.2f} | {delta} | {r['seconds'] or ''} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -104,11 +146,24 @@ def main() -> None:
     extract = workdir / "ukb_synthetic.csv"
     if not extract.is_file():
         workdir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "cadft.cli.synth", "--n", str(args.n), "--seed", "0", "--out", str(extract)], cwd=ROOT, check=True)
-    common = ["+experiment=demo", f"backbone={args.backbone}", f"data.path={extract}",
-              f"data.oracle_path={extract.with_suffix('.oracle.csv')}", f"paths.output_dir={workdir / 'outputs'}",
-              f"train.max_train_examples={args.records}", f"train.device={args.device}", f"eval.batch_size={args.eval_batch_size}",
-              "train.subsample=stratified", "tracking.enabled=false", "eval.plots=false"]
+        subprocess.run(
+            [sys.executable, "-m", "cadft.cli.synth", "--n", str(args.n), "--seed", "0", "--out", str(extract)],
+            cwd=ROOT,
+            check=True,
+        )
+    common = [
+        "+experiment=demo",
+        f"backbone={args.backbone}",
+        f"data.path={extract}",
+        f"data.oracle_path={extract.with_suffix('.oracle.csv')}",
+        f"paths.output_dir={workdir / 'outputs'}",
+        f"train.max_train_examples={args.records}",
+        f"train.device={args.device}",
+        f"eval.batch_size={args.eval_batch_size}",
+        "train.subsample=stratified",
+        "tracking.enabled=false",
+        "eval.plots=false",
+    ]
     rows: list[dict] = []
     for history in args.history:
         rows += setting(history, common, workdir)

@@ -49,8 +49,11 @@ class StepTimer(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         timed = self.seconds[WARMUP_STEPS:] or self.seconds
-        record = {"step_s": statistics.median(timed), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                  "end_rss_gb": psutil.Process().memory_info().rss / 2**30}
+        record = {
+            "step_s": statistics.median(timed),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "end_rss_gb": psutil.Process().memory_info().rss / 2**30,
+        }
         (self.folder / f"rank{args.process_index}.json").write_text(json.dumps(record))
 
 
@@ -66,10 +69,14 @@ def main() -> None:
         for stage in ("none", "2", "3"):
             rows.append(_run(workdir, extract, backbone, stage, STEPS[backbone]))
             print(_format(rows[-1]), flush=True)
-    print(f"\nLoRA, {RANKS} CPU processes, OMP_NUM_THREADS=1, median step time after {WARMUP_STEPS} warm-up steps; "
-          "RSS at the end of training and peak RSS (GiB)")
-    print(f"{'backbone':<14}{'zero':<6}{'batch/rank':>11}{'steps':>6}{'step ms r0':>12}{'step ms r1':>12}"
-          f"{'end r0':>8}{'end r1':>8}{'peak r0':>9}{'peak r1':>9}{'run s':>7}")
+    print(
+        f"\nLoRA, {RANKS} CPU processes, OMP_NUM_THREADS=1, median step time after {WARMUP_STEPS} warm-up steps; "
+        "RSS at the end of training and peak RSS (GiB)"
+    )
+    print(
+        f"{'backbone':<14}{'zero':<6}{'batch/rank':>11}{'steps':>6}{'step ms r0':>12}{'step ms r1':>12}"
+        f"{'end r0':>8}{'end r1':>8}{'peak r0':>9}{'peak r1':>9}{'run s':>7}"
+    )
     for row in rows:
         print(_format(row))
 
@@ -78,8 +85,11 @@ def _cohort(workdir: Path) -> Path:
     """A small cohort, so the final scoring of validation and test (not timed) stays short for SmolLM2."""
     extract = workdir / "cohort" / "ukb_synthetic.csv"
     if not extract.is_file():
-        subprocess.run([sys.executable, "-m", "cadft.cli.synth", "--n", "1000", "--seed", "0", "--out", str(extract)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "cadft.cli.synth", "--n", "1000", "--seed", "0", "--out", str(extract)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return extract
 
 
@@ -89,27 +99,60 @@ def _run(workdir: Path, extract: Path, backbone: str, stage: str, steps: int) ->
     for old in timings.glob("rank*.json"):
         old.unlink()
     overrides = [
-        f"backbone={backbone}", "model=lora", f"zero={stage}", f"data.path={extract}", f"data.oracle_path={extract.with_suffix('.oracle.csv')}", FEATURES,
-        f"paths.output_dir={workdir / 'runs'}", f"train.batch_size={BATCH[backbone]}", f"train.max_steps={steps}",
-        f"train.eval_steps={steps}", f"train.save_steps={steps}", f"train.logging_steps={steps}", "train.max_length=128",
-        f"train.max_train_examples={steps * BATCH[backbone] * RANKS}", "train.max_eval_examples=32", "eval.bootstrap=10", "eval.plots=false",
+        f"backbone={backbone}",
+        "model=lora",
+        f"zero={stage}",
+        f"data.path={extract}",
+        f"data.oracle_path={extract.with_suffix('.oracle.csv')}",
+        FEATURES,
+        f"paths.output_dir={workdir / 'runs'}",
+        f"train.batch_size={BATCH[backbone]}",
+        f"train.max_steps={steps}",
+        f"train.eval_steps={steps}",
+        f"train.save_steps={steps}",
+        f"train.logging_steps={steps}",
+        "train.max_length=128",
+        f"train.max_train_examples={steps * BATCH[backbone] * RANKS}",
+        "train.max_eval_examples=32",
+        "eval.bootstrap=10",
+        "eval.plots=false",
     ]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent), "CADFT_EXTRA_CALLBACKS": "zero_steps:StepTimer",
-                        TIMINGS_ENV: str(timings), "MLFLOW_DISABLE_TELEMETRY": "true", "TOKENIZERS_PARALLELISM": "false"}
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).parent),
+        "CADFT_EXTRA_CALLBACKS": "zero_steps:StepTimer",
+        TIMINGS_ENV: str(timings),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "-m", "cadft.train.run", *overrides],
-                          capture_output=True, text=True, cwd=ROOT, env=env)
+    done = subprocess.run(
+        [str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "-m", "cadft.train.run", *overrides],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{backbone} zero={stage} failed:\n{(done.stdout + done.stderr)[-4000:]}")
     ranks = [json.loads((timings / f"rank{r}.json").read_text()) for r in range(RANKS)]
-    return {"backbone": backbone, "zero": stage, "batch": BATCH[backbone], "steps": steps, "ranks": ranks, "seconds": seconds}
+    return {
+        "backbone": backbone,
+        "zero": stage,
+        "batch": BATCH[backbone],
+        "steps": steps,
+        "ranks": ranks,
+        "seconds": seconds,
+    }
 
 
 def _format(row: dict) -> str:
     r0, r1 = row["ranks"]
-    return (f"{row['backbone']:<14}{row['zero']:<6}{row['batch']:>11}{row['steps']:>6}{r0['step_s'] * 1000:>12.0f}{r1['step_s'] * 1000:>12.0f}"
-            f"{r0['end_rss_gb']:>8.2f}{r1['end_rss_gb']:>8.2f}{r0['peak_rss_gb']:>9.2f}{r1['peak_rss_gb']:>9.2f}{row['seconds']:>7.0f}")
+    return (
+        f"{row['backbone']:<14}{row['zero']:<6}{row['batch']:>11}{row['steps']:>6}{r0['step_s'] * 1000:>12.0f}{r1['step_s'] * 1000:>12.0f}"
+        f"{r0['end_rss_gb']:>8.2f}{r1['end_rss_gb']:>8.2f}{r0['peak_rss_gb']:>9.2f}{r1['peak_rss_gb']:>9.2f}{row['seconds']:>7.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,17 @@ TEMPLATES_DIR = REPO / "multirun_templates"
 # Training sized for seconds per run on the tiny backbone (a few steps, small subsamples, few bootstrap draws, one baseline).
 TINY_TRAINING = (
     "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
-    "train.max_steps=4", "train.eval_steps=2", "train.save_steps=2", "train.logging_steps=1",
-    "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128",
-    "eval.bootstrap=50", "eval.plots=false",
-    "baselines.which=[logistic]", "tracking.log_model=adapter",  # the full comparison and the pyfunc model: their own tests
+    "train.max_steps=4",
+    "train.eval_steps=2",
+    "train.save_steps=2",
+    "train.logging_steps=1",
+    "train.max_train_examples=64",
+    "train.max_eval_examples=64",
+    "train.max_length=128",
+    "eval.bootstrap=50",
+    "eval.plots=false",
+    "baselines.which=[logistic]",
+    "tracking.log_model=adapter",  # the full comparison and the pyfunc model: their own tests
 )
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -73,8 +80,11 @@ def train_config(make_config, synthetic_cohort, prepared_dir):
 
     def make(*overrides: str):
         return make_config(
-            f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
-            *TINY_TRAINING, *overrides,
+            f"data.path={extract}",
+            f"data.oracle_path={oracle}",
+            f"paths.prepared_dir={prepared_dir}",
+            *TINY_TRAINING,
+            *overrides,
         )
 
     return make
@@ -89,9 +99,19 @@ def tiny_run(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir) -> Pat
     extract, oracle = synthetic_cohort
     root = tmp_path_factory.mktemp("tiny-run")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.output_dir={root / 'outputs'}", f"paths.cache_dir={cache_dir}", "backbone=tiny",
-                                           f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.prepared_dir={prepared_dir}",
-                                           *TINY_TRAINING, "tracking.log_model=pyfunc"])
+        cfg = compose(
+            "config",
+            overrides=[
+                f"paths.output_dir={root / 'outputs'}",
+                f"paths.cache_dir={cache_dir}",
+                "backbone=tiny",
+                f"data.path={extract}",
+                f"data.oracle_path={oracle}",
+                f"paths.prepared_dir={prepared_dir}",
+                *TINY_TRAINING,
+                "tracking.log_model=pyfunc",
+            ],
+        )
     run_training(cfg, root / "run")
     return root / "run"
 
@@ -109,9 +129,22 @@ def run_sweep(synthetic_cohort):
     extract, oracle = synthetic_cohort
 
     def run(out_dir: Path, template: str, *overrides: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "cadft.train.run", "-m", "--config-dir", str(TEMPLATES_DIR), "--config-name", template,
-                   "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}", f"paths.output_dir={out_dir}",
-                   *TINY_TRAINING, *overrides]
+        command = [
+            sys.executable,
+            "-m",
+            "cadft.train.run",
+            "-m",
+            "--config-dir",
+            str(TEMPLATES_DIR),
+            "--config-name",
+            template,
+            "backbone=tiny",
+            f"data.path={extract}",
+            f"data.oracle_path={oracle}",
+            f"paths.output_dir={out_dir}",
+            *TINY_TRAINING,
+            *overrides,
+        ]
         done = subprocess.run(command, capture_output=True, text=True, cwd=out_dir.parent, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return done
@@ -125,5 +158,7 @@ def tiny_sweep(run_sweep, tmp_path_factory) -> tuple[Path, subprocess.CompletedP
     (imbalance.positive_fraction=2 composes, and the job refuses it when it starts)."""
     out_dir = tmp_path_factory.mktemp("tiny_sweep") / "outputs"
     out_dir.mkdir()
-    done = run_sweep(out_dir, "sweep_strategies", "model=lora", "imbalance=oversample", "imbalance.positive_fraction=0.5,2")
+    done = run_sweep(
+        out_dir, "sweep_strategies", "model=lora", "imbalance=oversample", "imbalance.positive_fraction=0.5,2"
+    )
     return out_dir, done

@@ -23,10 +23,38 @@ WIDTH = {41270: 6, 41280: 6, 41271: 3, 41281: 3, 41272: 4, 41282: 4}  # narrow, 
 def base_person(eid: int, *, sex: int = 1, baseline: str = "2008-06-15", age: int = 60) -> dict:
     """A participant with the features cadft's default config reads, and no outcome codes; assessed in Leeds (England)."""
     return {
-        "eid": eid, 31: sex, 34: 2008 - age, 53: baseline, 54: 11010, 21022: age, 21003: age, 21000: 1001, 22189: -1.5,
-        21001: 27.1, 48: 94, 4080: [141, 137], 4079: [84, 82], 20116: 0, 20161: None, 1558: 3, 22032: 1,
-        30690: 5.6, 30760: 1.3, 30780: 3.5, 30870: 1.6, 30750: 35.2, 30740: 5.1, 30710: 1.2, 30790: 20.0,
-        30720: 0.9, 2443: 0, 6153 if sex == 0 else 6177: [-7], 6150: [-7], 20107: [-17], 20110: [-17], 20111: [-17],
+        "eid": eid,
+        31: sex,
+        34: 2008 - age,
+        53: baseline,
+        54: 11010,
+        21022: age,
+        21003: age,
+        21000: 1001,
+        22189: -1.5,
+        21001: 27.1,
+        48: 94,
+        4080: [141, 137],
+        4079: [84, 82],
+        20116: 0,
+        20161: None,
+        1558: 3,
+        22032: 1,
+        30690: 5.6,
+        30760: 1.3,
+        30780: 3.5,
+        30870: 1.6,
+        30750: 35.2,
+        30740: 5.1,
+        30710: 1.2,
+        30790: 20.0,
+        30720: 0.9,
+        2443: 0,
+        6153 if sex == 0 else 6177: [-7],
+        6150: [-7],
+        20107: [-17],
+        20110: [-17],
+        20111: [-17],
     }
 
 
@@ -71,12 +99,17 @@ def write_showcase(path: Path, people: list[dict], *, tab: bool = False) -> Path
             row = [p["eid"]]
             for f in fields:
                 values = slots.get(f, [p.get(f)])
-                row += [_plain(values[a]) if a < len(values) and values[a] is not None else missing for a in range(widths[f])]
+                row += [
+                    _plain(values[a]) if a < len(values) and values[a] is not None else missing
+                    for a in range(widths[f])
+                ]
             writer.writerow(row)
     return path
 
 
-def write_rap(path: Path, people: list[dict], *, replace: bool = False, cell: str = "json", prefix: bool = False) -> Path:
+def write_rap(
+    path: Path, people: list[dict], *, replace: bool = False, cell: str = "json", prefix: bool = False
+) -> Path:
     registry = load_registry()
     fields = _fields(people)
     columns: dict[str, list] = {"participant.eid" if prefix else "eid": [p["eid"] for p in people]}

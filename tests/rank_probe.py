@@ -32,12 +32,18 @@ class RankProbe(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, processing_class=None, train_dataloader=None, **kwargs):
         dataset = train_dataloader.dataset
-        batch = DataCollatorWithPadding(processing_class)([{"input_ids": dataset.input_ids[i]} for i in range(LOGIT_EXAMPLES)])
+        batch = DataCollatorWithPadding(processing_class)(
+            [{"input_ids": dataset.input_ids[i]} for i in range(LOGIT_EXAMPLES)]
+        )
         was_training = model.training
         model.eval()
         with torch.no_grad():
             logits = model(**batch.to(args.device)).logits.float().cpu()
         model.train(was_training)
         if args.process_index == 0:
-            record = {"input_ids": batch["input_ids"].tolist(), "attention_mask": batch["attention_mask"].tolist(), "logits": logits.tolist()}
+            record = {
+                "input_ids": batch["input_ids"].tolist(),
+                "attention_mask": batch["attention_mask"].tolist(),
+                "logits": logits.tolist(),
+            }
             (self.folder / "logits.json").write_text(json.dumps(record))

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from cadft.errors import CadftError
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf.errors import MissingMandatoryValue
 from transformers import LlamaForCausalLM
 
+from cadft.errors import CadftError
 from cadft.train import backbone
 from cadft.train.backbone import load_tokenizer, resolve_backbone
 

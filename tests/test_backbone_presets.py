@@ -7,13 +7,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.config.schema import validate
+from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.train.head import encode
 from cadft.train.model import build_model
 
 ARCHITECTURE = {"llama3_8b": "llama", "mistral_7b": "mistral", "qwen2_5_7b": "qwen2", "qwen2_5_1_5b": "qwen2"}
-RECORDS = ["The age at recruitment is 63 years. The sex is Female.", "The age at recruitment is 41 years. The sex is Male."]
+RECORDS = [
+    "The age at recruitment is 63 years. The sex is Female.",
+    "The age at recruitment is 41 years. The sex is Male.",
+]
 
 
 @pytest.mark.parametrize("preset", sorted(ARCHITECTURE))
@@ -28,7 +31,10 @@ def test_a_preset_trains_a_step_with_every_strategy_on_a_tiny_model_of_its_archi
             preset_cfg = OmegaConf.load(f"conf/backbone/{preset}.yaml")
             defaults = preset_cfg.strategies[strategy]
             assert (cfg.train.batch_size, cfg.train.gradient_accumulation_steps, cfg.model.gradient_checkpointing) == (
-                defaults.batch_size, defaults.gradient_accumulation_steps, defaults.gradient_checkpointing)
+                defaults.batch_size,
+                defaults.gradient_accumulation_steps,
+                defaults.gradient_checkpointing,
+            )
             assert cfg.train.max_length == preset_cfg.max_length
             if strategy != "full":
                 assert list(cfg.model.lora.target_modules) == list(preset_cfg.lora_target_modules)
@@ -39,7 +45,9 @@ def _one_step(cfg, folder: str) -> None:
     torch.manual_seed(0)
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     model = build_model(cfg.model, folder, tokenizer, head_cfg=cfg.head).train()
-    batch = tokenizer.pad({"input_ids": encode(RECORDS, tokenizer, cfg.head, int(cfg.train.max_length)).input_ids}, return_tensors="pt")
+    batch = tokenizer.pad(
+        {"input_ids": encode(RECORDS, tokenizer, cfg.head, int(cfg.train.max_length)).input_ids}, return_tensors="pt"
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in trainable]
     loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), torch.tensor([1, 0]))

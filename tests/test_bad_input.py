@@ -14,57 +14,128 @@ TIME_LIMIT_S = 15
 OUT = "OUT"  # replaced by the test's output dir, which must stay absent
 
 TRAIN_CASES = [
-    (["eval.threshold=youdn"], "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)"),
+    (
+        ["eval.threshold=youdn"],
+        "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)",
+    ),
     (["model.lora.r=-4"], "model.lora.r=-4: expected an integer >= 1"),
     (["+data.featurs=1"], "data.featurs: unknown key; did you mean data.features?"),
     (["model=lora", "model=full"], "model=lora model=full: the group model is given more than once; choose one option"),
     (["model=qlor"], "model=qlor: no such option of model; allowed: full, lora, qlora (did you mean qlora?)"),
     (["train.batch_size=0"], "train.batch_size=0: expected an integer >= 1"),
-    (["imbalance=oversample", "imbalance.positive_fraction=2"], "imbalance.positive_fraction=2: expected a number in (0, 1) or null"),
+    (
+        ["imbalance=oversample", "imbalance.positive_fraction=2"],
+        "imbalance.positive_fraction=2: expected a number in (0, 1) or null",
+    ),
     (["data=ukb"], "data.path=???: a value is required (text); give data.path=..."),
-    (["train.batch_size=[1"], "train.batch_size=[1: not a valid override (no viable alternative at input '[1'); "
-     "see https://hydra.cc/docs/advanced/override_grammar/basic/"),
-    (["zero=2", "zero.offload_optimizer=cpu", "model.optim=sgd"], "zero.offload_optimizer=cpu runs DeepSpeed's CPU AdamW in place of "
-     "model.optim=sgd: use an AdamW optimizer (adamw_torch) or zero.offload_optimizer=none"),
-    (["-m", "model=lora,qlor"], "model=qlor: no such option of model; allowed: full, lora, qlora (did you mean qlora?)"),
+    (
+        ["train.batch_size=[1"],
+        "train.batch_size=[1: not a valid override (no viable alternative at input '[1'); "
+        "see https://hydra.cc/docs/advanced/override_grammar/basic/",
+    ),
+    (
+        ["zero=2", "zero.offload_optimizer=cpu", "model.optim=sgd"],
+        "zero.offload_optimizer=cpu runs DeepSpeed's CPU AdamW in place of "
+        "model.optim=sgd: use an AdamW optimizer (adamw_torch) or zero.offload_optimizer=none",
+    ),
+    (
+        ["-m", "model=lora,qlor"],
+        "model=qlor: no such option of model; allowed: full, lora, qlora (did you mean qlora?)",
+    ),
 ]
 CASES = [
     *[("cadft.train.run", [*args, f"paths.output_dir={OUT}"], "cadft-train", message) for args, message in TRAIN_CASES],
-    ("cadft.train.run", ["data.path=no_such_extract.csv", f"paths.output_dir={OUT}"], "cadft-train", "data.path=no_such_extract.csv: no such file"),
-    ("cadft.data.prepare", ["data.format=csv", f"paths.output_dir={OUT}"], "cadft-prepare",
-     "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json"),
-    ("cadft.data.prepare", ["task=hard_cad", "task.censor_dates.Wales=soon", f"paths.output_dir={OUT}"], "cadft-prepare",
-     "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31"),
-    *[(module, ["task=hard_cad_prevalent", f"paths.output_dir={OUT}"], prog,
-       "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of the prevalent outcome of "
-       "task hard_cad_prevalent (people with the disease are treated for it): remove them (~data.features.cholesterol_medication "
-       "~data.features.bp_medication) or set data.allow_treatment_features=true")
-      for module, prog in (("cadft.data.prepare", "cadft-prepare"), ("cadft.train.run", "cadft-train"))],
-    ("cadft.data.prepare", ["data.split.by=country", "data.split.test_groups=[Wales,Ireland]", f"paths.output_dir={OUT}"], "cadft-prepare",
-     "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales"),
-    ("cadft.cli.baselines", ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"], "cadft-baselines",
-     "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, lightgbm_all, pce, "
-     "pce_recalibrated, age, zero_shot (pcee: did you mean pce?)"),
-    ("cadft.cli.baselines", ["eval.decision_curve=[0.3,0.1,0.01]", f"paths.output_dir={OUT}"], "cadft-baselines",
-     "eval.decision_curve=[0.3, 0.1, 0.01]: expected [low, high, step] with 0 < low < high < 1 and step > 0"),
-    ("cadft.cli.eval", ["no_such_run", "eval.threshold=youdn", "--out", OUT], "cadft-eval",
-     "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)"),
-    ("cadft.cli.eval", ["no_such_run", "eval.thresold=max_f1", "--out", OUT], "cadft-eval",
-     "eval.thresold: unknown key; did you mean eval.threshold?"),
-    ("cadft.cli.eval", ["no_such_run", "--out", OUT, "--device"], "cadft-eval", "argument --device: expected one argument (see cadft-eval --help)"),
-    ("cadft.tracking.leaderboard", ["not-a-run-id", "--out", OUT], "cadft-compare",
-     "PARENT_RUN_ID=not-a-run-id: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)"),
-    ("cadft.tracking.leaderboard", ["--tracking-uri", f"sqlite:///{OUT}/mlflow.db", "--out", OUT], "cadft-compare",
-     f"--tracking-uri sqlite:///{OUT}/mlflow.db: no MLflow store at {OUT}/mlflow.db (cadft-train creates it; pass the store a run logged to)"),
+    (
+        "cadft.train.run",
+        ["data.path=no_such_extract.csv", f"paths.output_dir={OUT}"],
+        "cadft-train",
+        "data.path=no_such_extract.csv: no such file",
+    ),
+    (
+        "cadft.data.prepare",
+        ["data.format=csv", f"paths.output_dir={OUT}"],
+        "cadft-prepare",
+        "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json",
+    ),
+    (
+        "cadft.data.prepare",
+        ["task=hard_cad", "task.censor_dates.Wales=soon", f"paths.output_dir={OUT}"],
+        "cadft-prepare",
+        "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31",
+    ),
+    *[
+        (
+            module,
+            ["task=hard_cad_prevalent", f"paths.output_dir={OUT}"],
+            prog,
+            "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of the prevalent outcome of "
+            "task hard_cad_prevalent (people with the disease are treated for it): remove them (~data.features.cholesterol_medication "
+            "~data.features.bp_medication) or set data.allow_treatment_features=true",
+        )
+        for module, prog in (("cadft.data.prepare", "cadft-prepare"), ("cadft.train.run", "cadft-train"))
+    ],
+    (
+        "cadft.data.prepare",
+        ["data.split.by=country", "data.split.test_groups=[Wales,Ireland]", f"paths.output_dir={OUT}"],
+        "cadft-prepare",
+        "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales",
+    ),
+    (
+        "cadft.cli.baselines",
+        ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"],
+        "cadft-baselines",
+        "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, lightgbm_all, pce, "
+        "pce_recalibrated, age, zero_shot (pcee: did you mean pce?)",
+    ),
+    (
+        "cadft.cli.baselines",
+        ["eval.decision_curve=[0.3,0.1,0.01]", f"paths.output_dir={OUT}"],
+        "cadft-baselines",
+        "eval.decision_curve=[0.3, 0.1, 0.01]: expected [low, high, step] with 0 < low < high < 1 and step > 0",
+    ),
+    (
+        "cadft.cli.eval",
+        ["no_such_run", "eval.threshold=youdn", "--out", OUT],
+        "cadft-eval",
+        "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)",
+    ),
+    (
+        "cadft.cli.eval",
+        ["no_such_run", "eval.thresold=max_f1", "--out", OUT],
+        "cadft-eval",
+        "eval.thresold: unknown key; did you mean eval.threshold?",
+    ),
+    (
+        "cadft.cli.eval",
+        ["no_such_run", "--out", OUT, "--device"],
+        "cadft-eval",
+        "argument --device: expected one argument (see cadft-eval --help)",
+    ),
+    (
+        "cadft.tracking.leaderboard",
+        ["not-a-run-id", "--out", OUT],
+        "cadft-compare",
+        "PARENT_RUN_ID=not-a-run-id: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)",
+    ),
+    (
+        "cadft.tracking.leaderboard",
+        ["--tracking-uri", f"sqlite:///{OUT}/mlflow.db", "--out", OUT],
+        "cadft-compare",
+        f"--tracking-uri sqlite:///{OUT}/mlflow.db: no MLflow store at {OUT}/mlflow.db (cadft-train creates it; pass the store a run logged to)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("module", "args", "prog", "message"), CASES, ids=[f"{c[0]}:{' '.join(c[1][:3])}" for c in CASES])
+@pytest.mark.parametrize(
+    ("module", "args", "prog", "message"), CASES, ids=[f"{c[0]}:{' '.join(c[1][:3])}" for c in CASES]
+)
 def test_a_config_mistake_stops_up_front_with_one_line(tmp_path, module, args, prog, message):
     out = tmp_path / "outputs"
     args = [arg.replace(OUT, str(out)) for arg in args]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     seconds = time.perf_counter() - started
     print(f"{seconds:5.1f} s  {prog} {' '.join(args)}")
     assert done.returncode == 2, done.stderr[-3000:]

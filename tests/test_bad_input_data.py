@@ -66,7 +66,9 @@ def truncated_tab(tmp_path: Path) -> tuple[list[str], str]:
 
 
 def truncated_rap(tmp_path: Path) -> tuple[list[str], str]:
-    path, line = _cut_off(write_rap(tmp_path / "cohort.csv", _cohort(), replace=True), after=b",2008-0")  # an unquoted date
+    path, line = _cut_off(
+        write_rap(tmp_path / "cohort.csv", _cohort(), replace=True), after=b",2008-0"
+    )  # an unquoted date
     width = _header_width(path, ",")
     return [f"data.path={path}"], (
         rf"{re.escape(str(path))}: line {line} \(the last\) has \d+ fields, expected {width} as in the header: "
@@ -89,7 +91,10 @@ def long_row(tmp_path: Path) -> tuple[list[str], str]:
 def duplicated_column(tmp_path: Path) -> tuple[list[str], str]:
     path = write_showcase(tmp_path / "cohort.csv", _cohort())
     path.write_text(path.read_text().replace('"21001-0.0"', '"48-0.0"', 1))
-    return [f"data.path={path}"], rf"{re.escape(str(path))}: column '48-0.0' appears 2 times in the header \(columns \[\d+, \d+\]\); each column name must be unique"
+    return (
+        [f"data.path={path}"],
+        rf"{re.escape(str(path))}: column '48-0.0' appears 2 times in the header \(columns \[\d+, \d+\]\); each column name must be unique",
+    )
 
 
 def output_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
@@ -97,7 +102,10 @@ def output_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     path = write_showcase(tmp_path / "cohort.csv", _cohort())
-    return [f"data.path={path}", f"paths.output_dir={blocker}/out"], rf"paths.output_dir {re.escape(str(blocker))}/out is not writable \(Not a directory\)"
+    return [
+        f"data.path={path}",
+        f"paths.output_dir={blocker}/out",
+    ], rf"paths.output_dir {re.escape(str(blocker))}/out is not writable \(Not a directory\)"
 
 
 def sweep_output_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
@@ -117,7 +125,10 @@ def prepared_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
 
 def withdrawals_missing(tmp_path: Path) -> tuple[list[str], str]:
     path = write_showcase(tmp_path / "cohort.csv", _cohort())
-    return [f"data.path={path}", f"data.withdrawals={tmp_path / 'w.csv'}"], rf"data.withdrawals={re.escape(str(tmp_path / 'w.csv'))}: no such file"
+    return [
+        f"data.path={path}",
+        f"data.withdrawals={tmp_path / 'w.csv'}",
+    ], rf"data.withdrawals={re.escape(str(tmp_path / 'w.csv'))}: no such file"
 
 
 def withdrawals_not_an_eid(tmp_path: Path) -> tuple[list[str], str]:
@@ -125,7 +136,8 @@ def withdrawals_not_an_eid(tmp_path: Path) -> tuple[list[str], str]:
     withdrawals = tmp_path / "w.csv"
     withdrawals.write_text("1000001\n\n1000002 x\n")
     return [f"data.path={path}", f"data.withdrawals={withdrawals}"], (
-        rf"data.withdrawals={re.escape(str(withdrawals))}: line 3: '1000002 x' is not an eid; the file has one integer eid a line")
+        rf"data.withdrawals={re.escape(str(withdrawals))}: line 3: '1000002 x' is not an eid; the file has one integer eid a line"
+    )
 
 
 def absent_test_group(tmp_path: Path) -> tuple[list[str], str]:
@@ -134,12 +146,21 @@ def absent_test_group(tmp_path: Path) -> tuple[list[str], str]:
         person[54] = 11009
     path = write_showcase(tmp_path / "cohort.csv", people)
     return [f"data.path={path}", "data.split.by=country", "data.split.test_groups=[Wales]"], (
-        r"data.split.test_groups: \['Wales'\] have no participants in the cohort; countries present: England \(\d+\)")
+        r"data.split.test_groups: \['Wales'\] have no participants in the cohort; countries present: England \(\d+\)"
+    )
 
 
 REFUSED = [
-    withdrawals_missing, withdrawals_not_an_eid, absent_test_group,
-    truncated_showcase, truncated_tab, truncated_rap, long_row, duplicated_column, output_dir_unwritable, sweep_output_dir_unwritable,
+    withdrawals_missing,
+    withdrawals_not_an_eid,
+    absent_test_group,
+    truncated_showcase,
+    truncated_tab,
+    truncated_rap,
+    long_row,
+    duplicated_column,
+    output_dir_unwritable,
+    sweep_output_dir_unwritable,
     prepared_dir_unwritable,
 ]
 
@@ -153,7 +174,11 @@ def test_refused_with_one_line_and_nothing_left(tmp_path, case):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert re.fullmatch(f"cadft-prepare: error: {message}", lines[0]), lines[0]
-    assert not list(tmp_path.rglob("prepared")) and not list(tmp_path.rglob(".staging-*")) and not list(tmp_path.rglob("*.parquet"))
+    assert (
+        not list(tmp_path.rglob("prepared"))
+        and not list(tmp_path.rglob(".staging-*"))
+        and not list(tmp_path.rglob("*.parquet"))
+    )
 
 
 def _prepared_table(done: subprocess.CompletedProcess) -> Path:
@@ -169,13 +194,22 @@ def test_nan_and_special_answers_are_stated_never_numbers(tmp_path):
     done = _run(tmp_path, f"data.path={path}", "text.missing=state", "text.special=state")
     table = pl.read_parquet(_prepared_table(done))
     text = table.filter(eid=person["eid"])["text"].item()
-    for sentence in ("The body mass index (BMI) is Prefer not to answer.", "The pack years of smoking is Do not know.",
-                     "The systolic blood pressure is Prefer not to answer.", "The cholesterol is not recorded.",
-                     "The HDL cholesterol is not recorded."):
+    for sentence in (
+        "The body mass index (BMI) is Prefer not to answer.",
+        "The pack years of smoking is Do not know.",
+        "The systolic blood pressure is Prefer not to answer.",
+        "The cholesterol is not recorded.",
+        "The HDL cholesterol is not recorded.",
+    ):
         assert sentence in text
     for record in table["text"]:
         assert not re.search(r"nan|NaN|inf|-[13](?![\d.])", record), record
-    assert table.filter(eid=person["eid"]).select("bmi", "pack_years", "cholesterol", "systolic_bp").row(0) == (None, None, None, None)
+    assert table.filter(eid=person["eid"]).select("bmi", "pack_years", "cholesterol", "systolic_bp").row(0) == (
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def test_damaged_cache_entry_is_rebuilt(tmp_path):
@@ -183,10 +217,13 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
     table_path = _prepared_table(_run(tmp_path, f"data.path={path}"))
     expected = pl.read_parquet(table_path)
     raw = bytearray(table_path.read_bytes())
-    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\xff" * 64
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = b"\xff" * 64
     table_path.write_bytes(bytes(raw))
     done = _run(tmp_path, f"data.path={path}")
     assert _prepared_table(done) == table_path
-    assert f"prepared data in {table_path.parent} is damaged (data.parquet does not match its size and SHA-256 in manifest.json)" in done.stdout
+    assert (
+        f"prepared data in {table_path.parent} is damaged (data.parquet does not match its size and SHA-256 in manifest.json)"
+        in done.stdout
+    )
     assert pl.read_parquet(table_path).equals(expected)
     assert [p.name for p in table_path.parent.parent.iterdir()] == [table_path.parent.name]

@@ -15,10 +15,25 @@ def test_baselines_cli(synthetic_cohort, prepared_dir, tmp_path):
     extract, oracle = synthetic_cohort
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "cadft.cli.baselines", "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}",
-         f"paths.output_dir={out}", f"paths.prepared_dir={prepared_dir}", "eval.bootstrap=50", "eval.plots=false",
-         "text.features=[age,sex,cholesterol,hdl,smoking]", "train.max_train_examples=300", "train.subsample=all_cases"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "cadft.cli.baselines",
+            "backbone=tiny",
+            f"data.path={extract}",
+            f"data.oracle_path={oracle}",
+            f"paths.output_dir={out}",
+            f"paths.prepared_dir={prepared_dir}",
+            "eval.bootstrap=50",
+            "eval.plots=false",
+            "text.features=[age,sex,cholesterol,hdl,smoking]",
+            "train.max_train_examples=300",
+            "train.subsample=all_cases",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert all(name in done.stdout for name in (*BASELINES, "oracle")) and "val AUROC" in done.stdout
@@ -28,7 +43,10 @@ def test_baselines_cli(synthetic_cohort, prepared_dir, tmp_path):
     # equal terms: the training run's text features and its 300 case-enriched training records
     assert metrics["logistic"]["baseline"]["features"] == ["age", "sex", "cholesterol", "hdl", "smoking"]
     assert metrics["logistic"]["baseline"]["train_records"] == metrics["lightgbm"]["baseline"]["train_records"] == 300
-    assert metrics["logistic_all"]["baseline"]["train_records"] > 1000 and len(metrics["logistic_all"]["baseline"]["features"]) > 20
+    assert (
+        metrics["logistic_all"]["baseline"]["train_records"] > 1000
+        and len(metrics["logistic_all"]["baseline"]["features"]) > 20
+    )
     for name in ("logistic", "lightgbm"):  # recalibrated on validation: the mean risk is near the observed rate
         assert 0.5 < metrics[name]["test"]["oe_ratio"] < 2, name
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")

@@ -82,11 +82,21 @@ def test_runs_are_ranked_on_validation_never_on_test(tmp_path, capsys):
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     experiment = client.create_experiment("ranking", artifact_location=(tmp_path / "artifacts").as_uri())
-    scores = {"best_on_validation": (0.74, 0.70), "best_on_test": (0.71, 0.80), "worst": (0.60, 0.65)}  # (validation, test) AUROC
+    scores = {
+        "best_on_validation": (0.74, 0.70),
+        "best_on_test": (0.71, 0.80),
+        "worst": (0.60, 0.65),
+    }  # (validation, test) AUROC
     for name, (validation, test) in scores.items():
         run = client.create_run(experiment, run_name=name, tags={"strategy": name, "kind": "llm"})
-        for key, value in {"validation/auroc": validation, "test/auroc": test, "test/auroc_ci_low": test - 0.05,
-                           "test/auroc_ci_high": test + 0.05, "test/brier": 0.04, "test/oe_ratio": 1.0}.items():
+        for key, value in {
+            "validation/auroc": validation,
+            "test/auroc": test,
+            "test/auroc_ci_low": test - 0.05,
+            "test/auroc_ci_high": test + 0.05,
+            "test/brier": 0.04,
+            "test/oe_ratio": 1.0,
+        }.items():
             client.log_metric(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id, "FINISHED")
     main(["--experiment", "ranking", "--tracking-uri", uri, "--out", str(tmp_path / "board"), "--html"])

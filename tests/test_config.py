@@ -14,16 +14,23 @@ from cadft.config.schema import check_overrides, validate
 from cadft.errors import CadftError
 from tests.conftest import CONF_DIR, TEMPLATES_DIR
 
-APPS = ("config", "prepare", "baselines_cli")  # the configs of cadft-train (and cadft-eval's runs), -prepare, -baselines
+APPS = (
+    "config",
+    "prepare",
+    "baselines_cli",
+)  # the configs of cadft-train (and cadft-eval's runs), -prepare, -baselines
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 TEMPLATES = sorted(path.stem for path in TEMPLATES_DIR.glob("*.yaml"))
 # Options that leave a value to the command line (`???`).
-REQUIRED = {("data", "ukb"): ["data.path=/data/ukb.csv"], ("data", "seed_json"): ["data.path=/data/records.jsonl"],
-            ("backbone", "hf"): ["backbone.path=HuggingFaceTB/SmolLM2-360M"],
-            # a prevalent outcome refuses treatment features (proxies of the label): the shipped feature set has two
-            ("task", "hard_cad_prevalent"): ["~data.features.cholesterol_medication", "~data.features.bp_medication"]}
+REQUIRED = {
+    ("data", "ukb"): ["data.path=/data/ukb.csv"],
+    ("data", "seed_json"): ["data.path=/data/records.jsonl"],
+    ("backbone", "hf"): ["backbone.path=HuggingFaceTB/SmolLM2-360M"],
+    # a prevalent outcome refuses treatment features (proxies of the label): the shipped feature set has two
+    ("task", "hard_cad_prevalent"): ["~data.features.cholesterol_medication", "~data.features.bp_medication"],
+}
 
 
 def _compose(*overrides: str, config_name: str = "config"):
@@ -34,7 +41,9 @@ def _compose(*overrides: str, config_name: str = "config"):
 def _compose_template(template: str, overrides: list[str]):
     # As `--config-dir multirun_templates --config-name TEMPLATE`: conf/ is on the search path.
     with initialize_config_dir(config_dir=str(TEMPLATES_DIR), version_base="1.3"):
-        return compose(template, overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", *overrides], return_hydra_config=True)
+        return compose(
+            template, overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", *overrides], return_hydra_config=True
+        )
 
 
 def _jobs(cfg) -> list[list[str]]:
@@ -43,7 +52,20 @@ def _jobs(cfg) -> list[list[str]]:
 
 
 def test_the_groups_are_all_covered():
-    assert set(GROUPS) == {"data", "task", "text", "backbone", "head", "model", "imbalance", "zero", "train", "eval", "baselines", "tracking"}
+    assert set(GROUPS) == {
+        "data",
+        "task",
+        "text",
+        "backbone",
+        "head",
+        "model",
+        "imbalance",
+        "zero",
+        "train",
+        "eval",
+        "baselines",
+        "tracking",
+    }
     assert len(OPTIONS) >= 32 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 7
 
 
@@ -68,7 +90,11 @@ def test_every_template_and_each_of_its_jobs_passes(template):
     for job in jobs:
         validate(_compose_template(template, job))
     # The command-line check composes each job too, also with the SLURM launcher.
-    check_command_line("cadft-train", "config", ["-m", "--config-dir", str(TEMPLATES_DIR), "--config-name", template, "hydra/launcher=slurm"])
+    check_command_line(
+        "cadft-train",
+        "config",
+        ["-m", "--config-dir", str(TEMPLATES_DIR), "--config-name", template, "hydra/launcher=slurm"],
+    )
 
 
 def test_the_slurm_launcher_passes():
@@ -80,43 +106,77 @@ def test_the_slurm_launcher_passes():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["eval.threshold=youdn"], "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)"),
+        (
+            ["eval.threshold=youdn"],
+            "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)",
+        ),
         (["model.lora.r=-4"], "model.lora.r=-4: expected an integer >= 1"),
         (["+data.featurs=1"], "data.featurs: unknown key; did you mean data.features?"),
         (["train.batch_size=0"], "train.batch_size=0: expected an integer >= 1"),
-        (["imbalance=oversample", "imbalance.positive_fraction=2"], "imbalance.positive_fraction=2: expected a number in (0, 1) or null"),
+        (
+            ["imbalance=oversample", "imbalance.positive_fraction=2"],
+            "imbalance.positive_fraction=2: expected a number in (0, 1) or null",
+        ),
         (["data=ukb"], "data.path=???: a value is required (text); give data.path=..."),
         (["backbone=hf"], "backbone.path=???: a value is required (text); give backbone.path=..."),
-        (["+eval.temperature_scaling=true"], "eval.temperature_scaling: unknown key; eval has: batch_size, recalibration, threshold, "
-         "target_sensitivity, fixed_threshold, on_no_validation_cases, risk_thresholds, decision_curve, bootstrap, ci_level, "
-         "calibration_bins, min_subgroup_cases, age_bands, plots"),
+        (
+            ["+eval.temperature_scaling=true"],
+            "eval.temperature_scaling: unknown key; eval has: batch_size, recalibration, threshold, "
+            "target_sensitivity, fixed_threshold, on_no_validation_cases, risk_thresholds, decision_curve, bootstrap, ci_level, "
+            "calibration_bins, min_subgroup_cases, age_bands, plots",
+        ),
         (["+tracking.urii=x"], "tracking.urii: unknown key; did you mean tracking.uri?"),
         (["~eval.plots"], "eval.plots: missing; expected true or false"),
         (["seed=abc"], "seed=abc: expected an integer"),
         # imbalance
-        (["imbalance=oversample", "imbalance.positive_fraction=null"],
-         "imbalance.positive_fraction=null: imbalance=oversample needs a number in (0, 1), e.g. 0.25"),
-        (["imbalance.class_weights=null"], "imbalance.class_weights=null: imbalance=weighted needs inverse_frequency or [w_control, w_case]"),
-        (["imbalance.class_weights=[1.0]"], "imbalance.class_weights=[1.0]: expected inverse_frequency, [w_control, w_case] (two numbers > 0) or null"),
+        (
+            ["imbalance=oversample", "imbalance.positive_fraction=null"],
+            "imbalance.positive_fraction=null: imbalance=oversample needs a number in (0, 1), e.g. 0.25",
+        ),
+        (
+            ["imbalance.class_weights=null"],
+            "imbalance.class_weights=null: imbalance=weighted needs inverse_frequency or [w_control, w_case]",
+        ),
+        (
+            ["imbalance.class_weights=[1.0]"],
+            "imbalance.class_weights=[1.0]: expected inverse_frequency, [w_control, w_case] (two numbers > 0) or null",
+        ),
         (["imbalance.method=smote"], "imbalance.method=smote: expected one of weighted, oversample, none"),
         # model
-        (["model=qlora", "model.name=lora"], "model.quantization must be null for model.name=lora (model=lora sets it)"),
+        (
+            ["model=qlora", "model.name=lora"],
+            "model.quantization must be null for model.name=lora (model=lora sets it)",
+        ),
         (["model=full", "model.name=lora"], "model.lora must be set for model.name=lora (model=lora sets it)"),
         (["model.name=adapter"], "model.name=adapter: expected one of lora, qlora, full"),
         (["model.dtype=fp8"], "model.dtype=fp8: expected one of auto, bf16, fp16, fp32"),
-        (["model=qlora", "model.quantization.quant_type=int3"], "model.quantization.quant_type=int3: expected one of nf4, fp4"),
-        (["model.lora.target_modules=[]"], "model.lora.target_modules=[]: expected all-linear or a list of texts, not empty"),
+        (
+            ["model=qlora", "model.quantization.quant_type=int3"],
+            "model.quantization.quant_type=int3: expected one of nf4, fp4",
+        ),
+        (
+            ["model.lora.target_modules=[]"],
+            "model.lora.target_modules=[]: expected all-linear or a list of texts, not empty",
+        ),
         (["model.lora.dropout=1"], "model.lora.dropout=1: expected a number in [0, 1)"),
         # zero
         (["zero='2'", "+zero.offload_param=cpu"], "zero.offload_param: only for zero.stage=3, not zero.stage=2"),
         (["zero='2'", "zero.offload_optimizer=nvme"], "zero.offload_optimizer=nvme: expected one of none, cpu"),
-        (["zero='3'", "zero.stage3_gather_16bit_weights_on_model_save=false"],
-         "zero.stage3_gather_16bit_weights_on_model_save=false: expected true (the saved model needs the whole weights)"),
-        (["zero='2'", "zero.offload_optimizer=cpu", "model.optim=sgd"], "zero.offload_optimizer=cpu runs DeepSpeed's CPU AdamW in place of "
-         "model.optim=sgd: use an AdamW optimizer (adamw_torch) or zero.offload_optimizer=none"),
+        (
+            ["zero='3'", "zero.stage3_gather_16bit_weights_on_model_save=false"],
+            "zero.stage3_gather_16bit_weights_on_model_save=false: expected true (the saved model needs the whole weights)",
+        ),
+        (
+            ["zero='2'", "zero.offload_optimizer=cpu", "model.optim=sgd"],
+            "zero.offload_optimizer=cpu runs DeepSpeed's CPU AdamW in place of "
+            "model.optim=sgd: use an AdamW optimizer (adamw_torch) or zero.offload_optimizer=none",
+        ),
         (["zero.stage=1"], "zero.stage=1: expected one of null, 2, 3"),
         # train
-        (["train.save_steps=150"], "train.save_steps=150 must be a multiple of train.eval_steps=100 (the best validation checkpoint is kept)"),
+        (
+            ["train.save_steps=150"],
+            "train.save_steps=150 must be a multiple of train.eval_steps=100 (the best validation checkpoint is kept)",
+        ),
         (["train.warmup_ratio=1"], "train.warmup_ratio=1: expected a number in [0, 1)"),
         (["train.subsample=random"], "train.subsample=random: expected one of stratified, all_cases"),
         (["train.max_train_examples=0"], "train.max_train_examples=0: expected an integer >= 1 or null"),
@@ -126,68 +186,132 @@ def test_the_slurm_launcher_passes():
         (["task.outcome=lifetime"], "task.outcome=lifetime: expected one of incident, prevalent"),
         (["task.undated_events=drop"], "task.undated_events=drop: expected one of exclude, prevalent, ignore"),
         (["task.censor_dates.Wales=soon"], "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31"),
-        (["~task.censor_dates.Scotland"], "task.censor_dates.Scotland: missing; expected an ISO date such as 2022-10-31"),
-        (["+task.censor_dates.Ireland=2022-01-31"], "task.censor_dates.Ireland: unknown key; task.censor_dates has: England, Scotland, Wales"),
-        (["task.censor_dates=2022-10-31"], "task.censor_dates=2022-10-31: expected a mapping of England, Scotland, Wales"),
+        (
+            ["~task.censor_dates.Scotland"],
+            "task.censor_dates.Scotland: missing; expected an ISO date such as 2022-10-31",
+        ),
+        (
+            ["+task.censor_dates.Ireland=2022-01-31"],
+            "task.censor_dates.Ireland: unknown key; task.censor_dates has: England, Scotland, Wales",
+        ),
+        (
+            ["task.censor_dates=2022-10-31"],
+            "task.censor_dates=2022-10-31: expected a mapping of England, Scotland, Wales",
+        ),
         (["task.censoring=drop"], "task.censoring=drop: expected one of exclude, control"),
         (["task.competing_death=censor"], "task.competing_death=censor: expected one of control, exclude"),
         (["task.history_policy=ignore"], "task.history_policy=ignore: expected one of exclude, prevalent, event"),
         (["task.history_codes=I252"], "task.history_codes=I252: expected a list of texts"),
-        (["task=hard_cad_no_prior_cvd", "~task.exclude.opcs4"], "task.exclude.opcs4: missing; expected a list of texts"),
-        (["task=hard_cad_no_prior_cvd", "task.outcome=prevalent"], ("task hard_cad_no_prior_cvd_incident10: task.exclude applies to incident "
-         "outcomes only; set task.exclude=null for task.outcome=prevalent (task.definition is the prevalent condition)")),
-        (["task.exclude={icd10: [], icd9: [], opcs4: [], self_report: {}}"], ("task hard_cad_incident10: task.exclude lists no codes; give "
-         "icd10, icd9, opcs4 or self_report codes")),
+        (
+            ["task=hard_cad_no_prior_cvd", "~task.exclude.opcs4"],
+            "task.exclude.opcs4: missing; expected a list of texts",
+        ),
+        (
+            ["task=hard_cad_no_prior_cvd", "task.outcome=prevalent"],
+            (
+                "task hard_cad_no_prior_cvd_incident10: task.exclude applies to incident "
+                "outcomes only; set task.exclude=null for task.outcome=prevalent (task.definition is the prevalent condition)"
+            ),
+        ),
+        (
+            ["task.exclude={icd10: [], icd9: [], opcs4: [], self_report: {}}"],
+            ("task hard_cad_incident10: task.exclude lists no codes; give icd10, icd9, opcs4 or self_report codes"),
+        ),
         (["task.horizon_years=0"], "task.horizon_years=0: expected a number > 0"),
         (["text.missing=hide"], "text.missing=hide: expected one of drop, state"),
         (["text.item=nothing"], "text.item='nothing' must contain {value} once"),
         (["data.format=csv"], "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json"),
         (["data.max_bad_fraction=2"], "data.max_bad_fraction=2: expected a number in [0, 1] or null"),
-        (["data.split.fractions.train=0.9"],
-         "data.split.fractions={'train': 0.9, 'validation': 0.15, 'test': 0.15}: each must be > 0 and they must sum to 1"),
+        (
+            ["data.split.fractions.train=0.9"],
+            "data.split.fractions={'train': 0.9, 'validation': 0.15, 'test': 0.15}: each must be > 0 and they must sum to 1",
+        ),
         (["+data.features.age.kind=average"], "data.features.age.kind='average'; allowed: field, mean, flag"),
         (["+data.features.age.treatment=yes"], "data.features.age.treatment='yes'; allowed: true, false"),
-        (["task=hard_cad_prevalent"], "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of "
-         "the prevalent outcome of task hard_cad_prevalent (people with the disease are treated for it): remove them "
-         "(~data.features.cholesterol_medication ~data.features.bp_medication) or set data.allow_treatment_features=true"),
+        (
+            ["task=hard_cad_prevalent"],
+            "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of "
+            "the prevalent outcome of task hard_cad_prevalent (people with the disease are treated for it): remove them "
+            "(~data.features.cholesterol_medication ~data.features.bp_medication) or set data.allow_treatment_features=true",
+        ),
         (["data.allow_treatment_features=maybe"], "data.allow_treatment_features=maybe: expected true or false"),
         (["data.split.by=region"], "data.split.by=region: expected one of eid, centre, country"),
-        (["data.split.by=country"], "data.split.by=country needs data.split.test_groups: the country group(s) that form the test split, "
-         "e.g. [Wales]"),
-        (["data.split.by=country", "data.split.test_groups=[Wales,Ireland]"],
-         "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales"),
-        (["data.split.test_groups=[11003]"], "data.split.test_groups=[11003] needs data.split.by=centre or country (data.split.by=eid "
-         "splits by hash)"),
-        (["data.split.test_groups=Wales"], "data.split.test_groups=Wales: expected a list of centre codes (11003) or names (Cardiff), or "
-         "of countries (England, Scotland, Wales) or null"),
-        (["data=seed_json", "data.path=/x.jsonl", "data.split.by=centre", "data.split.test_groups=[11003]"],
-         "data.split.by=centre: seed-JSON records carry no assessment centre; use data.split.by=eid"),
-        (["data=seed_json", "data.path=/x.jsonl", "data.text_key=null"],
-         "data.format=seed_json needs data.text_key and data.label_key (data=seed_json sets them)"),
+        (
+            ["data.split.by=country"],
+            "data.split.by=country needs data.split.test_groups: the country group(s) that form the test split, "
+            "e.g. [Wales]",
+        ),
+        (
+            ["data.split.by=country", "data.split.test_groups=[Wales,Ireland]"],
+            "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales",
+        ),
+        (
+            ["data.split.test_groups=[11003]"],
+            "data.split.test_groups=[11003] needs data.split.by=centre or country (data.split.by=eid splits by hash)",
+        ),
+        (
+            ["data.split.test_groups=Wales"],
+            "data.split.test_groups=Wales: expected a list of centre codes (11003) or names (Cardiff), or "
+            "of countries (England, Scotland, Wales) or null",
+        ),
+        (
+            ["data=seed_json", "data.path=/x.jsonl", "data.split.by=centre", "data.split.test_groups=[11003]"],
+            "data.split.by=centre: seed-JSON records carry no assessment centre; use data.split.by=eid",
+        ),
+        (
+            ["data=seed_json", "data.path=/x.jsonl", "data.text_key=null"],
+            "data.format=seed_json needs data.text_key and data.label_key (data=seed_json sets them)",
+        ),
         # backbone
         (["backbone.source=gguf"], "backbone.source=gguf: expected one of gguf_package, tiny, hf"),
-        (["backbone=tiny", "backbone.num_attention_heads=3"], "backbone.hidden_size=64 is not divisible by backbone.num_attention_heads=3"),
-        (["backbone=tiny", "backbone.hidden_size=48", "backbone.num_attention_heads=3"], "backbone: tiny backbone sizes must be multiples of 32 "
-         "(bitsandbytes CPU 4-bit): {'hidden_size': 48}"),
+        (
+            ["backbone=tiny", "backbone.num_attention_heads=3"],
+            "backbone.hidden_size=64 is not divisible by backbone.num_attention_heads=3",
+        ),
+        (
+            ["backbone=tiny", "backbone.hidden_size=48", "backbone.num_attention_heads=3"],
+            "backbone: tiny backbone sizes must be multiples of 32 (bitsandbytes CPU 4-bit): {'hidden_size': 48}",
+        ),
         # eval, baselines, tracking
-        (["eval.decision_curve=[0.3,0.1,0.01]"], "eval.decision_curve=[0.3, 0.1, 0.01]: expected [low, high, step] with 0 < low < high < 1 and step > 0"),
-        (["eval.risk_thresholds=[0.2,0.1]"], "eval.risk_thresholds=[0.2, 0.1]: expected a list of numbers in (0, 1), strictly increasing"),
-        (["eval.risk_thresholds=[0.1,1.5]"], "eval.risk_thresholds=[0.1, 1.5]: expected a list of numbers in (0, 1), strictly increasing"),
+        (
+            ["eval.decision_curve=[0.3,0.1,0.01]"],
+            "eval.decision_curve=[0.3, 0.1, 0.01]: expected [low, high, step] with 0 < low < high < 1 and step > 0",
+        ),
+        (
+            ["eval.risk_thresholds=[0.2,0.1]"],
+            "eval.risk_thresholds=[0.2, 0.1]: expected a list of numbers in (0, 1), strictly increasing",
+        ),
+        (
+            ["eval.risk_thresholds=[0.1,1.5]"],
+            "eval.risk_thresholds=[0.1, 1.5]: expected a list of numbers in (0, 1), strictly increasing",
+        ),
         (["eval.age_bands=[50,40]"], "eval.age_bands=[50, 40]: expected a list of numbers, strictly increasing"),
         (["eval.ci_level=1"], "eval.ci_level=1: expected a number in (0, 1)"),
         (["eval.bootstrap=-1"], "eval.bootstrap=-1: expected an integer >= 0"),
         (["eval.calibration_bins=1"], "eval.calibration_bins=1: expected an integer >= 2"),
         (["eval.min_subgroup_cases=0"], "eval.min_subgroup_cases=0: expected an integer >= 1"),
-        (["eval.recalibration=temperature"], "eval.recalibration=temperature: expected one of platt, isotonic, prior_shift, none"),
+        (
+            ["eval.recalibration=temperature"],
+            "eval.recalibration=temperature: expected one of platt, isotonic, prior_shift, none",
+        ),
         (["eval.target_sensitivity=0"], "eval.target_sensitivity=0: expected a number in (0, 1]"),
         (["eval.fixed_threshold=1.5"], "eval.fixed_threshold=1.5: expected a number in [0, 1]"),
         (["eval.on_no_validation_cases=skip"], "eval.on_no_validation_cases=skip: expected one of error, fixed"),
         (["eval.plots=1"], "eval.plots=1: expected true or false"),
-        (["baselines.which=[logistic,pcee]"], "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
-         "lightgbm_all, pce, pce_recalibrated, age, zero_shot (pcee: did you mean pce?)"),
+        (
+            ["baselines.which=[logistic,pcee]"],
+            "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
+            "lightgbm_all, pce, pce_recalibrated, age, zero_shot (pcee: did you mean pce?)",
+        ),
         (["baselines.logistic_c=[]"], "baselines.logistic_c=[]: expected a list of numbers > 0, not empty"),
-        (["baselines.lightgbm.num_leaves=[1]"], "baselines.lightgbm.num_leaves=[1]: expected a list of integers >= 2, not empty"),
-        (["baselines.lightgbm.learning_rate=[1.5]"], "baselines.lightgbm.learning_rate=[1.5]: expected a list of numbers in (0, 1], not empty"),
+        (
+            ["baselines.lightgbm.num_leaves=[1]"],
+            "baselines.lightgbm.num_leaves=[1]: expected a list of integers >= 2, not empty",
+        ),
+        (
+            ["baselines.lightgbm.learning_rate=[1.5]"],
+            "baselines.lightgbm.learning_rate=[1.5]: expected a list of numbers in (0, 1], not empty",
+        ),
         (["baselines.lightgbm.max_trees=0"], "baselines.lightgbm.max_trees=0: expected an integer >= 1"),
         (["tracking.log_eids=maybe"], "tracking.log_eids=maybe: expected auto or true or false"),
         (["tracking.log_model=full"], "tracking.log_model=full: expected one of pyfunc, adapter, none"),
@@ -206,7 +330,10 @@ def test_treatment_features_pass_for_a_prevalent_task_when_allowed_or_removed():
 
 
 def test_a_feature_that_holds_the_outcome_is_refused():
-    with pytest.raises(CadftError, match=r"data.features.heart_attack reads codes \[1\] of field 6150, which the task hard_cad_incident10"):
+    with pytest.raises(
+        CadftError,
+        match=r"data.features.heart_attack reads codes \[1\] of field 6150, which the task hard_cad_incident10",
+    ):
         validate(_compose("+data.features.heart_attack={kind: flag, fields: [6150], codes: [1]}"))
 
 
@@ -215,19 +342,40 @@ def test_a_feature_that_holds_the_outcome_is_refused():
     [
         (["model=qlor"], "model=qlor: no such option of model; allowed: full, lora, qlora (did you mean qlora?)"),
         (["+experiment=dem"], "experiment=dem: no such option of experiment; allowed: demo (did you mean demo?)"),
-        (["hydra/launcher=slurmm"], "hydra/launcher=slurmm: no such option of hydra/launcher; allowed: basic, slurm, submitit_local, "
-         "submitit_slurm (did you mean slurm?)"),
-        (["model=lora", "model=full"], "model=lora model=full: the group model is given more than once; choose one option"),
-        (["-m", "model=lora", "seed=1,2", "model=full"], "model=lora model=full: the group model is given more than once; choose one option"),
-        (["-m", "model=lora,qlor"], "model=qlor: no such option of model; allowed: full, lora, qlora (did you mean qlora?)"),
+        (
+            ["hydra/launcher=slurmm"],
+            "hydra/launcher=slurmm: no such option of hydra/launcher; allowed: basic, slurm, submitit_local, "
+            "submitit_slurm (did you mean slurm?)",
+        ),
+        (
+            ["model=lora", "model=full"],
+            "model=lora model=full: the group model is given more than once; choose one option",
+        ),
+        (
+            ["-m", "model=lora", "seed=1,2", "model=full"],
+            "model=lora model=full: the group model is given more than once; choose one option",
+        ),
+        (
+            ["-m", "model=lora,qlor"],
+            "model=qlor: no such option of model; allowed: full, lora, qlora (did you mean qlora?)",
+        ),
         (["train.batch_sz=3"], "train.batch_sz: unknown key; did you mean train.batch_size?"),
-        (["train.batch_size=[1"], "train.batch_size=[1: not a valid override (no viable alternative at input '[1'); "
-         "see https://hydra.cc/docs/advanced/override_grammar/basic/"),
-        (["seed=1,2"], "seed=1,2: several values sweep only with -m; a list is key=[a,b], text with a comma is quoted: key='a,b'"),
+        (
+            ["train.batch_size=[1"],
+            "train.batch_size=[1: not a valid override (no viable alternative at input '[1'); "
+            "see https://hydra.cc/docs/advanced/override_grammar/basic/",
+        ),
+        (
+            ["seed=1,2"],
+            "seed=1,2: several values sweep only with -m; a list is key=[a,b], text with a comma is quoted: key='a,b'",
+        ),
         (["~train.nothing"], "Could not delete from config. 'train.nothing' does not exist."),
         (["--config-dir", "/nonexistent/cadft"], "--config-dir /nonexistent/cadft: no such folder"),
         (["--nonsense"], "unrecognized arguments: --nonsense (see --help)"),
-        (["eval.threshold=youdn"], "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)"),
+        (
+            ["eval.threshold=youdn"],
+            "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)",
+        ),
     ],
 )
 def test_command_line_mistakes_exit_2_with_one_line(argv, message, capsys):
@@ -251,7 +399,10 @@ def test_help_and_cfg_are_left_to_hydra():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["eval.threshold=youdn"], "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)"),
+        (
+            ["eval.threshold=youdn"],
+            "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)",
+        ),
         (["eval.thresold=max_f1"], "eval.thresold: unknown key; did you mean eval.threshold?"),
         (["eval.bootstrap=-5"], "eval.bootstrap=-5: expected an integer >= 0"),
         (["eval.threshold"], "eval.threshold: overrides are KEY=VALUE, e.g. eval.threshold=max_f1"),
@@ -265,5 +416,13 @@ def test_eval_overrides_are_checked_on_their_own(overrides, message):
 
 
 def test_good_eval_overrides_pass():
-    check_overrides(["eval.threshold=max_f1", "eval.bootstrap=2000", "data.path=/data/ukb.csv", "backbone.path=org/model",
-                     "zero.offload_param=cpu", "data.features.age.decimals=0"])
+    check_overrides(
+        [
+            "eval.threshold=max_f1",
+            "eval.bootstrap=2000",
+            "data.path=/data/ukb.csv",
+            "backbone.path=org/model",
+            "zero.offload_param=cpu",
+            "data.features.age.decimals=0",
+        ]
+    )

@@ -7,11 +7,13 @@ import logging
 import polars as pl
 import pytest
 
+from cadft.errors import CadftError
 from cadft.train.backbone import load_tokenizer
 from cadft.train.dataset import subsample, tokenize_split
-from cadft.errors import CadftError
 
-TABLE = pl.DataFrame({"eid": range(1000), "label": [1 if i % 25 == 0 else 0 for i in range(1000)], "text": ["x"] * 1000})
+TABLE = pl.DataFrame(
+    {"eid": range(1000), "label": [1 if i % 25 == 0 else 0 for i in range(1000)], "text": ["x"] * 1000}
+)
 
 
 def test_stratified_subsample_keeps_prevalence():
@@ -28,7 +30,9 @@ def test_all_cases_subsample_is_case_control():
 def test_truncation_is_counted_and_warned(make_config, caplog):
     cfg = make_config()
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
-    rows = pl.DataFrame({"eid": [1, 2], "label": [0, 1], "text": ["The age at recruitment is 63 years. " * 20, "The sex is Male."]})
+    rows = pl.DataFrame(
+        {"eid": [1, 2], "label": [0, 1], "text": ["The age at recruitment is 63 years. " * 20, "The sex is Male."]}
+    )
     with caplog.at_level(logging.WARNING):
         split = tokenize_split(rows, "train", tokenizer, max_length=32)
     assert split.truncated == 1 and max(split.lengths) == 32

@@ -54,7 +54,8 @@ def test_eval_by_mlflow_run_id(trained, tmp_path):
     out = tmp_path / "by-id"
     eval_main([record["run_id"], "--tracking-uri", record["tracking_uri"], "--out", str(out)])
     assert json.loads((out / "metrics.json").read_text())["test"]["auroc"] == pytest.approx(
-        json.loads((trained / "eval" / "metrics.json").read_text())["test"]["auroc"])
+        json.loads((trained / "eval" / "metrics.json").read_text())["test"]["auroc"]
+    )
     mlflow.set_tracking_uri(record["tracking_uri"])
     assert "test/auroc" in mlflow.get_run(record["run_id"]).data.metrics
 
@@ -72,7 +73,9 @@ def test_bad_targets(trained, tmp_path, capsys):
     shutil.copy(trained / "model" / "cadft_model.json", empty)
     assert "no adapter or model weights" in _error(capsys, str(empty))
     assert "no adapter or model here" in _error(capsys, str(tmp_path))
-    assert "not a run dir" in _error(capsys, "0123456789abcdef0123456789abcdef", "--tracking-uri", f"sqlite:///{tmp_path}/x.db")
+    assert "not a run dir" in _error(
+        capsys, "0123456789abcdef0123456789abcdef", "--tracking-uri", f"sqlite:///{tmp_path}/x.db"
+    )
 
 
 def test_prepared_data_gone(trained, tmp_path, capsys):

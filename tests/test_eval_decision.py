@@ -35,9 +35,13 @@ def test_decision_curve_and_threshold_table_agree_with_dcurves():
     assert len(thresholds) == 30 and thresholds[0] == 0.01 and thresholds[-1] == 0.3
     curve = decision_curve(label, {"model": risk}, thresholds)
     table = at_risk_thresholds(label, risk, thresholds)
-    reference = dca(data=pd.DataFrame({"y": label, "model": risk}), outcome="y", modelnames=["model"], thresholds=thresholds)
+    reference = dca(
+        data=pd.DataFrame({"y": label, "model": risk}), outcome="y", modelnames=["model"], thresholds=thresholds
+    )
     expected = reference[reference["model"] == "model"].sort_values("threshold")["net_benefit"].to_numpy()
     np.testing.assert_allclose([row["model"] for row in curve], expected, atol=1e-12)
     np.testing.assert_allclose([row["net_benefit"] for row in table], expected, atol=1e-12)
-    np.testing.assert_allclose([row["treat_all"] for row in curve], [row["net_benefit_treat_all"] for row in table], atol=1e-12)
+    np.testing.assert_allclose(
+        [row["treat_all"] for row in curve], [row["net_benefit_treat_all"] for row in table], atol=1e-12
+    )
     assert all(row["treat_none"] == 0 for row in curve)

@@ -15,7 +15,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cadft.errors import CadftError
 from cadft.eval.bootstrap import ResampledMetrics, bootstrap_cis, draws, paired_differences, resample_counts
-from cadft.eval.metrics import check_scores, choose_threshold, decile_table, evaluate_scores, flatten_metrics, oe_ratio_interval, split_metrics
+from cadft.eval.metrics import (
+    check_scores,
+    choose_threshold,
+    decile_table,
+    evaluate_scores,
+    flatten_metrics,
+    oe_ratio_interval,
+    split_metrics,
+)
 
 EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
 
@@ -43,18 +51,28 @@ def scored(n: int, *, seed: int, first_eid: int = 1, prevalence: float = 0.1) ->
     rng = np.random.default_rng(seed)
     label = (rng.random(n) < prevalence).astype(np.int8)
     prob = expit(-2.5 + 1.5 * label + rng.normal(size=n))
-    return pl.DataFrame({"eid": np.arange(first_eid, first_eid + n), "label": label, "prob": prob,
-                         "sex": rng.choice(["Female", "Male"], n), "age": rng.uniform(38, 73, n)})
+    return pl.DataFrame(
+        {
+            "eid": np.arange(first_eid, first_eid + n),
+            "label": label,
+            "prob": prob,
+            "sex": rng.choice(["Female", "Male"], n),
+            "age": rng.uniform(38, 73, n),
+        }
+    )
 
 
-@pytest.mark.parametrize(("method", "target", "expected"), [
-    ("youden", 0.8, 0.6),        # J ties at 0.6 and 0.4: the higher (more specific) cut-off wins
-    ("max_f1", 0.8, 0.4),
-    ("sensitivity", 0.7, 0.6),   # the highest cut-off whose sensitivity reaches 0.7 (0.75)
-    ("sensitivity", 0.8, 0.4),
-    ("sensitivity", 1.0, 0.4),
-    ("fixed", 0.8, 0.35),
-])
+@pytest.mark.parametrize(
+    ("method", "target", "expected"),
+    [
+        ("youden", 0.8, 0.6),  # J ties at 0.6 and 0.4: the higher (more specific) cut-off wins
+        ("max_f1", 0.8, 0.4),
+        ("sensitivity", 0.7, 0.6),  # the highest cut-off whose sensitivity reaches 0.7 (0.75)
+        ("sensitivity", 0.8, 0.4),
+        ("sensitivity", 1.0, 0.4),
+        ("fixed", 0.8, 0.35),
+    ],
+)
 def test_each_threshold_method_on_a_hand_computed_example(method, target, expected):
     threshold = choose_threshold(HAND_LABEL, HAND_PROB, method, target_sensitivity=target, fixed_threshold=0.35)
     assert threshold == pytest.approx(expected)
@@ -77,11 +95,19 @@ def test_validation_without_cases_is_an_error_that_names_the_fallback():
 
 def test_validation_without_cases_falls_back_to_the_fixed_threshold_when_configured():
     validation = scored(300, seed=2).with_columns(pl.lit(0, pl.Int8).alias("label"))
-    metrics = evaluate_scores(validation, scored(300, seed=3, first_eid=1000),
-                              eval_config(on_no_validation_cases="fixed", fixed_threshold=0.2), seed=0)
+    metrics = evaluate_scores(
+        validation,
+        scored(300, seed=3, first_eid=1000),
+        eval_config(on_no_validation_cases="fixed", fixed_threshold=0.2),
+        seed=0,
+    )
     assert metrics["threshold"]["method"] == "fixed" and metrics["threshold"]["value"] == 0.2
-    assert metrics["recalibration"]["method"] == "none"  # platt cannot be fitted without validation cases: said in a note
-    assert any("fixed_threshold" in note for note in metrics["notes"]) and any("recalibration=platt was not fitted" in note for note in metrics["notes"])
+    assert (
+        metrics["recalibration"]["method"] == "none"
+    )  # platt cannot be fitted without validation cases: said in a note
+    assert any("fixed_threshold" in note for note in metrics["notes"]) and any(
+        "recalibration=platt was not fitted" in note for note in metrics["notes"]
+    )
     assert metrics["validation"]["auroc"] is None and metrics["validation"]["specificity"] is not None
 
 
@@ -104,7 +130,9 @@ def test_other_bad_input_is_refused():
     with pytest.raises(CadftError, match="both validation and test"):
         evaluate_scores(validation, test, eval_config(), seed=0)
     with pytest.raises(CadftError, match="test split has 0 cases"):
-        evaluate_scores(validation, test.with_columns(pl.lit(0).alias("label"), pl.col("eid") + 1000), eval_config(), seed=0)
+        evaluate_scores(
+            validation, test.with_columns(pl.lit(0).alias("label"), pl.col("eid") + 1000), eval_config(), seed=0
+        )
     with pytest.raises(CadftError, match="eval.threshold=best: expected one of youden, max_f1"):
         evaluate_scores(validation, test, eval_config(threshold="best"), seed=0)
     with pytest.raises(CadftError, match="lack column"):
@@ -122,8 +150,13 @@ def test_vectorised_bootstrap_matches_sklearn_on_each_resample():
     for row, w_pos, w_neg in zip(stats, counts_pos, counts_neg):
         y = np.r_[np.ones(w_pos.sum()), np.zeros(w_neg.sum())]
         p = np.r_[np.repeat(positives, w_pos), np.repeat(negatives, w_neg)]
-        expected = [roc_auc_score(y, p), average_precision_score(y, p), np.mean((p - y) ** 2),
-                    np.mean(p[y == 1] >= 0.3), np.mean(p[y == 0] < 0.3)]
+        expected = [
+            roc_auc_score(y, p),
+            average_precision_score(y, p),
+            np.mean((p - y) ** 2),
+            np.mean(p[y == 1] >= 0.3),
+            np.mean(p[y == 0] < 0.3),
+        ]
         np.testing.assert_allclose(row, expected, rtol=1e-12)
 
 
@@ -161,7 +194,10 @@ def test_paired_differences_resample_the_same_people_for_both_models():
     assert delta["delta_auroc"]["value"] == pytest.approx(roc_auc_score(label, prob) - roc_auc_score(label, noisy))
     assert 0 < delta["delta_auroc"]["low"] < delta["delta_auroc"]["value"] < delta["delta_auroc"]["high"]
     # Paired intervals are narrower than the two models' own intervals added up (their errors are correlated).
-    own = [bootstrap_cis(label, p, 0.5, resamples=300, level=0.95, rng=np.random.default_rng(1))["auroc"] for p in (prob, noisy)]
+    own = [
+        bootstrap_cis(label, p, 0.5, resamples=300, level=0.95, rng=np.random.default_rng(1))["auroc"]
+        for p in (prob, noisy)
+    ]
     width = delta["delta_auroc"]["high"] - delta["delta_auroc"]["low"]
     assert width < sum(ci["high"] - ci["low"] for ci in own)
 
@@ -172,7 +208,11 @@ def test_decile_table_has_equal_counts_and_wilson_intervals():
     rows = decile_table(label, prob, 10)
     assert [row["n"] for row in rows] == [10] * 10 and sum(row["cases"] for row in rows) == 5
     last = rows[-1]  # the five cases have the highest risks: 5 of 10 in the top bin
-    assert last["observed"] == 0.5 and last["observed_low"] == pytest.approx(0.2366, abs=1e-4) and last["observed_high"] == pytest.approx(0.7634, abs=1e-4)
+    assert (
+        last["observed"] == 0.5
+        and last["observed_low"] == pytest.approx(0.2366, abs=1e-4)
+        and last["observed_high"] == pytest.approx(0.7634, abs=1e-4)
+    )
     assert last["mean_risk"] == pytest.approx(prob[90:].mean())
     block = split_metrics(label, prob, 0.1, 10)
     assert block["ece"] == pytest.approx(sum(abs(r["observed"] - r["mean_risk"]) for r in rows) / 10)
@@ -180,14 +220,28 @@ def test_decile_table_has_equal_counts_and_wilson_intervals():
 
 
 def test_subgroups_and_flat_keys_are_valid_mlflow_names():
-    metrics = evaluate_scores(scored(600, seed=12), scored(900, seed=13, first_eid=1000), eval_config(min_subgroup_cases=5), seed=0)
+    metrics = evaluate_scores(
+        scored(600, seed=12), scored(900, seed=13, first_eid=1000), eval_config(min_subgroup_cases=5), seed=0
+    )
     assert set(metrics["test"]["subgroups"]) == {"sex", "age"}
     assert set(metrics["test"]["subgroups"]["age"]) == {"under_40", "40-50", "50-60", "60-70", "70_plus"}
     assert sum(s["n"] for s in metrics["test"]["subgroups"]["age"].values()) == 900
     flat = flatten_metrics(metrics)
-    for key in ("test/auroc", "test/auroc_ci_low", "test/auroc_ci_high", "test/sensitivity", "test/subgroup/sex_Female/auroc",
-                "test/subgroup/age_40-50/auroc_ci_low", "test/raw/brier", "test/oe_ratio", "test/decision/t0.075/net_benefit",
-                "validation/auroc", "threshold", "recalibration/intercept", "recalibration/slope"):
+    for key in (
+        "test/auroc",
+        "test/auroc_ci_low",
+        "test/auroc_ci_high",
+        "test/sensitivity",
+        "test/subgroup/sex_Female/auroc",
+        "test/subgroup/age_40-50/auroc_ci_low",
+        "test/raw/brier",
+        "test/oe_ratio",
+        "test/decision/t0.075/net_benefit",
+        "validation/auroc",
+        "threshold",
+        "recalibration/intercept",
+        "recalibration/slope",
+    ):
         assert key in flat, key
     assert all(re.fullmatch(r"[/\w.\- ]+", key) for key in flat)  # what MLflow accepts on every platform
     assert all(isinstance(value, float) for value in flat.values())
@@ -195,7 +249,9 @@ def test_subgroups_and_flat_keys_are_valid_mlflow_names():
 
 def test_a_fixed_threshold_needs_no_validation_cases():
     validation = scored(300, seed=2).with_columns(pl.lit(0, pl.Int8).alias("label"))
-    metrics = evaluate_scores(validation, scored(300, seed=3, first_eid=1000), eval_config(threshold="fixed", recalibration="none"), seed=0)
+    metrics = evaluate_scores(
+        validation, scored(300, seed=3, first_eid=1000), eval_config(threshold="fixed", recalibration="none"), seed=0
+    )
     assert metrics["threshold"]["value"] == 0.5 and metrics["notes"] == []
 
 

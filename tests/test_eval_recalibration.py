@@ -24,7 +24,9 @@ def population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_prior_shift_exactly_undoes_a_known_enrichment():
     label, risk = population(50_000, seed=0)
     # A model trained on every case plus as many controls (case fraction 0.5) with class weights 1:3 learns these odds.
-    sample = TrainingSample(population_cases=int(label.sum()), population_n=label.size, sample_fraction=0.5, class_weights=(1.0, 3.0))
+    sample = TrainingSample(
+        population_cases=int(label.sum()), population_n=label.size, sample_fraction=0.5, class_weights=(1.0, 3.0)
+    )
     pi = label.mean()
     enriched = expit(logit(risk) + np.log(0.5 / 0.5) + np.log(3.0) - np.log(pi / (1 - pi)))
     fitted = recalibration.fit("prior_shift", label, enriched, sample=sample)
@@ -36,7 +38,9 @@ def test_platt_recovers_a_known_intercept_and_slope():
     label, risk = population(200_000, seed=1)
     distorted = expit(0.5 * logit(risk) + 1.0)  # the right map back: a = -2, b = 2
     fitted = recalibration.fit("platt", label, distorted)
-    assert fitted.params["intercept"] == pytest.approx(-2.0, abs=0.15) and fitted.params["slope"] == pytest.approx(2.0, abs=0.1)
+    assert fitted.params["intercept"] == pytest.approx(-2.0, abs=0.15) and fitted.params["slope"] == pytest.approx(
+        2.0, abs=0.1
+    )
     assert fitted.apply(distorted).mean() == pytest.approx(label.mean(), rel=1e-3)  # MLE: mean risk = observed rate
 
 

@@ -39,8 +39,15 @@ def scored(n: int, *, seed: int, first_eid: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     label = (rng.random(n) < 0.08).astype(np.int8)
     prob = np.round(expit(-3.0 + 1.4 * label + 1.1 * rng.normal(size=n)), 4)  # rounded: ties included
-    return pl.DataFrame({"eid": rng.permutation(np.arange(first_eid, first_eid + n)), "label": label, "prob": prob,
-                         "sex": rng.choice(["Female", "Male"], n), "age": np.round(rng.uniform(39, 72, n))})
+    return pl.DataFrame(
+        {
+            "eid": rng.permutation(np.arange(first_eid, first_eid + n)),
+            "label": label,
+            "prob": prob,
+            "sex": rng.choice(["Female", "Male"], n),
+            "age": np.round(rng.uniform(39, 72, n)),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +81,33 @@ def expected_probability_block(y: np.ndarray, p: np.ndarray, bins: int) -> dict:
     for index in np.array_split(order, bins):
         k, n = int(y[index].sum()), len(index)
         ci = binomtest(k, n).proportion_ci(method="wilson")
-        deciles.append({"n": n, "cases": k, "observed": k / n, "observed_low": ci.low, "observed_high": ci.high,
-                        "mean_risk": p[index].mean(), "min_risk": p[index].min(), "max_risk": p[index].max()})
+        deciles.append(
+            {
+                "n": n,
+                "cases": k,
+                "observed": k / n,
+                "observed_low": ci.low,
+                "observed_high": ci.high,
+                "mean_risk": p[index].mean(),
+                "min_risk": p[index].min(),
+                "max_risk": p[index].max(),
+            }
+        )
     return {
-        "n": len(y), "cases": int(y.sum()), "prevalence": y.mean(), "mean_risk": p.mean(), "oe_ratio": y.mean() / p.mean(),
-        "auroc": roc_auc_score(y, p), "auprc": average_precision_score(y, p), "brier": brier_score_loss(y, p), "log_loss": log_loss(y, p),
-        "ece": sum(d["n"] / len(y) * abs(d["observed"] - d["mean_risk"]) for d in deciles), "deciles": deciles,
-        "calibration_intercept": intercept, "calibration_slope": slope, "calibration_in_the_large": in_the_large,
+        "n": len(y),
+        "cases": int(y.sum()),
+        "prevalence": y.mean(),
+        "mean_risk": p.mean(),
+        "oe_ratio": y.mean() / p.mean(),
+        "auroc": roc_auc_score(y, p),
+        "auprc": average_precision_score(y, p),
+        "brier": brier_score_loss(y, p),
+        "log_loss": log_loss(y, p),
+        "ece": sum(d["n"] / len(y) * abs(d["observed"] - d["mean_risk"]) for d in deciles),
+        "deciles": deciles,
+        "calibration_intercept": intercept,
+        "calibration_slope": slope,
+        "calibration_in_the_large": in_the_large,
     }
 
 
@@ -89,10 +116,17 @@ def expected_block(y: np.ndarray, p: np.ndarray, threshold: float, bins: int) ->
     pred = (p >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     return expected_probability_block(y, p, bins) | {
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-        "accuracy": accuracy_score(y, pred), "balanced_accuracy": balanced_accuracy_score(y, pred),
-        "precision": precision_score(y, pred), "recall": recall_score(y, pred), "sensitivity": recall_score(y, pred),
-        "specificity": recall_score(y, pred, pos_label=0), "f1": f1_score(y, pred),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "accuracy": accuracy_score(y, pred),
+        "balanced_accuracy": balanced_accuracy_score(y, pred),
+        "precision": precision_score(y, pred),
+        "recall": recall_score(y, pred),
+        "sensitivity": recall_score(y, pred),
+        "specificity": recall_score(y, pred, pos_label=0),
+        "f1": f1_score(y, pred),
     }
 
 
@@ -126,8 +160,11 @@ def test_every_number_in_metrics_json_is_recomputed_from_predictions_jsonl(tmp_p
     # Platt recalibration fitted on validation alone: risk = sigmoid(a + b logit(raw)).
     z_val = logit(np.clip(raw_val, CLIP, 1 - CLIP))
     a, b = newton_logistic(y_val, np.column_stack([np.ones_like(z_val), z_val]), np.zeros_like(z_val))
-    assert written["recalibration"] == {"method": "platt", "fitted_on": "validation",
-                                        "params": {"intercept": pytest.approx(a, abs=1e-6), "slope": pytest.approx(b, abs=1e-6), "slope_fixed": 0}}
+    assert written["recalibration"] == {
+        "method": "platt",
+        "fitted_on": "validation",
+        "params": {"intercept": pytest.approx(a, abs=1e-6), "slope": pytest.approx(b, abs=1e-6), "slope_fixed": 0},
+    }
     for part in (val, tst):
         z = logit(np.clip(part["raw_score"].to_numpy(), CLIP, 1 - CLIP))
         np.testing.assert_allclose(part["risk"].to_numpy(), expit(a + b * z), rtol=1e-5)
@@ -152,17 +189,30 @@ def test_every_number_in_metrics_json_is_recomputed_from_predictions_jsonl(tmp_p
         assert row["ppv"] == pytest.approx(tp / flagged.sum()) and row["flagged"] == pytest.approx(flagged.mean())
 
     with_groups = tst.join(test.select("eid", "sex", "age"), on="eid")
-    bands = {"under_40": (-np.inf, 40), "40-50": (40, 50), "50-60": (50, 60), "60-70": (60, 70), "70_plus": (70, np.inf)}
+    bands = {
+        "under_40": (-np.inf, 40),
+        "40-50": (40, 50),
+        "50-60": (50, 60),
+        "60-70": (60, 70),
+        "70_plus": (70, np.inf),
+    }
     groups = {("sex", s): pl.col("sex") == s for s in ("Female", "Male")} | {
-        ("age", name): (pl.col("age") >= low) & (pl.col("age") < high) for name, (low, high) in bands.items()}
+        ("age", name): (pl.col("age") >= low) & (pl.col("age") < high) for name, (low, high) in bands.items()
+    }
     assert {(g, v) for g in written["test"]["subgroups"] for v in written["test"]["subgroups"][g]} == set(groups)
     for (group, value), condition in groups.items():
         part = with_groups.filter(condition)
         block = written["test"]["subgroups"][group][value]
         y_part, p_part = part["label"].to_numpy(), part["risk"].to_numpy()
-        assert block["n"] == part.height and block["cases"] == y_part.sum() and block["mean_risk"] == pytest.approx(p_part.mean())
+        assert (
+            block["n"] == part.height
+            and block["cases"] == y_part.sum()
+            and block["mean_risk"] == pytest.approx(p_part.mean())
+        )
         if y_part.sum() >= written["min_subgroup_cases"]:
-            assert block["auroc"] == pytest.approx(roc_auc_score(y_part, p_part)) and block["brier"] == pytest.approx(brier_score_loss(y_part, p_part))
+            assert block["auroc"] == pytest.approx(roc_auc_score(y_part, p_part)) and block["brier"] == pytest.approx(
+                brier_score_loss(y_part, p_part)
+            )
             assert block["ci"]["auroc"]["low"] <= block["auroc"] <= block["ci"]["auroc"]["high"]
         else:
             assert block["auroc"] is None and "too few cases" in block["note"]
@@ -171,12 +221,16 @@ def test_every_number_in_metrics_json_is_recomputed_from_predictions_jsonl(tmp_p
 
 def test_same_inputs_give_byte_identical_files(tmp_path, frames):
     validation, test = frames
-    first = write_report(tmp_path / "a", validation, test, evaluate_scores(validation, test, eval_config(), seed=3), plots=False)
+    first = write_report(
+        tmp_path / "a", validation, test, evaluate_scores(validation, test, eval_config(), seed=3), plots=False
+    )
     shuffled = validation.sample(fraction=1.0, shuffle=True, seed=1), test.sample(fraction=1.0, shuffle=True, seed=2)
     again = write_report(tmp_path / "b", *shuffled, evaluate_scores(*shuffled, eval_config(), seed=3), plots=False)
     for name in ("metrics", "predictions"):
         assert first[name].read_bytes() == again[name].read_bytes()
-    rewritten = write_report(tmp_path / "a", validation, test, evaluate_scores(validation, test, eval_config(), seed=3), plots=False)
+    rewritten = write_report(
+        tmp_path / "a", validation, test, evaluate_scores(validation, test, eval_config(), seed=3), plots=False
+    )
     assert rewritten["metrics"].read_bytes() == again["metrics"].read_bytes()
 
 
@@ -218,7 +272,10 @@ def test_plots_draw_reference_curves_of_the_same_participants(tmp_path, frames):
     baseline = test.select("eid", "label", pl.col("prob").sqrt().alias("prob"))
     paths = write_report(tmp_path, validation, test, metrics, curves={"baseline": baseline})
     assert {"roc", "pr", "calibration", "decision_curve", "scores", "report"} <= set(paths)
-    assert all(paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in ("roc", "pr", "calibration", "decision_curve", "scores"))
+    assert all(
+        paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for name in ("roc", "pr", "calibration", "decision_curve", "scores")
+    )
     html = paths["report"].read_text()
     assert html.count("data:image/png;base64,") == 5 and "Decisions at guideline risk thresholds" in html
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())

@@ -14,7 +14,15 @@ from tests.extracts import base_person, write_showcase
 
 def _people():
     woman = base_person(1000001, sex=0) | {6153: [1, 2], 20116: 2, 21000: 4001, 20107: [1], 20110: [-13]}
-    man = base_person(1000002) | {4080: [], 93: [150, 146], 6177: [-3], 20116: -3, 30690: None, 20107: [-11], 20110: [-17]}
+    man = base_person(1000002) | {
+        4080: [],
+        93: [150, 146],
+        6177: [-3],
+        20116: -3,
+        30690: None,
+        20107: [-11],
+        20110: [-17],
+    }
     nobody_answered = base_person(1000003) | {6177: [], 20107: [], 20110: [], 20111: [], 20002: [1473]}
     return [woman, man, nobody_answered]
 
@@ -23,7 +31,9 @@ def _people():
 def table(tmp_path, make_config):
     cfg = make_config()
     features = parse_features(cfg.data.features)
-    extract = read_extract(write_showcase(tmp_path / "x.csv", _people()), required_fields(features), optional_ids=(93, 94))
+    extract = read_extract(
+        write_showcase(tmp_path / "x.csv", _people()), required_fields(features), optional_ids=(93, 94)
+    )
     rows = build_features(extract, features).sort("eid").iter_rows(named=True)
     return {row["eid"]: row for row in rows}
 
@@ -31,7 +41,9 @@ def table(tmp_path, make_config):
 def test_values_and_decoding(table):
     woman, man = table[1000001], table[1000002]
     assert woman["age"] == 60 and woman["sex"] == "Female" and man["sex"] == "Male"
-    assert woman["ethnicity"] == "Caribbean" and woman["smoking"] == "Current" and man["smoking"] == "Prefer not to answer"
+    assert (
+        woman["ethnicity"] == "Caribbean" and woman["smoking"] == "Current" and man["smoking"] == "Prefer not to answer"
+    )
     assert man["cholesterol"] is None and woman["cholesterol"] == 5.6
 
 
@@ -45,9 +57,13 @@ def test_flags(table):
     assert woman["cholesterol_medication"] == "Yes" and woman["bp_medication"] == "Yes" and woman["insulin"] == "No"
     assert man["cholesterol_medication"] == "Prefer not to answer"  # -3 was the only answer
     assert nobody["cholesterol_medication"] is None  # answered nothing
-    assert woman["family_heart_disease"] == "Yes" and man["family_heart_disease"] == "No"  # -11 and -17: None of the above wins
+    assert (
+        woman["family_heart_disease"] == "Yes" and man["family_heart_disease"] == "No"
+    )  # -11 and -17: None of the above wins
     assert nobody["family_heart_disease"] is None
-    assert nobody["self_reported_high_cholesterol"] == "Yes" and woman["self_reported_high_cholesterol"] == "No"  # absent: "no"
+    assert (
+        nobody["self_reported_high_cholesterol"] == "Yes" and woman["self_reported_high_cholesterol"] == "No"
+    )  # absent: "no"
 
 
 def test_leakage_guard(make_config):
@@ -88,8 +104,13 @@ def test_special_codes_are_never_numbers(tmp_path):
         base_person(1000003) | {4080: [-3], 93: [], 30690: "nan"},
     ]
     spec = {
-        "pack_years": {"field": 20161}, "bmi": {"field": 21001}, "townsend": {"field": 22189}, "waist": {"field": 48},
-        "alcohol": {"field": 1558}, "sbp": {"kind": "mean", "fields": [4080, 93]}, "cholesterol": {"field": 30690},
+        "pack_years": {"field": 20161},
+        "bmi": {"field": 21001},
+        "townsend": {"field": 22189},
+        "waist": {"field": 48},
+        "alcohol": {"field": 1558},
+        "sbp": {"kind": "mean", "fields": [4080, 93]},
+        "cholesterol": {"field": 30690},
     }
     features = parse_features(spec)
     extract = read_extract(write_showcase(tmp_path / "x.csv", persons), required_fields(features), optional_ids=(93,))

@@ -9,19 +9,29 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.errors import CadftError
 from cadft.eval.score import score_texts
+from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.train.head import answer_token_ids, encode, prompt_ids
 from cadft.train.model import load_model, zero_shot_model
 from cadft.train.run import run_training
 
-VERBALIZER = {"name": "verbalizer", "question": "Will this person develop coronary artery disease?", "system": None,
-              "answer_yes": "Yes", "answer_no": "No"}
-RECORDS = ["The age at recruitment is 63 years. The sex is Female.", "The age at recruitment is 41 years.",
-           "The sex is Male. The smoking status is Current. The systolic blood pressure is 150 mmHg."]
-CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+VERBALIZER = {
+    "name": "verbalizer",
+    "question": "Will this person develop coronary artery disease?",
+    "system": None,
+    "answer_yes": "Yes",
+    "answer_no": "No",
+}
+RECORDS = [
+    "The age at recruitment is 63 years. The sex is Female.",
+    "The age at recruitment is 41 years.",
+    "The sex is Male. The smoking status is Current. The systolic blood pressure is 150 mmHg.",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +69,9 @@ def language_model_odds(folder, tokenizer, head, texts) -> list[float]:
 def test_the_verbalizer_score_is_the_language_models_yes_no_odds(tiny):
     folder, tokenizer = tiny
     model = zero_shot_model(folder, tokenizer, VERBALIZER)
-    batched = score_texts(model, tokenizer, RECORDS, head_cfg=VERBALIZER, batch_size=3, max_length=512, device="cpu")  # right-padded
+    batched = score_texts(
+        model, tokenizer, RECORDS, head_cfg=VERBALIZER, batch_size=3, max_length=512, device="cpu"
+    )  # right-padded
     assert batched.tolist() == pytest.approx(language_model_odds(folder, tokenizer, VERBALIZER, RECORDS), abs=1e-5)
     assert len(set(batched.round(6))) == len(RECORDS)  # the records are read, not a constant
 
@@ -91,7 +103,10 @@ def test_a_chat_template_holds_the_record_and_question(tiny):
     assert chat.decode(after) == f"\n\n{VERBALIZER['question']}</s>\n<s>assistant\n"
     ids = encode(RECORDS[:1], chat, VERBALIZER | {"system": None}, 512).input_ids[0]
     assert chat.decode(ids) == f"<s>user\n{RECORDS[0]}\n\n{VERBALIZER['question']}</s>\n<s>assistant\n"
-    assert answer_token_ids(chat, VERBALIZER) == (chat("No", add_special_tokens=False)["input_ids"][0], chat("Yes", add_special_tokens=False)["input_ids"][0])
+    assert answer_token_ids(chat, VERBALIZER) == (
+        chat("No", add_special_tokens=False)["input_ids"][0],
+        chat("Yes", add_special_tokens=False)["input_ids"][0],
+    )
 
 
 def test_truncation_cuts_the_record_never_the_question(tiny):
@@ -100,10 +115,13 @@ def test_truncation_cuts_the_record_never_the_question(tiny):
     limit = len(before) + len(after) + 5
     encoded = encode(RECORDS, tokenizer, VERBALIZER, limit)
     assert encoded.truncated == 3 and all(len(ids) == limit for ids in encoded.input_ids)
-    assert all(ids[-len(after):] == after and ids[: len(before)] == before for ids in encoded.input_ids)
+    assert all(ids[-len(after) :] == after and ids[: len(before)] == before for ids in encoded.input_ids)
     record = tokenizer(RECORDS[0], add_special_tokens=False)["input_ids"]
     assert encoded.input_ids[0][len(before) : -len(after)] == record[:5] and encoded.longest > limit
-    with pytest.raises(CadftError, match=r"train.max_length=4 leaves no room for the record: the head=verbalizer prompt alone takes \d+ tokens"):
+    with pytest.raises(
+        CadftError,
+        match=r"train.max_length=4 leaves no room for the record: the head=verbalizer prompt alone takes \d+ tokens",
+    ):
         encode(RECORDS, tokenizer, VERBALIZER, 4)
     classifier = encode(RECORDS, tokenizer, {"name": "classifier"}, 6)
     assert classifier.input_ids == [tokenizer(text)["input_ids"][:6] for text in RECORDS]
@@ -121,7 +139,9 @@ def test_a_verbalizer_run_trains_reloads_and_faces_the_zero_shot_baseline(train_
     metrics = run_training(cfg, run)
     assert set(metrics["comparison"]) == {"logistic", "zero_shot", "oracle"}
     zero_shot = metrics["comparison"]["zero_shot"]
-    assert 0 < zero_shot["auroc"] < 1 and zero_shot["delta_auroc"]["value"] == pytest.approx(metrics["test"]["auroc"] - zero_shot["auroc"])
+    assert 0 < zero_shot["auroc"] < 1 and zero_shot["delta_auroc"]["value"] == pytest.approx(
+        metrics["test"]["auroc"] - zero_shot["auroc"]
+    )
     # The saved model reloads to the same scores (the head and the prompt come back from the run folder and config).
     predictions = [json.loads(line) for line in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
     tokenizer = AutoTokenizer.from_pretrained(run / "model")
@@ -130,8 +150,15 @@ def test_a_verbalizer_run_trains_reloads_and_faces_the_zero_shot_baseline(train_
     table = prepare(cfg).table()
     test = [p for p in predictions if p["split"] == "test"][:16]
     texts = dict(zip(table["eid"].to_list(), table["text"].to_list()))
-    reloaded = score_texts(load_model(run / "model"), tokenizer, [texts[p["eid"]] for p in test], head_cfg=cfg.head,
-                           batch_size=8, max_length=int(cfg.train.max_length), device="cpu")
+    reloaded = score_texts(
+        load_model(run / "model"),
+        tokenizer,
+        [texts[p["eid"]] for p in test],
+        head_cfg=cfg.head,
+        batch_size=8,
+        max_length=int(cfg.train.max_length),
+        device="cpu",
+    )
     assert reloaded.tolist() == pytest.approx([p["raw_score"] for p in test], abs=1e-5)
     # The zero-shot score is the untrained model's: training moved the trained one away from it.
     assert metrics["test"]["raw"]["auroc"] != zero_shot["auroc"]
@@ -140,10 +167,10 @@ def test_a_verbalizer_run_trains_reloads_and_faces_the_zero_shot_baseline(train_
 def test_zero_shot_scores_are_computed_once_and_reused(train_config, monkeypatch):
     import polars as pl
 
-    from cadft.train import model as model_module
-    from cadft.eval.baselines.run import _score_frame, _splits
     from cadft.data.prepare import prepare
+    from cadft.eval.baselines.run import _score_frame, _splits
     from cadft.eval.baselines.zero_shot import zero_shot_scores
+    from cadft.train import model as model_module
 
     cfg = train_config()
     splits = _splits(prepare(cfg).table())
@@ -167,10 +194,10 @@ def test_zero_shot_runs_in_the_configured_precision(train_config, monkeypatch):
     the cache key, so a bf16 result is never served for an fp32 request."""
     import torch
 
-    from cadft.train import model as model_module
-    from cadft.eval.baselines.run import _score_frame, _splits
     from cadft.data.prepare import prepare
+    from cadft.eval.baselines.run import _score_frame, _splits
     from cadft.eval.baselines.zero_shot import zero_shot_scores
+    from cadft.train import model as model_module
 
     built = []
     real = model_module.zero_shot_model

@@ -7,14 +7,14 @@ import polars as pl
 import pytest
 from omegaconf import OmegaConf
 
-from cadft.eval.baselines.run import HISTORY_MIN_RECORDS, _with_history_indicators
 from cadft.config.schema import validate
-from cadft.errors import CadftError
 from cadft.data.features import build_features, parse_features, required_fields
 from cadft.data.history import HISTORY_COLUMN, build_history, history_fields, icd10_title
 from cadft.data.task import Definition
 from cadft.data.text import render_texts
 from cadft.data.ukb.read import read_extract
+from cadft.errors import CadftError
+from cadft.eval.baselines.run import HISTORY_MIN_RECORDS, _with_history_indicators
 from tests.extracts import base_person, write_showcase
 
 BASELINE = "2008-06-15"
@@ -29,7 +29,9 @@ def _people() -> list[dict]:
                 ("K409", "1900-01-01"), ("M069", BASELINE), ("U999", "2004-04-04"), ("M1696", "2003-03-03")],
     }  # fmt: skip
     plain = base_person(1000002)
-    many = base_person(1000003) | {41270: [(code, f"200{i}-01-01") for i, code in enumerate(["J459", "K219", "I10", "E039", "N390", "R074"])]}
+    many = base_person(1000003) | {
+        41270: [(code, f"200{i}-01-01") for i, code in enumerate(["J459", "K219", "I10", "E039", "N390", "R074"])]
+    }
     return [rich, plain, many]
 
 
@@ -51,9 +53,17 @@ def test_only_names_from_before_the_assessment_and_never_the_outcome(extract, de
     assert rich["history:medications"] == ["simvastatin", "aspirin"]  # the special answer -1 is no medication
     # Most recent first; the infarction (outcome), the 2012 record (after the assessment) and the placeholder date are
     # left out; a diagnosis on the assessment day counts.
-    assert rich["history:diagnoses"] == ["Rheumatoid arthritis, unspecified", "Angina pectoris, unspecified", "Coxarthrosis, unspecified",
-                                         "Essential (primary) hypertension"]  # M16.96 (a UK fifth character): its WHO parent M16.9
-    assert "41270:I214" not in rich[HISTORY_COLUMN] and "41270:E119" not in rich[HISTORY_COLUMN] and "20002:1075" not in rich[HISTORY_COLUMN]
+    assert rich["history:diagnoses"] == [
+        "Rheumatoid arthritis, unspecified",
+        "Angina pectoris, unspecified",
+        "Coxarthrosis, unspecified",
+        "Essential (primary) hypertension",
+    ]  # M16.96 (a UK fifth character): its WHO parent M16.9
+    assert (
+        "41270:I214" not in rich[HISTORY_COLUMN]
+        and "41270:E119" not in rich[HISTORY_COLUMN]
+        and "20002:1075" not in rich[HISTORY_COLUMN]
+    )
     assert "20003:1140861958" in rich[HISTORY_COLUMN] and "41270:M069" in rich[HISTORY_COLUMN]
     plain = history.filter(pl.col("eid") == 1000002).row(0, named=True)
     assert plain[HISTORY_COLUMN] == [] and plain["history:diagnoses"] is None
@@ -65,7 +75,10 @@ def test_only_names_from_before_the_assessment_and_never_the_outcome(extract, de
 def test_cap_keeps_the_most_recent_diagnoses(extract, definition):
     history, _ = build_history(extract, definition, max_items=2)
     many = history.filter(pl.col("eid") == 1000003).row(0, named=True)
-    assert many["history:diagnoses"] == ["Chest pain, unspecified", "Urinary tract infection, site not specified"]  # 2005, 2004
+    assert many["history:diagnoses"] == [
+        "Chest pain, unspecified",
+        "Urinary tract infection, site not specified",
+    ]  # 2005, 2004
 
 
 def test_record_text(extract, definition, make_config):
@@ -84,15 +97,27 @@ def test_record_text(extract, definition, make_config):
 
 
 def test_icd10_titles():
-    assert icd10_title("I251") == "Atherosclerotic heart disease" and icd10_title("i10") == "Essential (primary) hypertension"
+    assert (
+        icd10_title("I251") == "Atherosclerotic heart disease"
+        and icd10_title("i10") == "Essential (primary) hypertension"
+    )
     assert icd10_title("M1696") == "Coxarthrosis, unspecified"  # a UK fifth character: the WHO parent
-    assert icd10_title("X") is None and icd10_title("I25.1") is None and icd10_title("U999") is None  # a chapter; no dots; unknown
+    assert (
+        icd10_title("X") is None and icd10_title("I25.1") is None and icd10_title("U999") is None
+    )  # a chapter; no dots; unknown
 
 
 def test_prevalent_task_refuses_medications_and_seed_json_refuses_history(make_config):
-    prevalent = ("task.outcome=prevalent", "task.exclude=null", "~data.features.cholesterol_medication", "~data.features.bp_medication")
+    prevalent = (
+        "task.outcome=prevalent",
+        "task.exclude=null",
+        "~data.features.cholesterol_medication",
+        "~data.features.bp_medication",
+    )
     cfg = make_config("text.history=on", *prevalent)
-    with pytest.raises(CadftError, match=r"text.history=on writes the medications taken .* data.allow_treatment_features=true"):
+    with pytest.raises(
+        CadftError, match=r"text.history=on writes the medications taken .* data.allow_treatment_features=true"
+    ):
         validate(cfg)
     validate(make_config("text.history=on", *prevalent, "data.allow_treatment_features=true"))
     with pytest.raises(CadftError, match="text.history"):
@@ -102,8 +127,9 @@ def test_prevalent_task_refuses_medications_and_seed_json_refuses_history(make_c
 def test_baselines_get_indicators_from_train_alone():
     common = ["20002:1065"] * HISTORY_MIN_RECORDS
     splits = {
-        "train": pl.DataFrame({"age": [60.0] * (HISTORY_MIN_RECORDS + 1),
-                               HISTORY_COLUMN: [[item] for item in common] + [["41270:I10"]]}),
+        "train": pl.DataFrame(
+            {"age": [60.0] * (HISTORY_MIN_RECORDS + 1), HISTORY_COLUMN: [[item] for item in common] + [["41270:I10"]]}
+        ),
         "validation": pl.DataFrame({"age": [50.0, 55.0], HISTORY_COLUMN: [["20002:1065", "41270:I10"], []]}),
         "test": pl.DataFrame({"age": [50.0], HISTORY_COLUMN: [["41270:J459"]]}),
     }

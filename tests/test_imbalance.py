@@ -13,7 +13,9 @@ LABELS = np.array([1] * 40 + [0] * 960)
 
 
 def _cfg(**kw):
-    return OmegaConf.create({"method": "weighted", "class_weights": "inverse_frequency", "positive_fraction": None} | kw)
+    return OmegaConf.create(
+        {"method": "weighted", "class_weights": "inverse_frequency", "positive_fraction": None} | kw
+    )
 
 
 def test_inverse_frequency_weights():
@@ -45,8 +47,12 @@ def test_bad_settings(cfg, labels, message):
 def _sampler(method, *, world_size=1, batch_size=8, fraction=0.25, seed=0):
     rng = np.random.default_rng(1)
     lengths = rng.integers(150, 260, len(LABELS)).tolist()
-    cfg = _cfg(method=method, class_weights=None if method != "weighted" else "inverse_frequency", positive_fraction=fraction)
-    return GroupedSampler(lengths, LABELS, resolve(cfg, LABELS), batch_size=batch_size, world_size=world_size, seed=seed), lengths
+    cfg = _cfg(
+        method=method, class_weights=None if method != "weighted" else "inverse_frequency", positive_fraction=fraction
+    )
+    return GroupedSampler(
+        lengths, LABELS, resolve(cfg, LABELS), batch_size=batch_size, world_size=world_size, seed=seed
+    ), lengths
 
 
 def test_every_example_once_per_epoch_without_oversampling():

@@ -21,10 +21,14 @@ def imports_at_load(path: Path, modules: set[str]) -> set[str]:
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        for child in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) else []:
+        for child in (
+            ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) else []
+        ):
             if isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
                 names = [f"{child.module}.{alias.name}" for alias in child.names]
-                found |= {name for name in names if name in modules} or ({child.module} if child.module in modules else set())
+                found |= {name for name in names if name in modules} or (
+                    {child.module} if child.module in modules else set()
+                )
             elif isinstance(child, ast.Import):
                 found |= {alias.name for alias in child.names if alias.name in modules}
     return found
@@ -49,9 +53,13 @@ def test_no_import_cycles():
 
 
 def test_every_config_group_has_the_module_the_readme_names():
-    table = re.search(r"## Configuration reference\n\n(\| group.*?)\n\n", (REPO / "README.md").read_text(), re.S).group(1)
+    table = re.search(r"## Configuration reference\n\n(\| group.*?)\n\n", (REPO / "README.md").read_text(), re.S).group(
+        1
+    )
     rows = {row.split("|")[1].strip(" `"): row.split("|")[3] for row in table.splitlines()[2:]}
-    groups = {path.name for path in (REPO / "conf").iterdir() if path.is_dir() and path.name not in ("hydra", "experiment")}
+    groups = {
+        path.name for path in (REPO / "conf").iterdir() if path.is_dir() and path.name not in ("hydra", "experiment")
+    }
     assert set(rows) == groups, "README's configuration table and conf/ disagree"
     for group, modules in rows.items():
         named = re.findall(r"`(cadft/[\w/]+(?:\.py)?)`", modules)

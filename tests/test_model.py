@@ -6,12 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-
-from cadft.errors import CadftError
 import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+from cadft.errors import CadftError
 from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.train.model import build_model, load_model, trainable_parameter_summary, write_checkpoint_info
 
@@ -101,7 +100,9 @@ def test_padding_does_not_change_a_prediction(strategy, tiny):
 def test_score_head_is_trained_and_saved_with_the_adapter(strategy, tiny, tmp_path):
     model = build(strategy, tiny)
     assert score_weight(model).requires_grad
-    assert not any(p.requires_grad for name, p in model.named_parameters() if "lora_" not in name and "score" not in name)
+    assert not any(
+        p.requires_grad for name, p in model.named_parameters() if "lora_" not in name and "score" not in name
+    )
     train_steps(model, tiny[1])
     save(model, tmp_path)
     saved = load_file(tmp_path / "adapter_model.safetensors")

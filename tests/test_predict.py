@@ -20,7 +20,9 @@ def trained(tiny_run, synthetic_cohort):
 
 
 def predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cadft.predict.trained_run", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "cadft.predict.trained_run", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def run_test_risks(run: Path) -> pl.DataFrame:
@@ -33,7 +35,9 @@ def test_predict_reproduces_the_runs_test_risks(trained, tmp_path):
     done = predict(f"run={run}", f"data.path={extract}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     risks = pl.read_csv(tmp_path / "risks.csv")
-    assert risks.columns == ["eid", "risk", "raw_score"] and risks.height == 3000  # every participant of the extract, labels unused
+    assert (
+        risks.columns == ["eid", "risk", "raw_score"] and risks.height == 3000
+    )  # every participant of the extract, labels unused
     joined = run_test_risks(run).join(risks, on="eid", suffix="_predicted")
     assert joined.height == run_test_risks(run).height
     assert (joined["risk"] - joined["risk_predicted"]).abs().max() < 1e-5
@@ -64,32 +68,56 @@ def test_withdrawn_and_negative_eids_are_never_scored(trained, tmp_path):
     eids = rows["eid"].cast(pl.Int64)
     negative = eids.head(4).to_list()
     changed = tmp_path / "extract.csv"
-    rows.with_columns(pl.when(pl.col("eid").cast(pl.Int64).is_in(negative)).then("-" + pl.col("eid")).otherwise(pl.col("eid")).alias("eid")
-                      ).write_csv(changed, quote_style="always")
+    rows.with_columns(
+        pl.when(pl.col("eid").cast(pl.Int64).is_in(negative))
+        .then("-" + pl.col("eid"))
+        .otherwise(pl.col("eid"))
+        .alias("eid")
+    ).write_csv(changed, quote_style="always")
     withdrawals = tmp_path / "withdrawn.txt"
     withdrawn = eids.slice(10, 5).to_list()
     withdrawals.write_text("\n".join(map(str, withdrawn)) + "\n")
-    done = predict(f"run={run}", f"data.path={changed}", f"data.withdrawals={withdrawals}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path)
+    done = predict(
+        f"run={run}",
+        f"data.path={changed}",
+        f"data.withdrawals={withdrawals}",
+        f"out={tmp_path / 'risks.csv'}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     scored = pl.read_csv(tmp_path / "risks.csv")["eid"]
     assert scored.len() == 3000 - 9 and scored.min() > 0 and not set(scored) & set(withdrawn)
     assert set(eids) - set(scored) == set(negative) | set(withdrawn)
     bad = tmp_path / "bad.txt"
     bad.write_text("12\nabc\n")
-    done = predict(f"run={run}", f"data.path={changed}", f"data.withdrawals={bad}", f"out={tmp_path / 'other.csv'}", cwd=tmp_path)
-    assert done.returncode == 2 and done.stderr.strip() == f"cadft-predict: error: data.withdrawals={bad}: line 2: 'abc' is not an eid; the file has one integer eid a line"
+    done = predict(
+        f"run={run}", f"data.path={changed}", f"data.withdrawals={bad}", f"out={tmp_path / 'other.csv'}", cwd=tmp_path
+    )
+    assert (
+        done.returncode == 2
+        and done.stderr.strip()
+        == f"cadft-predict: error: data.withdrawals={bad}: line 2: 'abc' is not an eid; the file has one integer eid a line"
+    )
 
 
 def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
     run, extract = trained
     out = tmp_path / "risks.csv"
     no_sbp = tmp_path / "no_sbp.csv"
-    pl.read_csv(extract, infer_schema=False).drop([c for c in pl.read_csv(extract, n_rows=0).columns if c.startswith(("4080-", "93-"))]).write_csv(no_sbp, quote_style="always")
+    pl.read_csv(extract, infer_schema=False).drop(
+        [c for c in pl.read_csv(extract, n_rows=0).columns if c.startswith(("4080-", "93-"))]
+    ).write_csv(no_sbp, quote_style="always")
     cases = {
         "no such run": ([f"run={tmp_path}", f"data.path={extract}", f"out={out}"], "not a finished cadft training run"),
-        "unknown key": ([f"run={run}", f"data.pth={extract}", f"out={out}"], "data.pth: unknown argument; did you mean data.path?"),
+        "unknown key": (
+            [f"run={run}", f"data.pth={extract}", f"out={out}"],
+            "data.pth: unknown argument; did you mean data.path?",
+        ),
         "missing column": ([f"run={run}", f"data.path={no_sbp}", f"out={out}"], "4080"),
-        "another task": ([f"run={run}", f"data.path={extract}", f"out={out}", "task=broad_chd"], "predicts hard_cad_incident10"),
+        "another task": (
+            [f"run={run}", f"data.path={extract}", f"out={out}", "task=broad_chd"],
+            "predicts hard_cad_incident10",
+        ),
         "missing out": ([f"run={run}", f"data.path={extract}"], "missing out="),
     }
     for name, (args, message) in cases.items():

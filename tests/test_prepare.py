@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cadft.errors import CadftError
 from cadft.data.prepare import prepare
+from cadft.errors import CadftError
 from tests.edge_cases import EDGE_CASES, people
 from tests.extracts import base_person, write_rap, write_showcase
 
@@ -39,7 +39,13 @@ def test_table_and_card(make_config, extract):
     card = prepared.card
     assert card["included"] == table.height and card["cases"] == len(cases)
     # incomplete_followup, lost_to_followup and history_code: the default censoring and history_policy (tests/edge_cases.py)
-    assert card["exclusions"] == {"history_code": 1, "incomplete_followup": 1, "lost_to_followup": 1, "prevalent": 6, "undated_event": 2}
+    assert card["exclusions"] == {
+        "history_code": 1,
+        "incomplete_followup": 1,
+        "lost_to_followup": 1,
+        "prevalent": 6,
+        "undated_event": 2,
+    }
     assert [s["excluded"] for s in card["cohort_steps"] if "excluded" in s] == [0, 0, 2, 6, 1, 2, 0]
     assert sum(s["n"] for s in card["splits"].values()) == table.height
     assert card["text"]["tokens"]["p50"] > 20 and card["missingness"]["pack_years"] == 1.0
@@ -93,16 +99,26 @@ def test_cli_prints_where_the_table_went_and_fails_cleanly(tmp_path, extract):
     done = subprocess.run(base + [f"data.path={extract}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "prepared table: " in done.stdout and str(tmp_path / "out" / "prepared") in done.stdout
-    failed = subprocess.run(base + [f"data.path={tmp_path / 'missing.csv'}"], capture_output=True, text=True, timeout=300)
+    failed = subprocess.run(
+        base + [f"data.path={tmp_path / 'missing.csv'}"], capture_output=True, text=True, timeout=300
+    )
     assert failed.returncode == 2
-    assert failed.stderr.strip().splitlines()[-1] == f"cadft-prepare: error: data.path={tmp_path / 'missing.csv'}: no such file"
+    assert (
+        failed.stderr.strip().splitlines()[-1]
+        == f"cadft-prepare: error: data.path={tmp_path / 'missing.csv'}: no such file"
+    )
     assert "Traceback" not in failed.stderr
 
 
 @pytest.mark.parametrize(
     "layout",
-    [["--format", "rap"], ["--format", "rap", "--coding", "replace"], ["--format", "rap", "--coding", "replace", "--multi-cell", "pipe"],
-     ["--format", "tab"], ["--format", "parquet", "--parquet-naming", "rap", "--coding", "replace"]],
+    [
+        ["--format", "rap"],
+        ["--format", "rap", "--coding", "replace"],
+        ["--format", "rap", "--coding", "replace", "--multi-cell", "pipe"],
+        ["--format", "tab"],
+        ["--format", "parquet", "--parquet-naming", "rap", "--coding", "replace"],
+    ],
     ids=["rap_raw", "rap_replace", "rap_replace_pipe", "tab", "parquet_rap_replace"],
 )
 def test_synthetic_cohort_prepares_identically_in_every_layout(make_config, synthetic_cohort, tmp_path, layout):
@@ -129,18 +145,30 @@ def test_history_holds_only_what_came_before_the_assessment(make_config, synthet
     prepared = prepare(cfg)
     table = prepared.table()
     raw = read_extract(extract, [53, 41270, 41280])
-    dated = (raw.entries.filter(pl.col("field") == 41270).select("eid", "array", "code")
-             .join(raw.entries.filter(pl.col("field") == 41280).select("eid", "array", "date"), on=["eid", "array"])
-             .join(raw.scalars.select("eid", pl.col("f53").alias("baseline")), on="eid"))
-    written = table.select("eid", HISTORY_COLUMN).explode(HISTORY_COLUMN).rename({HISTORY_COLUMN: "key"}).filter(pl.col("key").str.starts_with("41270:"))
-    written = written.with_columns(pl.col("key").str.strip_prefix("41270:").alias("code")).join(dated, on=["eid", "code"])
+    dated = (
+        raw.entries.filter(pl.col("field") == 41270)
+        .select("eid", "array", "code")
+        .join(raw.entries.filter(pl.col("field") == 41280).select("eid", "array", "date"), on=["eid", "array"])
+        .join(raw.scalars.select("eid", pl.col("f53").alias("baseline")), on="eid")
+    )
+    written = (
+        table.select("eid", HISTORY_COLUMN)
+        .explode(HISTORY_COLUMN)
+        .rename({HISTORY_COLUMN: "key"})
+        .filter(pl.col("key").str.starts_with("41270:"))
+    )
+    written = written.with_columns(pl.col("key").str.strip_prefix("41270:").alias("code")).join(
+        dated, on=["eid", "code"]
+    )
     assert written.height > 300 and (written["date"] <= written["baseline"]).all()
     assert not written["code"].str.contains("^(I21|I22|I23|I24|I252|Z951)").any()  # hard CAD codes: the outcome
     later = dated.filter(pl.col("date") > pl.col("baseline")).join(table.select("eid"), on="eid")
     assert later.height > 300  # the extract has later records, and none of them was written
     assert prepared.card["history"]["participants_with_history"] > 0.5 * table.height
     assert table["text"].str.contains("The list of hospital diagnoses before the assessment is ").sum() > 300
-    records = records_from_extract(cfg.data, cfg.text, cfg.task).join(table.select("eid", pl.col("text").alias("prepared")), on="eid")
+    records = records_from_extract(cfg.data, cfg.text, cfg.task).join(
+        table.select("eid", pl.col("text").alias("prepared")), on="eid"
+    )
     assert records.height == table.height and (records["text"] == records["prepared"]).all()
 
 
@@ -154,7 +182,7 @@ def test_damaged_cache_entry_is_rebuilt(make_config, extract, caplog, damage):
     raw = bytearray(first.table_path.read_bytes())
     if damage == "flip_bytes":
         middle = len(raw) // 2
-        raw[middle:middle + 64] = bytes(64)
+        raw[middle : middle + 64] = bytes(64)
         first.table_path.write_bytes(bytes(raw))
     elif damage == "truncate":
         first.table_path.write_bytes(bytes(raw[: len(raw) // 3]))
@@ -165,7 +193,9 @@ def test_damaged_cache_entry_is_rebuilt(make_config, extract, caplog, damage):
     assert again.directory == first.directory and again.damage() is None
     assert again.table().equals(expected)
     assert f"prepared data in {first.directory} is damaged" in caplog.text
-    assert sorted(p.name for p in again.directory.parent.iterdir()) == [first.directory.name]  # no staging or damaged leftovers
+    assert sorted(p.name for p in again.directory.parent.iterdir()) == [
+        first.directory.name
+    ]  # no staging or damaged leftovers
 
 
 def test_unwritable_prepared_dir_fails_before_the_extract_is_read(make_config, tmp_path):
@@ -175,7 +205,10 @@ def test_unwritable_prepared_dir_fails_before_the_extract_is_read(make_config, t
     bad_extract.write_text("id,age\n1,50\n")  # reading it would fail with another message
     with pytest.raises(CadftError) as err:
         prepare(make_config(f"data.path={bad_extract}", f"paths.prepared_dir={blocker}/prepared"))
-    assert str(err.value) == f"prepared data folder (paths.prepared_dir) {blocker}/prepared is not writable (Not a directory)"
+    assert (
+        str(err.value)
+        == f"prepared data folder (paths.prepared_dir) {blocker}/prepared is not writable (Not a directory)"
+    )
 
 
 def test_card_counts_special_answers(make_config, tmp_path):
@@ -211,11 +244,15 @@ def test_withdrawals_and_negative_eids_are_removed_first_and_counted(make_config
         assert not any(str(eid).encode() in content for eid in [*withdrawn, -1000001, -2000002]), file.name
     withdrawals.write_text(f"{withdrawn[1]}\n")  # the same file, new content: another cache entry
     again = prepare(make_config(f"data.path={path}", f"data.withdrawals={withdrawals}"))
-    assert again.directory != prepared.directory and set(plain.table()["eid"]) - set(again.table()["eid"]) == {withdrawn[1]}
+    assert again.directory != prepared.directory and set(plain.table()["eid"]) - set(again.table()["eid"]) == {
+        withdrawn[1]
+    }
 
 
 def _labels(cohort: list[dict]) -> dict[int, int]:
-    return {case[0]["eid"]: case[1] for case in EDGE_CASES.values()} | {p["eid"]: 0 for p in cohort if p["eid"] >= 2000000}
+    return {case[0]["eid"]: case[1] for case in EDGE_CASES.values()} | {
+        p["eid"]: 0 for p in cohort if p["eid"] >= 2000000
+    }
 
 
 WALES, SCOTLAND = (11003, 11022, 11023), (11004, 11005)
@@ -231,14 +268,30 @@ def test_split_by_country_puts_exactly_the_welsh_centres_in_test(make_config, tm
     centre = {p["eid"]: p[54] for p in cohort}
     path = write_showcase(tmp_path / "cohort.csv", cohort)
     # Wales' hospital data end earliest: censoring=control keeps its late recruits, so the test is about the split alone.
-    prepared = prepare(make_config(f"data.path={path}", "data.split.by=country", "data.split.test_groups=[Wales]", "task.censoring=control"))
+    prepared = prepare(
+        make_config(
+            f"data.path={path}", "data.split.by=country", "data.split.test_groups=[Wales]", "task.censoring=control"
+        )
+    )
     table = prepared.table()
     test = set(table.filter(pl.col("split") == "test")["eid"])
     assert test == {eid for eid in table["eid"] if centre[eid] in WALES} and len(test) > 50
     assert set(table.filter(pl.col("split") != "test")["split"]) == {"train", "validation"}
     card = prepared.card["split"]
     assert card["by"] == "country" and card["test_groups"] == ["Wales"] and card["no_country"] == 0
-    assert card["participants_by_group"]["Wales"] == len(test) and set(card["participants_by_group"]) == {"England", "Scotland", "Wales"}
-    by_centre = prepare(make_config(f"data.path={path}", "data.split.by=centre", "data.split.test_groups=[Cardiff,11005]",
-                                   "task.censoring=control")).table()
-    assert set(by_centre.filter(pl.col("split") == "test")["eid"]) == {eid for eid in by_centre["eid"] if centre[eid] in (11003, 11005)}
+    assert card["participants_by_group"]["Wales"] == len(test) and set(card["participants_by_group"]) == {
+        "England",
+        "Scotland",
+        "Wales",
+    }
+    by_centre = prepare(
+        make_config(
+            f"data.path={path}",
+            "data.split.by=centre",
+            "data.split.test_groups=[Cardiff,11005]",
+            "task.censoring=control",
+        )
+    ).table()
+    assert set(by_centre.filter(pl.col("split") == "test")["eid"]) == {
+        eid for eid in by_centre["eid"] if centre[eid] in (11003, 11005)
+    }

@@ -25,7 +25,12 @@ TASKS = sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml"))
 
 def _table(n=10_000, seed=0):
     rng = np.random.default_rng(seed)
-    return pl.DataFrame({"eid": rng.choice(np.arange(1_000_000, 6_000_000), n, replace=False), "label": (rng.random(n) < 0.04).astype("int8")})
+    return pl.DataFrame(
+        {
+            "eid": rng.choice(np.arange(1_000_000, 6_000_000), n, replace=False),
+            "label": (rng.random(n) < 0.04).astype("int8"),
+        }
+    )
 
 
 def _split(**keys):
@@ -36,7 +41,7 @@ def test_position_is_the_hash_cut_at_the_fractions():
     table = _table()
     split = assign_splits(table, FRACTIONS, "s")
     at = position(table["eid"], "s")
-    assert 0 <= at.min() and at.max() < 1
+    assert at.min() >= 0 and at.max() < 1
     expected = pl.Series(np.where(at < 0.7, "train", np.where(at < 0.85, "validation", "test")))
     assert (split == expected).all()
     shares = split.value_counts(normalize=True).sort("split")["proportion"].to_list()  # test, train, validation
@@ -62,7 +67,14 @@ def test_salt_changes_the_split():
     assert (a != b).sum() > 100
 
 
-@pytest.mark.parametrize("fractions", [{"train": 0.8, "validation": 0.3, "test": 0.1}, {"train": 0.9, "test": 0.1}, {"train": 0.5, "valid": 0.25, "test": 0.25}])
+@pytest.mark.parametrize(
+    "fractions",
+    [
+        {"train": 0.8, "validation": 0.3, "test": 0.1},
+        {"train": 0.9, "test": 0.1},
+        {"train": 0.5, "valid": 0.25, "test": 0.25},
+    ],
+)
 def test_bad_fractions(fractions):
     with pytest.raises(SplitConfigError, match="data.split.fractions"):
         assign_splits(_table(100), fractions, "s")
@@ -80,25 +92,42 @@ def test_held_out_place_is_the_test_split_and_the_rest_is_cut_train_validation()
     table = _table()
     places = table.select("eid", pl.Series("group", np.where(table["eid"] % 10 == 0, "Wales", "England")))
     split, card = split_cohort(table, _split(by="country", test_groups=["Wales"]), places)
-    wales = (table["eid"] % 10 == 0)
+    wales = table["eid"] % 10 == 0
     assert (split.filter(wales) == "test").all() and not (split.filter(~wales) == "test").any()
     rest = split.filter(~wales)
     assert (rest == "train").mean() == pytest.approx(0.7 / 0.85, abs=0.015)
     at = position(table["eid"], "s").filter(~wales)
     assert ((at < 0.7 / 0.85) == (rest == "train")).all()
-    assert card == {"by": "country", "salt": "s", "test_groups": ["Wales"], "participants_by_group": {"England": int((~wales).sum()),
-                    "Wales": int(wales.sum())}, "no_country": 0}
+    assert card == {
+        "by": "country",
+        "salt": "s",
+        "test_groups": ["Wales"],
+        "participants_by_group": {"England": int((~wales).sum()), "Wales": int(wales.sum())},
+        "no_country": 0,
+    }
 
 
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ({"by": "country"}, "data.split.by=country needs data.split.test_groups: the country group(s) that form the test split, e.g. [Wales]"),
+        (
+            {"by": "country"},
+            "data.split.by=country needs data.split.test_groups: the country group(s) that form the test split, e.g. [Wales]",
+        ),
         ({"by": "country", "test_groups": []}, "data.split.by=country needs data.split.test_groups"),
-        ({"by": "country", "test_groups": ["Wale"]}, "data.split.test_groups: ['Wale'] are not countries; allowed: England, Scotland, Wales"),
-        ({"by": "centre", "test_groups": [11015]}, "data.split.test_groups: [11015] are not assessment centres (field 54, coding 10); "
-         "allowed: 11001 Manchester, 11002 Oxford"),
-        ({"test_groups": ["Wales"]}, "data.split.test_groups=['Wales'] needs data.split.by=centre or country (data.split.by=eid splits by hash)"),
+        (
+            {"by": "country", "test_groups": ["Wale"]},
+            "data.split.test_groups: ['Wale'] are not countries; allowed: England, Scotland, Wales",
+        ),
+        (
+            {"by": "centre", "test_groups": [11015]},
+            "data.split.test_groups: [11015] are not assessment centres (field 54, coding 10); "
+            "allowed: 11001 Manchester, 11002 Oxford",
+        ),
+        (
+            {"test_groups": ["Wales"]},
+            "data.split.test_groups=['Wales'] needs data.split.by=centre or country (data.split.by=eid splits by hash)",
+        ),
     ],
 )
 def test_bad_place_split(keys, message):
@@ -114,8 +143,11 @@ def test_centre_names_and_codes_are_the_same_group():
 def test_a_test_group_absent_from_the_cohort_is_refused():
     table = _table(100)
     places = table.select("eid", pl.lit("England").alias("group"))
-    with pytest.raises(SplitConfigError, match=r"data.split.test_groups: \['Wales'\] have no participants in the cohort; countries present: "
-                       r"England \(100\)"):
+    with pytest.raises(
+        SplitConfigError,
+        match=r"data.split.test_groups: \['Wales'\] have no participants in the cohort; countries present: "
+        r"England \(100\)",
+    ):
         split_cohort(table, _split(by="country", test_groups=["Wales"]), places)
     with pytest.raises(SplitConfigError, match="hold the whole cohort"):
         split_cohort(table, _split(by="country", test_groups=["England"]), places)
@@ -127,7 +159,9 @@ def test_every_shipped_task_splits_every_participant_the_same_way(make_config, s
     extract, _ = synthetic_cohort
     splits = {}
     for task in TASKS:
-        table = prepare(make_config(f"data.path={extract}", f"task={task}", "data.allow_treatment_features=true")).table()
+        table = prepare(
+            make_config(f"data.path={extract}", f"task={task}", "data.allow_treatment_features=true")
+        ).table()
         splits[task] = dict(zip(table["eid"], table["split"]))
     assert len(TASKS) == 5  # every shipped task
     everyone = {eid: split for table in splits.values() for eid, split in table.items()}
@@ -138,4 +172,6 @@ def test_every_shipped_task_splits_every_participant_the_same_way(make_config, s
     other = tmp_path / "shuffled.csv"
     rows.filter(pl.col("eid").cast(pl.Int64) % 4 != 0).sample(fraction=1.0, shuffle=True, seed=1).write_csv(other)
     table = prepare(make_config(f"data.path={other}")).table()
-    assert table.height < len(splits[TASKS[1]]) and all(everyone[eid] == split for eid, split in zip(table["eid"], table["split"]))
+    assert table.height < len(splits[TASKS[1]]) and all(
+        everyone[eid] == split for eid, split in zip(table["eid"], table["split"])
+    )

@@ -47,11 +47,16 @@ def test_a_sweep_is_one_parent_run_with_a_child_per_job(tiny_sweep):
     out_dir, done = tiny_sweep
     parent, children = _sweep_runs(out_dir)
     assert parent.info.status == "FINISHED" and parent.data.tags["cadft.sweep.config"] == "sweep_strategies"
-    assert parent.data.tags["cadft.sweep.swept"] == "imbalance.positive_fraction"  # model and imbalance fixed on the command line
+    assert (
+        parent.data.tags["cadft.sweep.swept"] == "imbalance.positive_fraction"
+    )  # model and imbalance fixed on the command line
     assert "imbalance.positive_fraction=0.5,2" in parent.data.tags["cadft.sweep.overrides"]
     finished, failed = children
     assert [run.info.status for run in children] == ["FINISHED", "FAILED"]
-    assert finished.data.tags["cadft.swept.imbalance.positive_fraction"] == "0.5" and "cadft.swept.model" not in finished.data.tags
+    assert (
+        finished.data.tags["cadft.swept.imbalance.positive_fraction"] == "0.5"
+        and "cadft.swept.model" not in finished.data.tags
+    )
     assert finished.info.run_name == "imbalance.positive_fraction=0.5"
     assert {"strategy", "imbalance", "zero", "backbone"} <= set(finished.data.tags)
     assert 0 <= finished.data.metrics["test/auroc"] <= 1 and "train/peak_memory_gb" in finished.data.metrics
@@ -77,7 +82,9 @@ def test_a_job_with_a_bad_value_fails_before_it_reads_data(tiny_sweep):
     out_dir, _ = tiny_sweep
     sweep_dir = next((out_dir / "multiruns").glob("*/*"))
     lines = (sweep_dir / "1" / "train.log").read_text().strip().splitlines()  # the failure alone: no data was read
-    assert len(lines) == 1 and lines[0].endswith("sweep job 1 failed: imbalance.positive_fraction=2: expected a number in (0, 1) or null")
+    assert len(lines) == 1 and lines[0].endswith(
+        "sweep job 1 failed: imbalance.positive_fraction=2: expected a number in (0, 1) or null"
+    )
 
 
 def _compose_template(name: str, overrides: list[str]):
@@ -93,7 +100,9 @@ def test_every_template_and_each_of_its_jobs_composes(template):
     cfg = _compose_template(template, [])
     params = {key: str(value) for key, value in cfg.hydra.sweeper.params.items()}
     assert params and "sweep_tracking" in cfg.hydra.callbacks
-    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()]), None)[0]
+    jobs = BasicSweeper.split_arguments(
+        OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()]), None
+    )[0]
     assert len(jobs) > 1
     for job in jobs:
         composed = _compose_template(template, job)
@@ -101,8 +110,15 @@ def test_every_template_and_each_of_its_jobs_composes(template):
 
 
 def test_the_slurm_launcher_composes():
-    cfg = _compose_template("sweep_strategies", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"])
+    cfg = _compose_template(
+        "sweep_strategies", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"]
+    )
     launcher = cfg.hydra.launcher
     assert get_class(launcher._target_).__name__ == "SlurmLauncher"
-    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 30, 1, 1)
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.tasks_per_node) == (
+        "gpu",
+        30,
+        1,
+        1,
+    )
     assert launcher.submitit_folder.startswith(str(cfg.hydra.sweep.dir))  # pickles and logs on the shared sweep dir

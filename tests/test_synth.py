@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from cadft.data.ukb.centres import country_expr
+from cadft.data.ukb.columns import parse_column
+from cadft.data.ukb.registry import load_registry
 from cadft.synth import hazards, write
 from cadft.synth.codelists import code_tables
 from cadft.synth.simulate import simulate
 from cadft.synth.write import Layout, write_cohort
-from cadft.data.ukb.columns import parse_column
-from cadft.data.ukb.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD_CAD = yaml.safe_load((ROOT / "conf/task/hard_cad.yaml").read_text())
@@ -58,7 +58,9 @@ def files(sim, tmp_path_factory):
 def read_strings(path: Path) -> pl.DataFrame:
     if path.suffix == ".parquet":
         frame = pl.read_parquet(path)
-        return frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items() if not isinstance(t, pl.List))
+        return frame.with_columns(
+            pl.col(c).cast(pl.String) for c, t in frame.schema.items() if not isinstance(t, pl.List)
+        )
     separator = "\t" if path.suffix == ".tab" else ","
     return pl.read_csv(path, infer_schema=False, separator=separator)
 
@@ -95,15 +97,28 @@ def cells(path: Path, naming: str, replace: bool = False, multi_cell: str = "jso
         for eid, value in frame.select("eid", name).iter_rows():
             if value is None or value == "":
                 continue
-            items = value if isinstance(value, list) else json.loads(value) if multi_cell == "json" else value.split("|")
-            rows += [(eid, name, keys[name].field, keys[name].instance or 0, slot, str(item)) for slot, item in enumerate(items)]
-        parts.append(pl.DataFrame(rows, schema=parts[0].select("eid", "column", "field", "instance", "slot", "value").schema, orient="row"))
+            items = (
+                value if isinstance(value, list) else json.loads(value) if multi_cell == "json" else value.split("|")
+            )
+            rows += [
+                (eid, name, keys[name].field, keys[name].instance or 0, slot, str(item))
+                for slot, item in enumerate(items)
+            ]
+        parts.append(
+            pl.DataFrame(
+                rows, schema=parts[0].select("eid", "column", "field", "instance", "slot", "value").schema, orient="row"
+            )
+        )
     content = pl.concat([p.select("eid", "field", "instance", "slot", "value") for p in parts])
     content = content.filter(pl.col("value").is_not_null() & ~pl.col("value").is_in(["", "NA"]))
     if replace:
         pairs = content.select("field", "value").unique()
         codes = [to_code(field, value) for field, value in pairs.iter_rows()]
-        content = content.join(pairs.with_columns(code=pl.Series(codes)), on=["field", "value"]).drop("value").rename({"code": "value"})
+        content = (
+            content.join(pairs.with_columns(code=pl.Series(codes)), on=["field", "value"])
+            .drop("value")
+            .rename({"code": "value"})
+        )
     return content.with_columns(pl.col("eid").cast(pl.String)).sort("eid", "field", "instance", "slot")
 
 
@@ -124,7 +139,12 @@ def phenotype(path: Path) -> pl.DataFrame:
             )  # fmt: skip
     for cause in ["40001-0.0"] + [f"40002-0.{k}" for k in range(REGISTRY[40002].arrays)]:
         events.append(
-            frame.select("eid", pl.col(cause).alias("code"), pl.col("40000-0.0").str.to_date().alias("date"), pl.lit("icd10").alias("system"))
+            frame.select(
+                "eid",
+                pl.col(cause).alias("code"),
+                pl.col("40000-0.0").str.to_date().alias("date"),
+                pl.lit("icd10").alias("system"),
+            )
         )
     qualifies = pl.lit(False)
     for system in ("icd10", "icd9", "opcs4"):
@@ -147,7 +167,11 @@ def phenotype(path: Path) -> pl.DataFrame:
     for field, codes in definition["self_report"].items():
         for k in range(REGISTRY[field].arrays):
             self_report = self_report | pl.col(f"{field}-0.{k}").cast(pl.Int64).is_in(codes).fill_null(False)
-    people = frame.select("eid", self_report.alias("self_report")).join(baseline, on="eid").join(per_person, on="eid", how="left")
+    people = (
+        frame.select("eid", self_report.alias("self_report"))
+        .join(baseline, on="eid")
+        .join(per_person, on="eid", how="left")
+    )
     return people.select(
         pl.col("eid").cast(pl.Int64),
         (pl.col("self_report") | pl.col("before").fill_null(False)).alias("prevalent"),
@@ -312,9 +336,17 @@ def test_records_end_at_each_countrys_censor_date(sim):
     dates = {country: dt.date.fromisoformat(day) for country, day in hazards.RECORD_END.items()}
     assert dates == {country: dt.date.fromisoformat(day) for country, day in HARD_CAD["censor_dates"].items()}
     people = pl.DataFrame({"eid": sim.eid, "centre": sim.fields[(54, 0)], "baseline": sim.fields[(53, 0)]})
-    people = people.with_columns(country_expr(pl.col("centre")).replace_strict(dates, return_dtype=pl.Date).alias("end"))
-    last = pl.DataFrame({"eid": sim.eid, **{str(f): sim.fields[(f, 0)].list.max() for f in (41280, 41281, 41282)},
-                         "40000": sim.fields[(40000, 0)], "191": sim.fields[(191, 0)]})
+    people = people.with_columns(
+        country_expr(pl.col("centre")).replace_strict(dates, return_dtype=pl.Date).alias("end")
+    )
+    last = pl.DataFrame(
+        {
+            "eid": sim.eid,
+            **{str(f): sim.fields[(f, 0)].list.max() for f in (41280, 41281, 41282)},
+            "40000": sim.fields[(40000, 0)],
+            "191": sim.fields[(191, 0)],
+        }
+    )
     last = last.select("eid", pl.max_horizontal(pl.exclude("eid")).alias("last"))
     joined = people.join(last, on="eid").filter(pl.col("last").is_not_null())
     assert joined.height > N / 4 and (joined["last"] <= joined["end"]).all()

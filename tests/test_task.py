@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cadft.tracking import session as tracking
 from cadft.data.task import OPTIONAL_FIELDS, Definition, TaskConfigError, label
 from cadft.data.ukb.read import read_extract
+from cadft.tracking import session as tracking
 from tests.edge_cases import EDGE_CASES, people
 from tests.extracts import base_person, write_showcase
 
@@ -14,7 +14,9 @@ from tests.extracts import base_person, write_showcase
 @pytest.fixture
 def extract(tmp_path):
     path = write_showcase(tmp_path / "edge.csv", people())
-    fields = {f for task in ("hard_cad", "broad_chd", "hard_cad_prevalent") for f in _definition(task).required_fields()}
+    fields = {
+        f for task in ("hard_cad", "broad_chd", "hard_cad_prevalent") for f in _definition(task).required_fields()
+    }
     return read_extract(path, sorted(fields), optional_ids=OPTIONAL_FIELDS)
 
 
@@ -71,8 +73,12 @@ def test_mi_definition_drops_revascularisation(extract):
 def test_new_phenotype_in_yaml_alone(extract, make_config):
     """A user-defined outcome: any hypertension code (I10) after baseline."""
     task = make_config(
-        "task.name=hypertension", "task.definition.icd10=[I10]", "task.definition.icd9=[]", "task.definition.opcs4=[]",
-        "task.definition.self_report={}", "task.deaths_count=false",
+        "task.name=hypertension",
+        "task.definition.icd10=[I10]",
+        "task.definition.icd9=[]",
+        "task.definition.opcs4=[]",
+        "task.definition.self_report={}",
+        "task.deaths_count=false",
     ).task
     rows = {r["eid"]: r for r in label(extract, Definition.from_config(task)).iter_rows(named=True)}
     assert rows[EDGE_CASES["noise_only"][0]["eid"]]["label"] == 1  # I10 in 2009, after the 2008 baseline
@@ -147,7 +153,12 @@ def follow_up_extract(tmp_path):
 
 
 def _rows(extract, make_config, *overrides: str, task: str = "hard_cad") -> dict[str, dict]:
-    rows = {r["eid"]: r for r in label(extract, Definition.from_config(make_config(f"task={task}", *overrides).task)).iter_rows(named=True)}
+    rows = {
+        r["eid"]: r
+        for r in label(extract, Definition.from_config(make_config(f"task={task}", *overrides).task)).iter_rows(
+            named=True
+        )
+    }
     return {name: rows[eid] for name, eid in EIDS.items()}
 
 
@@ -212,7 +223,10 @@ def test_exclude_list_differs_from_event_list(follow_up_extract, make_config):
     hard_cad = _rows(follow_up_extract, make_config)
     no_prior_cvd = _rows(follow_up_extract, make_config, task="hard_cad_no_prior_cvd")
     assert _outcome(hard_cad["prior_stroke"]) == 0 and _outcome(hard_cad["self_reported_stroke"]) == 0
-    assert _outcome(no_prior_cvd["prior_stroke"]) == "prevalent" and _outcome(no_prior_cvd["self_reported_stroke"]) == "prevalent"
+    assert (
+        _outcome(no_prior_cvd["prior_stroke"]) == "prevalent"
+        and _outcome(no_prior_cvd["self_reported_stroke"]) == "prevalent"
+    )
     for rows in (hard_cad, no_prior_cvd):
         assert _outcome(rows["stroke_after_baseline"]) == 0  # a stroke is no event
         assert _outcome(rows["incident_mi"]) == 1
@@ -231,22 +245,59 @@ def test_cohort_counts_in_the_card(make_config, tmp_path):
     path = write_showcase(tmp_path / "cohort.csv", list(FOLLOW_UP.values()) + controls)
     card = prepare(make_config(f"data.path={path}", "task.competing_death=exclude")).card
     steps = {step["step"]: step for step in card["cohort_steps"]}
-    assert [s["step"] for s in card["cohort_steps"]] == ["read", "no_baseline_date", "baseline_after_censor_date", "undated_event",
-                                                        "prevalent", "history_code", "censored", "competing_death", "cases", "controls"]
+    assert [s["step"] for s in card["cohort_steps"]] == [
+        "read",
+        "no_baseline_date",
+        "baseline_after_censor_date",
+        "undated_event",
+        "prevalent",
+        "history_code",
+        "censored",
+        "competing_death",
+        "cases",
+        "controls",
+    ]
     n = len(FOLLOW_UP) + 40
-    assert steps["read"] == {"step": "read", "participants": n, "remaining": n, "countries": {"England": n - 4, "Scotland": 1, "Wales": 3}}
+    assert steps["read"] == {
+        "step": "read",
+        "participants": n,
+        "remaining": n,
+        "countries": {"England": n - 4, "Scotland": 1, "Wales": 3},
+    }
     assert steps["prevalent"]["excluded"] == 0  # no prior CAD among them
-    assert steps["history_code"] == {"step": "history_code", "participants": 1, "excluded": 1, "remaining": n - 1, "policy": "exclude"}
+    assert steps["history_code"] == {
+        "step": "history_code",
+        "participants": 1,
+        "excluded": 1,
+        "remaining": n - 1,
+        "policy": "exclude",
+    }
     censored = steps["censored"]
-    assert (censored["participants"], censored["excluded"], censored["remaining"], censored["policy"]) == (2, 2, n - 3, "exclude")
-    assert censored["reasons"] == {"incomplete_followup": {"Wales": 1},
-                                   "lost_to_followup": {"participants": 1, "by_190_reason": {"3 NHS says left the UK": 1}}}
+    assert (censored["participants"], censored["excluded"], censored["remaining"], censored["policy"]) == (
+        2,
+        2,
+        n - 3,
+        "exclude",
+    )
+    assert censored["reasons"] == {
+        "incomplete_followup": {"Wales": 1},
+        "lost_to_followup": {"participants": 1, "by_190_reason": {"3 NHS says left the UK": 1}},
+    }
     assert (steps["competing_death"]["participants"], steps["competing_death"]["excluded"]) == (1, 1)
     # cases: welsh_late_mi, lost_after_mi, mi_then_death, i252_after_mi, incident_mi
     assert steps["cases"]["participants"] == 5 == card["cases"]
-    assert steps["controls"] == {"step": "controls", "participants": n - 4 - 5, "of_which_censored": 0, "of_which_competing_death": 0}
-    assert card["included"] == n - 4 and card["exclusions"] == {"competing_death": 1, "history_code": 1, "incomplete_followup": 1,
-                                                                "lost_to_followup": 1}
+    assert steps["controls"] == {
+        "step": "controls",
+        "participants": n - 4 - 5,
+        "of_which_censored": 0,
+        "of_which_competing_death": 0,
+    }
+    assert card["included"] == n - 4 and card["exclusions"] == {
+        "competing_death": 1,
+        "history_code": 1,
+        "incomplete_followup": 1,
+        "lost_to_followup": 1,
+    }
     assert card["task"]["censor_dates"] == {"England": "2022-10-31", "Scotland": "2022-08-31", "Wales": "2018-02-28"}
     params = tracking.cohort_params(card)  # what a training run logs to MLflow
     assert params["cohort/read"] == n and params["cohort/censored"] == 2 and params["cohort/censored.excluded"] == 2
@@ -255,6 +306,10 @@ def test_cohort_counts_in_the_card(make_config, tmp_path):
     kept = prepare(make_config(f"data.path={path}", "task.censoring=control")).card
     steps = {step["step"]: step for step in kept["cohort_steps"]}
     assert (steps["censored"]["participants"], steps["censored"]["excluded"]) == (2, 0)
-    assert (steps["competing_death"]["participants"], steps["competing_death"]["excluded"], steps["competing_death"]["policy"]) == (1, 0, "control")
+    assert (
+        steps["competing_death"]["participants"],
+        steps["competing_death"]["excluded"],
+        steps["competing_death"]["policy"],
+    ) == (1, 0, "control")
     assert steps["controls"]["of_which_censored"] == 2 and steps["controls"]["of_which_competing_death"] == 1
     assert kept["included"] == n - 1

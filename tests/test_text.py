@@ -16,8 +16,13 @@ SPEC = {
     "systolic_bp": {"kind": "mean", "fields": [4080, 93], "title": "Systolic blood pressure", "decimals": 0},
 }
 TABLE = pl.DataFrame(
-    {"age": [63.0, 47.0], "sex": ["Male", "Female"], "smoking": ["Current", "Prefer not to answer"],
-     "hdl": [1.234, None], "systolic_bp": [141.5, 120.0]}
+    {
+        "age": [63.0, 47.0],
+        "sex": ["Male", "Female"],
+        "smoking": ["Current", "Prefer not to answer"],
+        "hdl": [1.234, None],
+        "systolic_bp": [141.5, 120.0],
+    }
 )
 
 
@@ -38,8 +43,11 @@ def test_text_template(make_config):
 def test_list_template_and_stated_missing(make_config):
     _, second = _render(make_config, "text=list", "text.missing=state", "text.special=state")
     assert second.split("\n") == [
-        "- Age at recruitment: 47 years", "- Sex: Female", "- Smoking status: Prefer not to answer",
-        "- HDL cholesterol: not recorded", "- Systolic blood pressure: 120 mmHg",
+        "- Age at recruitment: 47 years",
+        "- Sex: Female",
+        "- Smoking status: Prefer not to answer",
+        "- HDL cholesterol: not recorded",
+        "- Systolic blood pressure: 120 mmHg",
     ]
 
 
@@ -48,7 +56,10 @@ def test_prefix(make_config):
     assert first.startswith("Predict CAD. The age at recruitment is 63 years.")
 
 
-@pytest.mark.parametrize(("item", "message"), [("{name}: {value}", "unknown placeholder"), ("nothing", "must contain"), ("{value} {value}", "once")])
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [("{name}: {value}", "unknown placeholder"), ("nothing", "must contain"), ("{value} {value}", "once")],
+)
 def test_bad_item_template(item, message):
     with pytest.raises(TextConfigError, match=message):
         check_item(item)
@@ -69,35 +80,63 @@ NUMBERS = {
 }
 # Hand-made records: a NaN and a special answer in each number column, and the special answers' own columns.
 RECORDS = pl.DataFrame(
-    {"pack_years": [float("nan"), None, 21.34], "pack_years:special": [None, "Prefer not to answer", None],
-     "waist": [float("nan"), 92.4, None], "waist:special": [None, None, "Do not know"],
-     "systolic_bp": [None, float("nan"), 150.0],
-     "smoking": ["Previous", "Prefer not to answer", "Current"]}
+    {
+        "pack_years": [float("nan"), None, 21.34],
+        "pack_years:special": [None, "Prefer not to answer", None],
+        "waist": [float("nan"), 92.4, None],
+        "waist:special": [None, None, "Do not know"],
+        "systolic_bp": [None, float("nan"), 150.0],
+        "smoking": ["Previous", "Prefer not to answer", "Current"],
+    }
 )
 
 
 @pytest.mark.parametrize(
     ("missing", "special", "expected"),
     [
-        ("drop", "drop", ["The smoking status is Previous.",
-                          "The waist circumference is 92 cm.",
-                          "The pack years of smoking is 21.3 pack-years. The systolic blood pressure is 150 mmHg. The smoking status is Current."]),
-        ("drop", "state", ["The smoking status is Previous.",
-                           "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The smoking status is Prefer not to answer.",
-                           "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
-                           "The smoking status is Current."]),
-        ("state", "drop", ["The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
-                           "The smoking status is Previous.",
-                           "The pack years of smoking is not recorded. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
-                           "The smoking status is not recorded.",
-                           "The pack years of smoking is 21.3 pack-years. The waist circumference is not recorded. The systolic blood pressure is 150 mmHg. "
-                           "The smoking status is Current."]),
-        ("state", "state", ["The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
-                            "The smoking status is Previous.",
-                            "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
-                            "The smoking status is Prefer not to answer.",
-                            "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
-                            "The smoking status is Current."]),
+        (
+            "drop",
+            "drop",
+            [
+                "The smoking status is Previous.",
+                "The waist circumference is 92 cm.",
+                "The pack years of smoking is 21.3 pack-years. The systolic blood pressure is 150 mmHg. The smoking status is Current.",
+            ],
+        ),
+        (
+            "drop",
+            "state",
+            [
+                "The smoking status is Previous.",
+                "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The smoking status is Prefer not to answer.",
+                "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
+                "The smoking status is Current.",
+            ],
+        ),
+        (
+            "state",
+            "drop",
+            [
+                "The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
+                "The smoking status is Previous.",
+                "The pack years of smoking is not recorded. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
+                "The smoking status is not recorded.",
+                "The pack years of smoking is 21.3 pack-years. The waist circumference is not recorded. The systolic blood pressure is 150 mmHg. "
+                "The smoking status is Current.",
+            ],
+        ),
+        (
+            "state",
+            "state",
+            [
+                "The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
+                "The smoking status is Previous.",
+                "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
+                "The smoking status is Prefer not to answer.",
+                "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
+                "The smoking status is Current.",
+            ],
+        ),
     ],
 )
 def test_nan_and_special_answers_are_never_numbers(make_config, missing, special, expected):

@@ -32,9 +32,23 @@ def _free_port() -> int:
 def _start_server(store: Path, port: int) -> subprocess.Popen:
     """`mlflow server` on 127.0.0.1:port over the SQLite store, artifacts beside it; returns once /health answers."""
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{store}", "--default-artifact-root", str(store.parent / "server-artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{store}",
+            "--default-artifact-root",
+            str(store.parent / "server-artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
         start_new_session=True,
     )
     deadline = time.time() + 90
@@ -73,27 +87,52 @@ def test_training_logs_to_a_running_server(train_config, tmp_path, mlflow_server
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
-    assert run.data.tags["strategy"] == "lora" and run.data.tags["backbone"] == "tiny" and len(run.data.tags["data_hash"]) == 12
+    assert (
+        run.data.tags["strategy"] == "lora"
+        and run.data.tags["backbone"] == "tiny"
+        and len(run.data.tags["data_hash"]) == 12
+    )
     assert run.data.params["model.lora.r"] == "16" and run.data.params["imbalance.applied.method"] == "weighted"
     assert set(flat_config(cfg)) <= set(run.data.params)
     history = client.get_metric_history(run.info.run_id, "train/loss_weighted")
     assert [m.step for m in history] == [1, 2, 3, 4]
     assert "test/auroc" in run.data.metrics and "val/auroc" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
-        a.path for folder in ("config", "eval", "model") for a in client.list_artifacts(run.info.run_id, folder)}
-    assert {"config/config.yaml", "config/data_card.json", "eval/metrics.json", "eval/predictions.jsonl", "model/adapter_config.json"} <= artifacts
+        a.path for folder in ("config", "eval", "model") for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {
+        "config/config.yaml",
+        "config/data_card.json",
+        "eval/metrics.json",
+        "eval/predictions.jsonl",
+        "model/adapter_config.json",
+    } <= artifacts
     uploaded = client.download_artifacts(run.info.run_id, "eval/predictions.jsonl", str(tmp_path))
-    assert '"eid"' not in Path(uploaded).read_text()  # a server gets predictions without eids unless tracking.log_eids=true
+    assert (
+        '"eid"' not in Path(uploaded).read_text()
+    )  # a server gets predictions without eids unless tracking.log_eids=true
 
 
 def _train_cli(synthetic_cohort, prepared_dir, tmp_path, run_dir: Path, *overrides: str, callback: str, **env: str):
     """The real `cadft-train` (python -m cadft.train.run) on the tiny backbone with a fault probe (tests/fault_probe.py)."""
     extract, oracle = synthetic_cohort
-    command = [sys.executable, "-m", "cadft.train.run", "backbone=tiny", f"data.path={extract}", f"data.oracle_path={oracle}",
-               f"paths.output_dir={tmp_path / 'outputs'}", f"paths.prepared_dir={prepared_dir}", f"hydra.run.dir={run_dir}",
-               *TINY_TRAINING, *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "cadft.train.run",
+        "backbone=tiny",
+        f"data.path={extract}",
+        f"data.oracle_path={oracle}",
+        f"paths.output_dir={tmp_path / 'outputs'}",
+        f"paths.prepared_dir={prepared_dir}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_TRAINING,
+        *overrides,
+    ]
     environment = os.environ | {"PYTHONPATH": str(REPO), "CADFT_EXTRA_CALLBACKS": f"tests.fault_probe:{callback}"} | env
-    return subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 @pytest.mark.slow
@@ -101,8 +140,16 @@ def test_training_goes_on_when_the_server_goes_away(synthetic_cohort, prepared_d
     port, store, run_dir = _free_port(), tmp_path / "server.db", tmp_path / "run"
     uri = f"http://127.0.0.1:{port}"
     server = _start_server(store, port)
-    training = _train_cli(synthetic_cohort, prepared_dir, tmp_path, run_dir, "train.max_steps=6", f"tracking.uri={uri}",
-                          callback="KillServer", CADFT_SERVER_PID=str(server.pid))
+    training = _train_cli(
+        synthetic_cohort,
+        prepared_dir,
+        tmp_path,
+        run_dir,
+        "train.max_steps=6",
+        f"tracking.uri={uri}",
+        callback="KillServer",
+        CADFT_SERVER_PID=str(server.pid),
+    )
     out, err = training.communicate(timeout=600)
     server.wait(timeout=30)  # killed at step 2
     assert training.returncode == 0, err[-3000:]
@@ -111,7 +158,11 @@ def test_training_goes_on_when_the_server_goes_away(synthetic_cohort, prepared_d
     record = json.loads((run_dir / "mlflow_run.json").read_text())
     assert record["offline"]["synced"] is False and record["run_id"] == record["offline"]["server_run_id"]
     local = MlflowClient(tracking.offline_uri(run_dir)).get_run(record["offline"]["run_id"])
-    assert local.info.status == "FINISHED" and "test/auroc" in local.data.metrics and local.data.params["model.lora.r"] == "16"
+    assert (
+        local.info.status == "FINISHED"
+        and "test/auroc" in local.data.metrics
+        and local.data.params["model.lora.r"] == "16"
+    )
 
     # A second run while the server is down, from its start: measures the bounded retries before going offline.
     never_seen = tmp_path / "never_seen"
@@ -122,28 +173,53 @@ def test_training_goes_on_when_the_server_goes_away(synthetic_cohort, prepared_d
     tracking.log_params({"seed": 7})
     tracking.log_metrics({"val/auroc": 0.5}, step=3)
     tracking.end_run()
-    assert offline_after < 60  # ~3 s of retries, then the offline store is created (~10 s on 2 busy cores); MLflow's defaults: ~4 min
+    assert (
+        offline_after < 60
+    )  # ~3 s of retries, then the offline store is created (~10 s on 2 busy cores); MLflow's defaults: ~4 min
 
     server = _start_server(store, port)  # back, on the same store
     try:
-        done = subprocess.run([sys.executable, "-m", "cadft.tracking.sync", str(run_dir)], capture_output=True, text=True,
-                              env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "cadft.tracking.sync", str(run_dir)],
+            capture_output=True,
+            text=True,
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
-        assert f"synced {run_dir} to run {record['run_id']} at {uri}: " in done.stdout  # after MLflow's "View run" links
+        assert (
+            f"synced {run_dir} to run {record['run_id']} at {uri}: " in done.stdout
+        )  # after MLflow's "View run" links
         client = MlflowClient(uri)
         run = client.get_run(record["run_id"])
-        assert run.info.status == "FINISHED" and run.data.params["model.lora.r"] == "16" and run.data.tags["strategy"] == "lora"
-        assert run.data.metrics["test/auroc"] == pytest.approx(json.loads((run_dir / "eval" / "metrics.json").read_text())["test"]["auroc"])
+        assert (
+            run.info.status == "FINISHED"
+            and run.data.params["model.lora.r"] == "16"
+            and run.data.tags["strategy"] == "lora"
+        )
+        assert run.data.metrics["test/auroc"] == pytest.approx(
+            json.loads((run_dir / "eval" / "metrics.json").read_text())["test"]["auroc"]
+        )
         assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_weighted")] == [1, 2, 3, 4, 5, 6]
-        assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {"eval/metrics.json", "eval/predictions.jsonl"}
-        assert '"eid"' not in Path(client.download_artifacts(run.info.run_id, "eval/predictions.jsonl", str(tmp_path))).read_text()
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
+            "eval/metrics.json",
+            "eval/predictions.jsonl",
+        }
+        assert (
+            '"eid"'
+            not in Path(client.download_artifacts(run.info.run_id, "eval/predictions.jsonl", str(tmp_path))).read_text()
+        )
         assert sync(run_dir) is None  # synced already: nothing sent twice
         assert len(client.get_metric_history(run.info.run_id, "train/loss_weighted")) == 6
 
         sent = sync(never_seen)  # the server never saw this one: a new run
         assert sent["new_run"] and json.loads((never_seen / "mlflow_run.json").read_text())["run_id"] == sent["run_id"]
         new = client.get_run(sent["run_id"])
-        assert new.info.status == "FINISHED" and new.data.params == {"seed": "7"} and new.data.metrics == {"val/auroc": 0.5}
+        assert (
+            new.info.status == "FINISHED"
+            and new.data.params == {"seed": "7"}
+            and new.data.metrics == {"val/auroc": 0.5}
+        )
         assert new.info.experiment_id == run.info.experiment_id and new.data.tags["kind"] == "llm"
     finally:
         _stop_server(server)
@@ -155,10 +231,19 @@ def _status(run_dir: Path, store: Path) -> str:
 
 
 @pytest.mark.slow
-def test_stopped_runs_end_killed_and_failed_runs_failed(synthetic_cohort, prepared_dir, train_config, tmp_path, monkeypatch):
+def test_stopped_runs_end_killed_and_failed_runs_failed(
+    synthetic_cohort, prepared_dir, train_config, tmp_path, monkeypatch
+):
     stopped, marker = tmp_path / "stopped", tmp_path / "at_step_2"
-    training = _train_cli(synthetic_cohort, prepared_dir, tmp_path, stopped, "train.max_steps=6", callback="WaitForSignal",
-                          CADFT_FAULT_MARKER=str(marker))
+    training = _train_cli(
+        synthetic_cohort,
+        prepared_dir,
+        tmp_path,
+        stopped,
+        "train.max_steps=6",
+        callback="WaitForSignal",
+        CADFT_FAULT_MARKER=str(marker),
+    )
     deadline = time.time() + 300
     while not marker.exists() and training.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -176,12 +261,23 @@ def test_stopped_runs_end_killed_and_failed_runs_failed(synthetic_cohort, prepar
 
 def test_sync_says_what_is_wrong(tmp_path):
     def sync_cli(run_dir: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cadft.tracking.sync", str(run_dir)], capture_output=True, text=True,
-                              env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "cadft.tracking.sync", str(run_dir)],
+            capture_output=True,
+            text=True,
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+            timeout=120,
+        )
 
     done = sync_cli(tmp_path)
-    assert done.returncode == 2 and done.stderr.strip() == f"cadft-sync: error: {tmp_path}: not a cadft run dir (mlflow_run.json is missing)"
+    assert (
+        done.returncode == 2
+        and done.stderr.strip() == f"cadft-sync: error: {tmp_path}: not a cadft run dir (mlflow_run.json is missing)"
+    )
     (tmp_path / "mlflow_run.json").write_text(json.dumps({"run_id": "0" * 32, "tracking_uri": "http://127.0.0.1:9"}))
     done = sync_cli(tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == f"cadft-sync: error: {tmp_path}: nothing recorded offline here (no 'offline' entry in {tmp_path / 'mlflow_run.json'})"
+    assert (
+        done.stderr.strip()
+        == f"cadft-sync: error: {tmp_path}: nothing recorded offline here (no 'offline' entry in {tmp_path / 'mlflow_run.json'})"
+    )

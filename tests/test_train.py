@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cadft.train.checkpoints import missing_part
 from cadft.errors import CadftError
+from cadft.train.checkpoints import missing_part
 from cadft.train.run import run_training
 
 
@@ -40,39 +40,77 @@ def test_every_strategy_and_imbalance(train_config, tmp_path, strategy, imbalanc
     assert params["imbalance.applied.method"] == imbalance
     assert params["imbalance.applied.positive_fraction"] == ("0.25" if imbalance == "oversample" else "natural")
     assert (params["imbalance.applied.weight_case"] != "1.0") == (imbalance == "weighted")
-    assert {"train/loss_weighted", "train/loss_unweighted", "train/learning_rate", "train/grad_norm",
-            "train/examples_per_second", "val/auroc", "test/auroc", "test/auroc_ci_low"} <= metric_keys
+    assert {
+        "train/loss_weighted",
+        "train/loss_unweighted",
+        "train/learning_rate",
+        "train/grad_norm",
+        "train/examples_per_second",
+        "val/auroc",
+        "test/auroc",
+        "test/auroc_ci_low",
+    } <= metric_keys
 
 
 def test_a_case_enriched_weighted_run_reports_calibrated_risks_beside_equal_terms_baselines(train_config, tmp_path):
-    cfg = train_config("train.subsample=all_cases", "imbalance=weighted", "train.max_train_examples=128",
-                       "baselines.which=[logistic,lightgbm,logistic_all,lightgbm_all,pce,pce_recalibrated,age]")
+    cfg = train_config(
+        "train.subsample=all_cases",
+        "imbalance=weighted",
+        "train.max_train_examples=128",
+        "baselines.which=[logistic,lightgbm,logistic_all,lightgbm_all,pce,pce_recalibrated,age]",
+    )
     metrics = run_training(cfg, tmp_path / "run")
     test = metrics["test"]
-    assert test["raw"]["mean_risk"] > 5 * test["prevalence"]  # enriched sample + class weights: the raw score is no risk
+    assert (
+        test["raw"]["mean_risk"] > 5 * test["prevalence"]
+    )  # enriched sample + class weights: the raw score is no risk
     assert 0.5 < test["mean_risk"] / test["prevalence"] < 2  # the headline risk is recalibrated on validation
     saved = json.loads((tmp_path / "run" / "model" / "calibrator.json").read_text())
     assert saved == metrics["recalibration"] and saved["fitted_on"] == "validation"
     sample = json.loads((tmp_path / "run" / "model" / "training_sample.json").read_text())
     # what prior_shift would undo: the enriched case fraction, and the inverse-frequency weights of that sample
-    assert sample["sample_fraction"] > 0.3 and sample["class_weights"][1] == pytest.approx(1 / (2 * sample["sample_fraction"]))
-    assert set(metrics["comparison"]) == {"logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "oracle"}
+    assert sample["sample_fraction"] > 0.3 and sample["class_weights"][1] == pytest.approx(
+        1 / (2 * sample["sample_fraction"])
+    )
+    assert set(metrics["comparison"]) == {
+        "logistic",
+        "lightgbm",
+        "logistic_all",
+        "lightgbm_all",
+        "pce",
+        "pce_recalibrated",
+        "age",
+        "oracle",
+    }
     for name, comparison in metrics["comparison"].items():
-        assert comparison["delta_auroc"]["low"] <= comparison["delta_auroc"]["value"] <= comparison["delta_auroc"]["high"], name
+        assert (
+            comparison["delta_auroc"]["low"] <= comparison["delta_auroc"]["value"] <= comparison["delta_auroc"]["high"]
+        ), name
     baseline = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())["comparison"]["logistic"]
     assert baseline["delta_auroc"]["value"] == pytest.approx(test["auroc"] - baseline["auroc"])
     html = (tmp_path / "run" / "eval" / "report.html").read_text()
-    assert "lightgbm_all" in html and "ΔAUROC" in html and "128 (" in html  # the training records, stated in the config summary
+    assert (
+        "lightgbm_all" in html and "ΔAUROC" in html and "128 (" in html
+    )  # the training records, stated in the config summary
     with sqlite3.connect(_mlflow_db(cfg)) as db:
         metric_keys = {row[0] for row in db.execute("select distinct key from metrics")}
-    assert {"test/raw/brier", "test/oe_ratio", "comparison/logistic/delta_auroc", "test/decision/t0.075/net_benefit"} <= metric_keys
+    assert {
+        "test/raw/brier",
+        "test/oe_ratio",
+        "comparison/logistic/delta_auroc",
+        "test/decision/t0.075/net_benefit",
+    } <= metric_keys
 
 
 def test_nothing_identifying_is_logged(train_config, tmp_path, synthetic_cohort):
     cfg = train_config()
     run_training(cfg, tmp_path / "run")
-    eids = {json.loads(line)["eid"] for line in (tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()}
-    texts = [json.loads(line) for line in (tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()][:1]
+    eids = {
+        json.loads(line)["eid"] for line in (tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()
+    }
+    texts = [json.loads(line) for line in (tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()][
+        :1
+    ]
     with sqlite3.connect(_mlflow_db(cfg)) as db:
         logged = [v for (v,) in db.execute("select value from params union all select value from tags")]
         logged += [k for (k,) in db.execute("select key from metrics union all select key from params")]
@@ -112,7 +150,9 @@ def test_resume_skips_an_incomplete_checkpoint(train_config, tmp_path, caplog):
     assert any(r.getMessage() == f"resuming from {checkpoints / 'checkpoint-2'}" for r in caplog.records)
     state = json.loads((checkpoints / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6 and state["best_model_checkpoint"].startswith(str(checkpoints / "checkpoint-"))
-    assert all(missing_part(folder) is None for folder in checkpoints.glob("checkpoint-*"))  # step 4 saved again or rotated
+    assert all(
+        missing_part(folder) is None for folder in checkpoints.glob("checkpoint-*")
+    )  # step 4 saved again or rotated
     for folder in checkpoints.glob("checkpoint-*"):
         (folder / "trainer_state.json").unlink()
     with pytest.raises(CadftError, match=r"no checkpoint under .* is complete \(checkpoint-6: no trainer_state.json; "):
@@ -147,50 +187,86 @@ def test_unwritable_run_dir(train_config, tmp_path):
 def test_unwritable_prepared_dir_fails_before_the_extract_is_read(train_config, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(CadftError, match=f"prepared data folder \\(paths.prepared_dir\\) {blocker}/prepared is not writable"):
+    with pytest.raises(
+        CadftError, match=f"prepared data folder \\(paths.prepared_dir\\) {blocker}/prepared is not writable"
+    ):
         run_training(train_config(f"paths.prepared_dir={blocker}/prepared"), tmp_path / "run")
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cadft.train.run", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "cadft.train.run", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 @pytest.mark.slow
 def test_cli_end_to_end(synthetic_cohort, prepared_dir, tmp_path):
     extract, oracle = synthetic_cohort
     done = _cli(
-        "backbone=tiny", "model=lora", "imbalance=weighted", f"data.path={extract}", f"data.oracle_path={oracle}",
-        f"paths.output_dir={tmp_path / 'out'}", f"paths.prepared_dir={prepared_dir}", "train.max_steps=4", "train.eval_steps=2",
-        "train.save_steps=2", "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128",
-        "text.features=[age,sex,systolic_bp,smoking]", "eval.bootstrap=50", cwd=tmp_path,
+        "backbone=tiny",
+        "model=lora",
+        "imbalance=weighted",
+        f"data.path={extract}",
+        f"data.oracle_path={oracle}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        f"paths.prepared_dir={prepared_dir}",
+        "train.max_steps=4",
+        "train.eval_steps=2",
+        "train.save_steps=2",
+        "train.max_train_examples=64",
+        "train.max_eval_examples=64",
+        "train.max_length=128",
+        "text.features=[age,sex,systolic_bp,smoking]",
+        "eval.bootstrap=50",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test AUROC [95% CI]" in done.stdout and "oracle" in done.stdout and "report.html" in done.stdout
     run = next((tmp_path / "out" / "runs").glob("*/*"))
-    assert {p.name for p in (run / "eval").iterdir()} >= {"metrics.json", "predictions.jsonl", "roc.png", "pr.png", "calibration.png", "decision_curve.png", "report.html"}
+    assert {p.name for p in (run / "eval").iterdir()} >= {
+        "metrics.json",
+        "predictions.jsonl",
+        "roc.png",
+        "pr.png",
+        "calibration.png",
+        "decision_curve.png",
+        "report.html",
+    }
     assert (run / ".hydra" / "config.yaml").is_file()
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):
     unknown = _cli("model=lorax", cwd=tmp_path)
     assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [
-        "cadft-train: error: model=lorax: no such option of model; allowed: full, lora, qlora (did you mean lora?)"]
+        "cadft-train: error: model=lorax: no such option of model; allowed: full, lora, qlora (did you mean lora?)"
+    ]
     missing = _cli("backbone=tiny", f"data.path={tmp_path / 'nope.csv'}", f"paths.output_dir={tmp_path}", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert missing.stderr.strip().splitlines()[-1] == f"cadft-train: error: data.path={tmp_path / 'nope.csv'}: no such file"
+    assert (
+        missing.stderr.strip().splitlines()[-1]
+        == f"cadft-train: error: data.path={tmp_path / 'nope.csv'}: no such file"
+    )
     blocker = tmp_path / "a_file"
     blocker.write_text("")  # a folder below a regular file cannot be made, even by root: Hydra's own mkdir would fail
     extract = tmp_path / "extract.csv"
     extract.write_text("")  # exists: the output dir is what is wrong here
-    unwritable = _cli("backbone=tiny", f"paths.output_dir={blocker}/out", f"data.path={extract}", cwd=tmp_path)  # sweeps: tests/test_bad_input_data.py
+    unwritable = _cli(
+        "backbone=tiny", f"paths.output_dir={blocker}/out", f"data.path={extract}", cwd=tmp_path
+    )  # sweeps: tests/test_bad_input_data.py
     assert unwritable.returncode == 2, unwritable.stderr
-    assert unwritable.stderr.strip().splitlines() == [f"cadft-train: error: paths.output_dir {blocker}/out is not writable (Not a directory)"]
+    assert unwritable.stderr.strip().splitlines() == [
+        f"cadft-train: error: paths.output_dir {blocker}/out is not writable (Not a directory)"
+    ]
 
 
 def test_cfg_job_shows_the_composed_config(tmp_path):
     done = _cli("--cfg", "job", "model=qlora", "imbalance=oversample", cwd=tmp_path)
     assert done.returncode == 0
-    assert "name: qlora" in done.stdout and "method: oversample" in done.stdout and "positive_fraction: 0.25" in done.stdout
+    assert (
+        "name: qlora" in done.stdout
+        and "method: oversample" in done.stdout
+        and "positive_fraction: 0.25" in done.stdout
+    )
 
 
 @pytest.mark.slow
@@ -201,9 +277,17 @@ def test_smollm2_smoke(make_config, tmp_path):
     extract = tmp_path / "small.csv"
     assert synth(["--n", "500", "--seed", "1", "--out", str(extract)]) == 0
     cfg = make_config(
-        "backbone=smollm2_135m", f"data.path={extract}", "text.features=[age,sex,systolic_bp]", "train.batch_size=4",
-        "train.max_steps=2", "train.eval_steps=2", "train.save_steps=2", "train.max_train_examples=16",
-        "train.max_eval_examples=32", "eval.bootstrap=20", "eval.plots=false",
+        "backbone=smollm2_135m",
+        f"data.path={extract}",
+        "text.features=[age,sex,systolic_bp]",
+        "train.batch_size=4",
+        "train.max_steps=2",
+        "train.eval_steps=2",
+        "train.save_steps=2",
+        "train.max_train_examples=16",
+        "train.max_eval_examples=32",
+        "eval.bootstrap=20",
+        "eval.plots=false",
     )
     metrics = run_training(cfg, tmp_path / "run")
     assert 0 <= metrics["test"]["auroc"] <= 1 and metrics["test"]["n"] > 50

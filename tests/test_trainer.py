@@ -13,7 +13,10 @@ from cadft.train.imbalance import resolve
 from cadft.train.model import build_model
 from cadft.train.trainer import CadftTrainer, build_training_arguments, classification_metrics
 
-TEXTS = [f"The age at recruitment is {40 + 3 * i} years. The sex is {'Male' if i % 2 else 'Female'}." + " x" * (i % 3) for i in range(8)]
+TEXTS = [
+    f"The age at recruitment is {40 + 3 * i} years. The sex is {'Male' if i % 2 else 'Female'}." + " x" * (i % 3)
+    for i in range(8)
+]
 LABELS = np.array([1, 0, 0, 0, 0, 1, 0, 0])
 
 
@@ -25,12 +28,24 @@ class GradientCapture(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if self.grads is None:
-            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+            self.grads = {
+                n: p.grad.detach().clone()
+                for n, p in model.named_parameters()
+                if p.requires_grad and p.grad is not None
+            }
 
 
 def _trainer(make_config, output_dir, *overrides, imbalance="weighted", eval_indices=slice(None), callbacks=()):
-    cfg = make_config("model=lora", "model.lora.dropout=0.0", f"imbalance={imbalance}", "train.max_steps=1", "train.logging_steps=1",
-                      "train.max_grad_norm=1e9", "train.warmup_ratio=0.0", *overrides)
+    cfg = make_config(
+        "model=lora",
+        "model.lora.dropout=0.0",
+        f"imbalance={imbalance}",
+        "train.max_steps=1",
+        "train.logging_steps=1",
+        "train.max_grad_norm=1e9",
+        "train.warmup_ratio=0.0",
+        *overrides,
+    )
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     torch.manual_seed(0)
     model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer)
@@ -39,16 +54,29 @@ def _trainer(make_config, output_dir, *overrides, imbalance="weighted", eval_ind
     held_out = np.arange(8)[eval_indices]
     eval_data = TokenizedSplit("validation", held_out, LABELS[held_out], [ids[i] for i in held_out], 0)
     return CadftTrainer(
-        model=model, args=build_training_arguments(cfg, output_dir, "cpu"),
-        train_dataset=data, eval_dataset=eval_data, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-        imbalance=resolve(cfg.imbalance, LABELS), sampler_seed=0, callbacks=list(callbacks), compute_metrics=classification_metrics,
+        model=model,
+        args=build_training_arguments(cfg, output_dir, "cpu"),
+        train_dataset=data,
+        eval_dataset=eval_data,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        imbalance=resolve(cfg.imbalance, LABELS),
+        sampler_seed=0,
+        callbacks=list(callbacks),
+        compute_metrics=classification_metrics,
     )
 
 
 def _train_one_step(make_config, tmp_path, *, batch_size, accumulation, imbalance="weighted"):
     capture = GradientCapture()
-    trainer = _trainer(make_config, tmp_path / f"ckpt-{batch_size}-{accumulation}", f"train.batch_size={batch_size}",
-                       f"train.gradient_accumulation_steps={accumulation}", imbalance=imbalance, callbacks=[capture])
+    trainer = _trainer(
+        make_config,
+        tmp_path / f"ckpt-{batch_size}-{accumulation}",
+        f"train.batch_size={batch_size}",
+        f"train.gradient_accumulation_steps={accumulation}",
+        imbalance=imbalance,
+        callbacks=[capture],
+    )
     trainer.train()
     logged = next(entry for entry in trainer.state.log_history if "loss" in entry)
     return logged, capture.grads, trainer
@@ -91,9 +119,17 @@ def test_evaluation_does_not_count_as_training(make_config, tmp_path):
     """transformers 5.x hands num_items_in_batch to compute_loss in evaluation too: the validation batches between
     two logged steps must not enter the second step's training loss. Learning rate 0 keeps the model at init, so
     every step's logged loss is the full-batch loss at init; the validation set (3 records) has a different mean."""
-    trainer = _trainer(make_config, tmp_path / "ckpt", "train.batch_size=4", "train.gradient_accumulation_steps=2",
-                       "model.learning_rate=0.0", "train.max_steps=2", "train.eval_steps=1", "train.save_steps=1",
-                       eval_indices=slice(0, 3))
+    trainer = _trainer(
+        make_config,
+        tmp_path / "ckpt",
+        "train.batch_size=4",
+        "train.gradient_accumulation_steps=2",
+        "model.learning_rate=0.0",
+        "train.max_steps=2",
+        "train.eval_steps=1",
+        "train.save_steps=1",
+        eval_indices=slice(0, 3),
+    )
     trainer.train()
     weights = trainer.imbalance.class_weights
     weighted, plain = _expected_loss(make_config, weights)

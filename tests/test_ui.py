@@ -21,8 +21,16 @@ from tests.conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_BROWSER = os.environ.get("CADFT_REQUIRE_BROWSER") == "1"  # .ci/run: a missing browser fails the test
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 ARTIFACTS = REPO / "outputs" / "test-artifacts" / "test_ui"
 SERVER_START_S = 90  # the UI answers /health after ~25 s on 2 busy cores
 UI_WAIT_MS = 30_000  # the UI polls, so `networkidle` never comes: wait for elements instead
@@ -37,8 +45,15 @@ def _free_port() -> int:
 def _start_ui(out_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
     """`make ui` on out_dir's store; returns the server and the experiment URL it prints, once /health answers."""
     env = os.environ | {"CADFT_OUTPUT_DIR": str(out_dir)}
-    server = subprocess.Popen(["make", "-s", "ui", f"UI_PORT={port}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        ["make", "-s", "ui", f"UI_PORT={port}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     printed, url = [], None
     for line in server.stdout:  # the URLs come before the server starts
         printed.append(line)
@@ -85,8 +100,12 @@ def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch_persistent_context(
-                tempfile.mkdtemp(dir=tmp_path), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1920, "height": 1080})  # wide: the grid renders only the columns in view
+                tempfile.mkdtemp(dir=tmp_path),
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1920, "height": 1080},
+            )  # wide: the grid renders only the columns in view
             page = browser.new_page()
             page.set_default_timeout(UI_WAIT_MS)
             expect.set_options(timeout=UI_WAIT_MS)
@@ -97,7 +116,16 @@ def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
             for run in children:
                 expect(page.get_by_role("link", name=run.info.run_name, exact=True)).to_be_visible()
             headers = page.locator("div[role=columnheader]")
-            for column in ("strategy", "imbalance", "zero", "backbone", "cadft.swept.seed", "test/auroc", "test/auprc", "test/brier"):
+            for column in (
+                "strategy",
+                "imbalance",
+                "zero",
+                "backbone",
+                "cadft.swept.seed",
+                "test/auroc",
+                "test/auprc",
+                "test/brier",
+            ):
                 expect(headers.filter(has_text=re.compile(f"^{re.escape(column)}$")).first).to_be_attached()
             page.screenshot(path=ARTIFACTS / "runs_table.png")
 
@@ -115,6 +143,7 @@ def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
             # grid lags one scroll event behind its values (MLflow 3.17), so each step sets both.
             names, values = page.locator("div[role=grid]").first, page.locator("div[role=grid]").nth(1)
             auroc = page.get_by_role("link", name="test/auroc", exact=True)
+
             def scroll_both(top: int) -> None:
                 for grid in (values, names):
                     grid.evaluate("(grid, top) => { grid.scrollTop = top; }", top)
@@ -128,11 +157,17 @@ def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
             expect(auroc).to_be_in_viewport()
             assert names.evaluate("grid => grid.scrollTop") == values.evaluate("grid => grid.scrollTop")
             row_top = auroc.evaluate("link => link.parentElement.style.top")
-            shown = values.evaluate("(grid, top) => [...grid.querySelectorAll('div[style]')]"
-                                    ".filter(cell => cell.style.top === top).map(cell => cell.innerText)", row_top)
-            in_view = sorted(children, key=lambda run: page.get_by_text(run.info.run_id, exact=True).bounding_box()["x"])
+            shown = values.evaluate(
+                "(grid, top) => [...grid.querySelectorAll('div[style]')]"
+                ".filter(cell => cell.style.top === top).map(cell => cell.innerText)",
+                row_top,
+            )
+            in_view = sorted(
+                children, key=lambda run: page.get_by_text(run.info.run_id, exact=True).bounding_box()["x"]
+            )
             assert [float(value) for value in shown] == pytest.approx(
-                [run.data.metrics["test/auroc"] for run in in_view], abs=5e-4), (shown, row_top)
+                [run.data.metrics["test/auroc"] for run in in_view], abs=5e-4
+            ), (shown, row_top)
             page.screenshot(path=ARTIFACTS / "compare_view.png")
             browser.close()
     finally:

@@ -86,7 +86,10 @@ def test_missing_columns_are_listed(tmp_path):
     frame = pl.read_csv(path, infer_schema=False).drop("30690-0.0", "53-0.0")
     frame.write_csv(path, quote_style="always")
     message = _message(path)
-    assert "30690 (Cholesterol), e.g. column 30690-0.0" in message and "53 (Date of attending assessment centre)" in message
+    assert (
+        "30690 (Cholesterol), e.g. column 30690-0.0" in message
+        and "53 (Date of attending assessment centre)" in message
+    )
     assert "accepted formats" in message
 
 
@@ -105,15 +108,21 @@ def test_unparseable_values_counted_then_fatal(tmp_path):
     assert extract.bad_values == {"30690-0.0": 1, "53-0.0": 1}
     assert extract.scalars.filter(eid=1000003)["f30690"].item() is None
     message = _message(path, max_bad_fraction=0.001)
-    assert "30690-0.0: 1 of 200 (0.5%)" in message and "53-0.0: 1 of 200" in message and "data.max_bad_fraction" in message
+    assert (
+        "30690-0.0: 1 of 200 (0.5%)" in message and "53-0.0: 1 of 200" in message and "data.max_bad_fraction" in message
+    )
 
 
 def test_unknown_format(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("id,age\n1,50\n")
     assert "cannot tell the format from the header (first columns: id, age)" in _message(path)
-    assert "data.format='xlsx' is not an extract format" in _message(write_showcase(tmp_path / "y.csv", people()), fmt="xlsx")
-    assert "data.format=rap but the header looks like showcase" in _message(write_showcase(tmp_path / "z.csv", people()), fmt="rap")
+    assert "data.format='xlsx' is not an extract format" in _message(
+        write_showcase(tmp_path / "y.csv", people()), fmt="xlsx"
+    )
+    assert "data.format=rap but the header looks like showcase" in _message(
+        write_showcase(tmp_path / "z.csv", people()), fmt="rap"
+    )
 
 
 def test_empty_file_and_header_only(tmp_path):
@@ -171,7 +180,9 @@ def test_row_with_more_or_fewer_fields(tmp_path, layout):
     short = lines.copy()
     short[2] = short[2].rsplit(separator, 2)[0]
     path.write_text("\n".join(short) + "\n")
-    assert _message(path).startswith(f"{path}: line 3 has {header - 2} fields, expected {header} as in the header; every row")
+    assert _message(path).startswith(
+        f"{path}: line 3 has {header - 2} fields, expected {header} as in the header; every row"
+    )
 
 
 def test_blank_line(tmp_path):
@@ -187,11 +198,17 @@ def test_duplicated_column(tmp_path):
     path.write_text(text.replace('"21001-0.0"', '"48-0.0"', 1))
     header = next(csv.reader(io.StringIO(path.read_text())))
     positions = [i + 1 for i, name in enumerate(header) if name == "48-0.0"]
-    assert _message(path) == f"{path}: column '48-0.0' appears 2 times in the header (columns {positions}); each column name must be unique"
+    assert (
+        _message(path)
+        == f"{path}: column '48-0.0' appears 2 times in the header (columns {positions}); each column name must be unique"
+    )
     rap = write_rap(tmp_path / "rap.csv", people()[:3])
     frame = pl.read_csv(rap, infer_schema=False)
     frame.with_columns(pl.col("p31").alias("participant.p31")).write_csv(rap)
-    assert _message(rap) == f"{rap}: columns 'p31' and 'participant.p31' both hold field 31 (instance None, array None); keep one of them"
+    assert (
+        _message(rap)
+        == f"{rap}: columns 'p31' and 'participant.p31' both hold field 31 (instance None, array None); keep one of them"
+    )
 
 
 def test_row_check_follows_csv_quoting(tmp_path):
@@ -224,13 +241,17 @@ def test_nan_is_missing_and_inf_is_unparseable(tmp_path):
     persons[2][30690] = "NaN"
     persons[3][30690] = "inf"
     persons[4][4080] = ["NaN", 140]
-    extract = read_extract(write_showcase(tmp_path / "x.csv", persons), FIELDS, optional_ids=(191,), max_bad_fraction=0.5)
+    extract = read_extract(
+        write_showcase(tmp_path / "x.csv", persons), FIELDS, optional_ids=(191,), max_bad_fraction=0.5
+    )
     values = extract.scalars.sort("eid")["f30690"].to_list()
     assert values[1] is None and values[2] is None and values[3] is None and values[0] == 5.6
     assert extract.bad_values == {"30690-0.0": 1}  # inf only: NaN is how pandas writes missing
     readings = extract.entries.filter((pl.col("eid") == 1000004) & (pl.col("field") == 4080))
     assert readings.select("array", "value").rows() == [(1, 140.0)]
-    frame = pl.read_csv(tmp_path / "x.csv", infer_schema=False).with_columns(pl.col("30690-0.0").cast(pl.Float64, strict=False))
+    frame = pl.read_csv(tmp_path / "x.csv", infer_schema=False).with_columns(
+        pl.col("30690-0.0").cast(pl.Float64, strict=False)
+    )
     frame.write_parquet(tmp_path / "x.parquet")  # a float column holding NaN, as pandas writes Parquet
     parquet = read_extract(tmp_path / "x.parquet", FIELDS, optional_ids=(191,), max_bad_fraction=0.5)
     assert parquet.scalars.sort("eid")["f30690"].to_list() == values

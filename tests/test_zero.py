@@ -23,8 +23,8 @@ import torch
 from omegaconf import OmegaConf
 
 from cadft.cli.common import quote_stage_choices
-from cadft.train.distributed import prepare_launch
 from cadft.errors import CadftError
+from cadft.train.distributed import prepare_launch
 from cadft.train.imbalance import GroupedSampler
 from cadft.train.imbalance import resolve as resolve_imbalance
 from cadft.train.model import load_model
@@ -43,11 +43,21 @@ STEPS = 2  # with no warmup: the first loss checks the initial model, the second
 def test_deepspeed_config_leaves_shared_settings_to_the_trainer(make_config):
     assert deepspeed_config(make_config("zero=none"), "cpu") is None
     two = deepspeed_config(make_config("zero='2'"), "cpu")
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+    for key in (
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+    ):
         assert two[key] == "auto"
     assert two["bf16"] == {"enabled": "auto"} and two["fp16"] == {"enabled": "auto"} and "optimizer" not in two
-    assert two["zero_optimization"] == {"stage": 2, "overlap_comm": True, "contiguous_gradients": True,
-                                        "reduce_bucket_size": "auto", "offload_optimizer": {"device": "none"}}
+    assert two["zero_optimization"] == {
+        "stage": 2,
+        "overlap_comm": True,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": "auto",
+        "offload_optimizer": {"device": "none"},
+    }
     three = deepspeed_config(make_config("zero='3'", "zero.offload_optimizer=cpu", "zero.offload_param=cpu"), "cpu")
     assert three["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     assert three["zero_optimization"]["offload_param"] == {"device": "cpu", "pin_memory": False}
@@ -58,10 +68,16 @@ def test_deepspeed_config_leaves_shared_settings_to_the_trainer(make_config):
     ("overrides", "message"),
     [
         (["zero='2'", "+zero.offload_param=cpu"], "zero.offload_param: only for zero.stage=3, not zero.stage=2"),
-        (["zero='3'", "model=qlora", "model.quantization.quant_storage=bf16"], "needs model.quantization.quant_storage=auto"),
+        (
+            ["zero='3'", "model=qlora", "model.quantization.quant_storage=bf16"],
+            "needs model.quantization.quant_storage=auto",
+        ),
         (["zero='2'", "model.dtype=fp16"], "model.dtype is float16 on cpu; with zero it must be fp32"),
         (["zero='2'", "model=qlora", "model.quantization.compute_dtype=bf16"], "compute_dtype is bfloat16 on cpu"),
-        (["zero='2'", "zero.offload_optimizer=cpu", "model.optim=sgd"], "runs DeepSpeed's CPU AdamW in place of model.optim=sgd"),
+        (
+            ["zero='2'", "zero.offload_optimizer=cpu", "model.optim=sgd"],
+            "runs DeepSpeed's CPU AdamW in place of model.optim=sgd",
+        ),
     ],
 )
 def test_combinations_that_cannot_work_fail_before_training(train_config, tmp_path, overrides, message):
@@ -71,10 +87,25 @@ def test_combinations_that_cannot_work_fail_before_training(train_config, tmp_pa
 
 
 def test_cli_accepts_a_bare_stage_and_says_what_is_wrong(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "cadft.train.run", "backbone=tiny", "zero=2", "+zero.offload_param=cpu",
-                           f"paths.output_dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cadft.train.run",
+            "backbone=tiny",
+            "zero=2",
+            "+zero.offload_param=cpu",
+            f"paths.output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr.strip().splitlines() == ["cadft-train: error: zero.offload_param: only for zero.stage=3, not zero.stage=2"]
+    assert done.stderr.strip().splitlines() == [
+        "cadft-train: error: zero.offload_param: only for zero.stage=3, not zero.stage=2"
+    ]
 
 
 def test_a_run_without_zero_ignores_deepspeed_left_on_by_an_earlier_job(make_config, tmp_path, monkeypatch):
@@ -94,7 +125,9 @@ def test_stage_choices_are_quoted_for_hydra():
 @pytest.mark.parametrize("flag", [["--local_rank=1"], ["--local-rank", "1"]])
 def test_launcher_local_rank_flag_becomes_an_environment_variable(monkeypatch, flag):
     monkeypatch.delenv("WORLD_SIZE", raising=False)  # one process: nothing else happens
-    monkeypatch.setenv("LOCAL_RANK", "0")  # restored after the test (a stray LOCAL_RANK would make later runs distributed)
+    monkeypatch.setenv(
+        "LOCAL_RANK", "0"
+    )  # restored after the test (a stray LOCAL_RANK would make later runs distributed)
     argv = ["cadft-train", *flag, "model=lora"]
     prepare_launch(argv)
     assert argv == ["cadft-train", "model=lora"] and os.environ["LOCAL_RANK"] == "1"
@@ -108,7 +141,9 @@ def test_oversampled_steps_hold_no_participant_twice_across_ranks():
     labels = np.zeros(64, dtype=np.int64)
     labels[[14, 42, 61]] = 1
     lengths = np.random.default_rng(0).integers(60, 90, 64).tolist()
-    applied = resolve_imbalance(OmegaConf.create({"method": "oversample", "class_weights": None, "positive_fraction": 0.25}), labels)
+    applied = resolve_imbalance(
+        OmegaConf.create({"method": "oversample", "class_weights": None, "positive_fraction": 0.25}), labels
+    )
     for seed in range(20):
         sampler = GroupedSampler(lengths, labels, applied, batch_size=BATCH_PER_RANK, world_size=RANKS, seed=seed)
         batches = torch.utils.data.BatchSampler(sampler, BATCH_PER_RANK, drop_last=False)
@@ -123,13 +158,20 @@ def test_oversampled_steps_hold_no_participant_twice_across_ranks():
 
 # --- two processes -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def deepspeed_extensions(cache_dir) -> Path:
     """DeepSpeed compiles its CPU communication op on first use (~25 s): once per session, in the session cache
     (or where TORCH_EXTENSIONS_DIR already points, e.g. a CI cache)."""
-    folder = Path(os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache_dir / "torch_extensions")))  # ranks inherit it
-    build = subprocess.run([sys.executable, "-c", "from deepspeed.comm.torch import build_shm_op; assert build_shm_op()"],
-                           capture_output=True, text=True, timeout=600)
+    folder = Path(
+        os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache_dir / "torch_extensions"))
+    )  # ranks inherit it
+    build = subprocess.run(
+        [sys.executable, "-c", "from deepspeed.comm.torch import build_shm_op; assert build_shm_op()"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     return folder
 
@@ -143,12 +185,26 @@ def reference_runs() -> dict:
 def _shared_overrides(synthetic_cohort, prepared_dir, strategy: str, imbalance: str, head: str) -> list[str]:
     extract, oracle = synthetic_cohort
     return [
-        f"model={strategy}", f"imbalance={imbalance}", f"head={head}", f"data.path={extract}", f"data.oracle_path={oracle}",
-        f"paths.prepared_dir={prepared_dir}", "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
-        f"train.max_steps={STEPS}", f"train.eval_steps={STEPS}", f"train.save_steps={STEPS}", "train.logging_steps=1",
+        f"model={strategy}",
+        f"imbalance={imbalance}",
+        f"head={head}",
+        f"data.path={extract}",
+        f"data.oracle_path={oracle}",
+        f"paths.prepared_dir={prepared_dir}",
+        "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
+        f"train.max_steps={STEPS}",
+        f"train.eval_steps={STEPS}",
+        f"train.save_steps={STEPS}",
+        "train.logging_steps=1",
         "train.warmup_ratio=0.0",
-        "train.max_train_examples=64", "train.max_eval_examples=64", "train.max_length=128", "eval.bootstrap=50", "eval.plots=false",
-        *(["model.lora.dropout=0.0"] if strategy != "full" else []),  # dropout masks differ between a rank and one process
+        "train.max_train_examples=64",
+        "train.max_eval_examples=64",
+        "train.max_length=128",
+        "eval.bootstrap=50",
+        "eval.plots=false",
+        *(
+            ["model.lora.dropout=0.0"] if strategy != "full" else []
+        ),  # dropout masks differ between a rank and one process
     ]
 
 
@@ -157,13 +213,39 @@ def _launch(launcher: str, overrides: list[str], output_dir: Path, probe_dir: Pa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     if launcher == "torchrun":
-        command = [str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "--master_port", str(port), "-m", "cadft.train.run"]
+        command = [
+            str(BIN / "torchrun"),
+            "--nproc_per_node",
+            str(RANKS),
+            "--master_port",
+            str(port),
+            "-m",
+            "cadft.train.run",
+        ]
     else:
-        command = [str(BIN / "deepspeed"), "--num_gpus", str(RANKS), "--master_port", str(port), "--module", "cadft.train.run"]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "CADFT_EXTRA_CALLBACKS": "tests.rank_probe:RankProbe",
-                        "CADFT_PROBE_DIR": str(probe_dir)}
-    return subprocess.run([*command, *overrides, "backbone=tiny", f"paths.output_dir={output_dir}",
-                           f"train.batch_size={BATCH_PER_RANK}"], capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+        command = [
+            str(BIN / "deepspeed"),
+            "--num_gpus",
+            str(RANKS),
+            "--master_port",
+            str(port),
+            "--module",
+            "cadft.train.run",
+        ]
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+        "CADFT_EXTRA_CALLBACKS": "tests.rank_probe:RankProbe",
+        "CADFT_PROBE_DIR": str(probe_dir),
+    }
+    return subprocess.run(
+        [*command, *overrides, "backbone=tiny", f"paths.output_dir={output_dir}", f"train.batch_size={BATCH_PER_RANK}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=900,
+    )
 
 
 def _logged(db: Path, key: str) -> list[float]:
@@ -186,10 +268,23 @@ def _logged(db: Path, key: str) -> list[float]:
         ("qlora", "3", "weighted", "torchrun", "verbalizer"),
     ],
 )
-def test_two_processes(deepspeed_extensions, reference_runs, make_config, synthetic_cohort, prepared_dir, tmp_path,
-                       strategy, stage, imbalance, launcher, head):
+def test_two_processes(
+    deepspeed_extensions,
+    reference_runs,
+    make_config,
+    synthetic_cohort,
+    prepared_dir,
+    tmp_path,
+    strategy,
+    stage,
+    imbalance,
+    launcher,
+    head,
+):
     shared = _shared_overrides(synthetic_cohort, prepared_dir, strategy, imbalance, head)
-    if launcher == "deepspeed":  # a fresh cache: the ranks build the backbone (seeded, so the same weights) before ZeRO-3 starts
+    if (
+        launcher == "deepspeed"
+    ):  # a fresh cache: the ranks build the backbone (seeded, so the same weights) before ZeRO-3 starts
         shared.append(f"paths.cache_dir={tmp_path / 'cache'}")
     done = _launch(launcher, [*shared, f"zero={stage}"], tmp_path / "multi", tmp_path / "probe")
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
@@ -231,12 +326,13 @@ def test_two_processes(deepspeed_extensions, reference_runs, make_config, synthe
     if stage == "3":
         keep_4bit_layout(model)  # the kernel the ranks used (bitsandbytes' CPU inference repack is off under ZeRO-3)
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor(probe["input_ids"]), attention_mask=torch.tensor(probe["attention_mask"])).logits
+        logits = model(
+            input_ids=torch.tensor(probe["input_ids"]), attention_mask=torch.tensor(probe["attention_mask"])
+        ).logits
     # bitsandbytes' CPU inference repack is lossy when undone in place for a checkpoint (as without ZeRO): the
     # in-memory 4-bit base then drifts by ~2e-4 from a fresh load. ZeRO-3 keeps the layout, so it matches exactly.
     atol = 2e-3 if (strategy, stage) == ("qlora", "2") else 1e-5
     torch.testing.assert_close(logits.float(), torch.tensor(probe["logits"]), rtol=0, atol=atol)
-
 
 
 def test_zero3_gets_one_dtype_for_every_trainable_weight(tiny):

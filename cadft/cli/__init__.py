@@ -9,10 +9,16 @@ import sys
 # command -> (module in cadft.cli, one line of what it does)
 COMMANDS = {
     "synth": ("synth", "write a synthetic UK Biobank-like extract and its oracle (the true risk per person)"),
-    "prepare": ("prepare", "extract -> labels, features, text and split: the prepared table and its data card (cached)"),
+    "prepare": (
+        "prepare",
+        "extract -> labels, features, text and split: the prepared table and its data card (cached)",
+    ),
     "train": ("train", "fine-tune a language model on the prepared records, evaluate it, log it to MLflow (Hydra app)"),
     "eval": ("eval", "evaluate a trained run again: metrics, predictions, report.html"),
-    "baselines": ("baselines", "the classical baselines (LR, LightGBM, PCE, age, zero-shot) on the same split and terms"),
+    "baselines": (
+        "baselines",
+        "the classical baselines (LR, LightGBM, PCE, age, zero-shot) on the same split and terms",
+    ),
     "compare": ("compare", "a leaderboard of runs (a sweep or an experiment), ranked on validation"),
     "predict": ("predict", "apply a trained run to a new extract: calibrated 10-year risks"),
     "sync": ("sync", "send a run recorded offline to its MLflow tracking server"),
@@ -38,7 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         import difflib
 
         close = difflib.get_close_matches(command, COMMANDS, n=1)
-        print(f"cadft: error: {command}: no such command" + (f" (did you mean {close[0]}?)" if close else "")
-              + f"; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"cadft: error: {command}: no such command"
+            + (f" (did you mean {close[0]}?)" if close else "")
+            + f"; commands: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     raise SystemExit(importlib.import_module(f"cadft.cli.{COMMANDS[command][0]}").main(rest) or 0)

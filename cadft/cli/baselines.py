@@ -35,8 +35,11 @@ def _baselines(cfg) -> None:
     config = with_absolute_paths(validate(cfg))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     results = run_tracked_baselines(config, run_dir)
-    print_summary(f"{prog_name('baselines')} on {config.task.name} (recalibration: {config.eval.recalibration}; test scored once)", results,
-                  footer=[f"reports: {run_dir.resolve()}/<model>/report.html"])
+    print_summary(
+        f"{prog_name('baselines')} on {config.task.name} (recalibration: {config.eval.recalibration}; test scored once)",
+        results,
+        footer=[f"reports: {run_dir.resolve()}/<model>/report.html"],
+    )
 
 
 if __name__ == "__main__":

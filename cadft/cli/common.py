@@ -45,7 +45,13 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def hydra_app(command: str, config_name: str, task: Callable, argv: list[str], before_hydra: Callable[[list[str]], None] | None = None) -> None:
+def hydra_app(
+    command: str,
+    config_name: str,
+    task: Callable,
+    argv: list[str],
+    before_hydra: Callable[[list[str]], None] | None = None,
+) -> None:
     """Run `task(cfg)` as the Hydra app `command` on the shipped config `config_name`: the command line is composed and
     checked first (one line and exit 2 on a mistake, cadft.config.compose), `before_hydra(argv)` may edit it, then Hydra
     runs the task (a run or a sweep) with CadftErrors as one line. The job is named after the command, so Hydra's log

@@ -20,8 +20,19 @@ from pathlib import Path
 from cadft.cli.common import ArgumentParser, exit_on_user_error, prog_name
 from cadft.errors import CadftError
 from cadft.tracking import learning_curve, names
-from cadft.tracking.leaderboard import (ARTIFACT_DIR, CSV_FILE, PLOT_FILE, RUN_COLUMNS, experiment_runs, latest_sweep, leaderboard,
-                                       print_leaderboard, publish, sweep_leaderboard, sweep_runs)
+from cadft.tracking.leaderboard import (
+    ARTIFACT_DIR,
+    CSV_FILE,
+    PLOT_FILE,
+    RUN_COLUMNS,
+    experiment_runs,
+    latest_sweep,
+    leaderboard,
+    print_leaderboard,
+    publish,
+    sweep_leaderboard,
+    sweep_runs,
+)
 from cadft.tracking.store import default_tracking_uri
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow run ids: uuid4 hex
@@ -35,13 +46,19 @@ def main(argv: list[str] | None = None) -> None:
 def check_arguments(parent_run_id: str | None, uri: str, out: Path | None) -> None:
     """Before MLflow is asked (it would create an empty store at a mistyped path): the run id's form, the store, --out."""
     if parent_run_id is not None and not RUN_ID.fullmatch(parent_run_id):
-        raise CadftError(f"PARENT_RUN_ID={parent_run_id}: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)")
+        raise CadftError(
+            f"PARENT_RUN_ID={parent_run_id}: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)"
+        )
     if uri.startswith(("sqlite:///", "file:")):
         store = Path(uri.removeprefix("sqlite:///").removeprefix("file://").removeprefix("file:"))
         if not store.exists():
-            raise CadftError(f"--tracking-uri {uri}: no MLflow store at {store} (cadft-train creates it; pass the store a run logged to)")
+            raise CadftError(
+                f"--tracking-uri {uri}: no MLflow store at {store} (cadft-train creates it; pass the store a run logged to)"
+            )
     elif not re.match(r"[a-z][a-z0-9+.-]*://|databricks", uri):
-        raise CadftError(f"--tracking-uri {uri}: not a tracking URI; allowed: sqlite:///FILE, file:DIR, http(s)://HOST:PORT, databricks")
+        raise CadftError(
+            f"--tracking-uri {uri}: not a tracking URI; allowed: sqlite:///FILE, file:DIR, http(s)://HOST:PORT, databricks"
+        )
     if out is not None and out.exists() and not out.is_dir():
         raise CadftError(f"--out {out}: is a file; give a folder for {CSV_FILE} and {PLOT_FILE}")
 
@@ -51,7 +68,9 @@ def _main(prog: str, argv: list[str]) -> None:
     parser.add_argument("parent_run_id", nargs="?", help="a sweep's parent run id (default: the latest sweep)")
     parser.add_argument("--experiment", help="every training run of this MLflow experiment instead of one sweep")
     parser.add_argument("--tracking-uri", help="MLflow store (default: cadft train's, sqlite:///<outputs>/mlflow.db)")
-    parser.add_argument("--out", type=Path, help="folder for leaderboard.csv and auroc_forest.png (default: the sweep dir)")
+    parser.add_argument(
+        "--out", type=Path, help="folder for leaderboard.csv and auroc_forest.png (default: the sweep dir)"
+    )
     parser.add_argument("--html", action="store_true", help="also write leaderboard.html (static; plots embedded)")
     args = parser.parse_args(argv)
     if args.parent_run_id and args.experiment:
@@ -63,7 +82,11 @@ def _main(prog: str, argv: list[str]) -> None:
 
     client = MlflowClient(uri)
     if args.experiment:
-        board, parent_id, title = leaderboard(experiment_runs(client, args.experiment), RUN_COLUMNS), None, f"experiment {args.experiment}"
+        board, parent_id, title = (
+            leaderboard(experiment_runs(client, args.experiment), RUN_COLUMNS),
+            None,
+            f"experiment {args.experiment}",
+        )
         out_dir = args.out or Path(f"leaderboard-{args.experiment}")
     else:
         try:
@@ -73,14 +96,21 @@ def _main(prog: str, argv: list[str]) -> None:
         parent_id, title = parent.info.run_id, f"sweep {parent.info.run_name}"
         board = sweep_leaderboard(client, parent_id)
         sweep_dir = parent.data.tags.get(names.SWEEP_TAG + "dir")
-        out_dir = args.out or (Path(sweep_dir) if sweep_dir and Path(sweep_dir).is_dir() else Path(f"leaderboard-{parent_id[:8]}"))
+        out_dir = args.out or (
+            Path(sweep_dir) if sweep_dir and Path(sweep_dir).is_dir() else Path(f"leaderboard-{parent_id[:8]}")
+        )
     if board.is_empty():
         raise CadftError(f"{title}: no runs in {client.tracking_uri}")
     print_leaderboard(board, title=f"{title} ({client.tracking_uri})")
     files = publish(board, client, parent_id, out_dir.resolve(), title=title, html=args.html)
     if parent_id is not None:  # a sweep over train.max_train_examples is also a learning curve
-        files += learning_curve.publish(sweep_runs(client, parent_id), client, parent_id, out_dir.resolve(), title, ARTIFACT_DIR)
-    print("\n".join(f"wrote {path}" for path in files) + (f"\nlogged to parent run {parent_id} under {ARTIFACT_DIR}/" if parent_id else ""))
+        files += learning_curve.publish(
+            sweep_runs(client, parent_id), client, parent_id, out_dir.resolve(), title, ARTIFACT_DIR
+        )
+    print(
+        "\n".join(f"wrote {path}" for path in files)
+        + (f"\nlogged to parent run {parent_id} under {ARTIFACT_DIR}/" if parent_id else "")
+    )
 
 
 if __name__ == "__main__":

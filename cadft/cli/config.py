@@ -29,13 +29,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def groups() -> dict[str, list[str]]:
     """Each config group of the shipped tree and its options (file names without .yaml)."""
-    return {folder.name: sorted(path.stem for path in folder.glob("*.yaml"))
-            for folder in sorted(CONF_DIR.iterdir()) if folder.is_dir() and any(folder.glob("*.yaml"))}
+    return {
+        folder.name: sorted(path.stem for path in folder.glob("*.yaml"))
+        for folder in sorted(CONF_DIR.iterdir())
+        if folder.is_dir() and any(folder.glob("*.yaml"))
+    }
 
 
 def _main(prog: str, argv: list[str]) -> None:
     parser = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--copy", type=Path, metavar="DIR", help="copy the shipped config tree into DIR (which must not exist yet)")
+    parser.add_argument(
+        "--copy", type=Path, metavar="DIR", help="copy the shipped config tree into DIR (which must not exist yet)"
+    )
     args = parser.parse_args(argv)
     if args.copy is not None:
         if args.copy.exists():

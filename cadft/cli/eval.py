@@ -47,9 +47,15 @@ def _main(prog: str, argv: list[str]) -> None:
     metrics, baselines = evaluate(target, config, device_setting=args.device)
     from cadft.eval.summary import print_summary
 
-    print_summary(f"{prog}: {target.model_dir} (risks recalibrated: {metrics['recalibration']['method']})",
-                  {metrics["model"]: metrics} | baselines, metrics.get("comparison"),
-                  footer=[f"{name}: {target.out_dir / file}" for name, file in (("metrics", METRICS_FILE), ("predictions", PREDICTIONS_FILE), ("report", REPORT_FILE))])
+    print_summary(
+        f"{prog}: {target.model_dir} (risks recalibrated: {metrics['recalibration']['method']})",
+        {metrics["model"]: metrics} | baselines,
+        metrics.get("comparison"),
+        footer=[
+            f"{name}: {target.out_dir / file}"
+            for name, file in (("metrics", METRICS_FILE), ("predictions", PREDICTIONS_FILE), ("report", REPORT_FILE))
+        ],
+    )
 
 
 if __name__ == "__main__":

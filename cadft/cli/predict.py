@@ -24,10 +24,16 @@ from cadft.cli.common import exit_on_user_error, prog_name
 from cadft.errors import CadftError
 from cadft.files import atomic_file
 
-ARGUMENTS = {"run": "a training run dir", "data.path": "the extract to score", "out": "the CSV to write",
-             "data.format": "auto | showcase | tab | rap | parquet", "data.withdrawals": "a file of withdrawn eids, one a line",
-             "task": "the run's task name (a check)",
-             "device": "auto | cpu | cuda", "batch_size": "records per scoring batch"}
+ARGUMENTS = {
+    "run": "a training run dir",
+    "data.path": "the extract to score",
+    "out": "the CSV to write",
+    "data.format": "auto | showcase | tab | rap | parquet",
+    "data.withdrawals": "a file of withdrawn eids, one a line",
+    "task": "the run's task name (a check)",
+    "device": "auto | cpu | cuda",
+    "batch_size": "records per scoring batch",
+}
 REQUIRED = ("run", "data.path", "out")
 
 
@@ -42,11 +48,17 @@ def parse_arguments(argv: list[str]) -> dict[str, str]:
             raise CadftError(f"{argument!r}: arguments are KEY=VALUE; keys: {', '.join(ARGUMENTS)}")
         if key not in ARGUMENTS:
             close = difflib.get_close_matches(key, ARGUMENTS, n=1)
-            raise CadftError(f"{key}: unknown argument" + (f"; did you mean {close[0]}?" if close else "") + f" (allowed: {', '.join(ARGUMENTS)})")
+            raise CadftError(
+                f"{key}: unknown argument"
+                + (f"; did you mean {close[0]}?" if close else "")
+                + f" (allowed: {', '.join(ARGUMENTS)})"
+            )
         values[key] = value
     missing = [key for key in REQUIRED if not values.get(key)]
     if missing:
-        raise CadftError(f"missing {', '.join(f'{key}=' for key in missing)}: {'; '.join(f'{k}: {ARGUMENTS[k]}' for k in missing)}")
+        raise CadftError(
+            f"missing {', '.join(f'{key}=' for key in missing)}: {'; '.join(f'{k}: {ARGUMENTS[k]}' for k in missing)}"
+        )
     if values.get("device", "auto") not in ("auto", "cpu", "cuda"):
         raise CadftError(f"device={values['device']}; allowed: auto, cpu, cuda")
     if "batch_size" in values and (not values["batch_size"].isdigit() or int(values["batch_size"]) < 1):
@@ -73,14 +85,18 @@ def _main(prog: str, argv: list[str]) -> None:
         raise CadftError(f"out={out} is a folder; give a file name such as risks.csv")
     trained = TrainedRun(Path(args["run"]).expanduser().resolve(), args.get("device", "auto"))
     if args.get("task") and args["task"] != trained.config.task.name:
-        raise CadftError(f"task={args['task']}, but run={args['run']} predicts {trained.config.task.name} ({trained.config.task.description})")
+        raise CadftError(
+            f"task={args['task']}, but run={args['run']} predicts {trained.config.task.name} ({trained.config.task.description})"
+        )
     withdrawals = Path(args["data.withdrawals"]).expanduser().resolve() if args.get("data.withdrawals") else None
     records = trained.records(Path(args["data.path"]).resolve(), args.get("data.format", "auto"), withdrawals)
     risks = trained.predict(records, int(args["batch_size"]) if "batch_size" in args else None)
     with atomic_file(out) as partial:  # all or nothing
         risks.write_csv(partial)
-    print(f"{prog}: {risks.height} participants scored by {args['run']} ({trained.config.task.name}; recalibration "
-          f"{trained.recalibrator.method}); mean risk {risks['risk'].mean():.2%}; wrote {out}")
+    print(
+        f"{prog}: {risks.height} participants scored by {args['run']} ({trained.config.task.name}; recalibration "
+        f"{trained.recalibrator.method}); mean risk {risks['risk'].mean():.2%}; wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(prog: str, argv: list[str]) -> None:
     parser = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a cadft-train run dir (holds mlflow_run.json and mlflow_offline.db)")
+    parser.add_argument(
+        "run_dir", type=Path, help="a cadft-train run dir (holds mlflow_run.json and mlflow_offline.db)"
+    )
     parser.add_argument("--tracking-uri", help="the server to send to (default: the run's, in mlflow_run.json)")
     parser.add_argument("--killed", action="store_true", help="send a run left RUNNING by a killed process as KILLED")
     args = parser.parse_args(argv)
@@ -34,10 +36,14 @@ def _main(prog: str, argv: list[str]) -> None:
     sent = sync(args.run_dir.resolve(), args.tracking_uri, killed=args.killed)
     record = read_record(args.run_dir)
     if sent is None:
-        print(f"{args.run_dir}: already synced to run {record['offline']['server_run_id']} at {record['offline']['synced_to']}; nothing to do")
+        print(
+            f"{args.run_dir}: already synced to run {record['offline']['server_run_id']} at {record['offline']['synced_to']}; nothing to do"
+        )
         return
-    print(f"synced {args.run_dir} to {'new ' if sent['new_run'] else ''}run {sent['run_id']} at {record['tracking_uri']}: "
-          f"{sent['params']} params, {sent['metric_values']} metric values, {sent['artifacts']} artifact files, {sent['status']}")
+    print(
+        f"synced {args.run_dir} to {'new ' if sent['new_run'] else ''}run {sent['run_id']} at {record['tracking_uri']}: "
+        f"{sent['params']} params, {sent['metric_values']} metric values, {sent['artifacts']} artifact files, {sent['status']}"
+    )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def _train(cfg) -> None:
         return
     job = sweep_job(hydra_cfg)
     try:
-        run_training(with_absolute_paths(validate(cfg)), run_dir, job)  # each job's own values: the command line checked their composition
+        run_training(
+            with_absolute_paths(validate(cfg)), run_dir, job
+        )  # each job's own values: the command line checked their composition
     except Exception as err:  # Hydra ends a sweep at a failed job: record this one as FAILED and let the others run
         log.error("sweep job %s failed: %s", hydra_cfg.job.num, err, exc_info=not isinstance(err, CadftError))
         _record_failed_job(cfg, run_dir, err, job)
@@ -70,13 +72,29 @@ def _record_failed_job(cfg, run_dir: Path, err: Exception, job) -> None:
     from cadft.tracking import names, session
 
     if not session.reopen_run(run_dir):
-        tags = {tag: str(OmegaConf.select(cfg, key, default="")) for tag, key in
-                (("strategy", "model.name"), ("head", "head.name"), ("imbalance", "imbalance.method"), ("backbone", "backbone.name"),
-                 ("task", "task.name"))} | {"zero": str(OmegaConf.select(cfg, "zero.stage", default=None) or "none"),
-                                            names.KIND_TAG: names.KIND_LLM, names.RUN_DIR_TAG: str(run_dir)}
+        tags = {
+            tag: str(OmegaConf.select(cfg, key, default=""))
+            for tag, key in (
+                ("strategy", "model.name"),
+                ("head", "head.name"),
+                ("imbalance", "imbalance.method"),
+                ("backbone", "backbone.name"),
+                ("task", "task.name"),
+            )
+        } | {
+            "zero": str(OmegaConf.select(cfg, "zero.stage", default=None) or "none"),
+            names.KIND_TAG: names.KIND_LLM,
+            names.RUN_DIR_TAG: str(run_dir),
+        }
         tracking, paths = validate_group(cfg, "tracking"), validate_group(cfg, "paths")
-        session.start_run(tracking, paths, run_dir, tags | (job.tags if job else {}), run_name=tracking.run_name or (job and job.run_name),
-                          parent_run_id=job and job.parent_run_id)
+        session.start_run(
+            tracking,
+            paths,
+            run_dir,
+            tags | (job.tags if job else {}),
+            run_name=tracking.run_name or (job and job.run_name),
+            parent_run_id=job and job.parent_run_id,
+        )
     session.set_tags({names.ERROR_TAG: f"{type(err).__name__}: {err}"})
     session.end_run("FAILED")
 

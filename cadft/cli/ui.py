@@ -37,8 +37,20 @@ def _main(prog: str, argv: list[str]) -> None:
     for name, experiment_id in experiments.items():
         print(f"  {name}: {experiment_url(base, experiment_id)}")
     sys.stdout.flush()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(args.port), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
     os.execv(sys.executable, command)
 
 

@@ -55,7 +55,15 @@ def _check_command_line(config_name: str, argv: list[str]) -> None:
     args, unknown = get_args_parser().parse_known_args(argv)
     if unknown:
         raise CadftError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
-    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.experimental_rerun or args.config_path:
+    if (
+        args.help
+        or args.hydra_help
+        or args.cfg
+        or args.info
+        or args.shell_completion
+        or args.experimental_rerun
+        or args.config_path
+    ):
         return
     overrides = list(args.overrides)
     _parse_each(overrides)
@@ -64,14 +72,19 @@ def _check_command_line(config_name: str, argv: list[str]) -> None:
         config_dir = Path(args.config_dir).resolve()
         if not config_dir.is_dir():
             raise CadftError(f"--config-dir {args.config_dir}: no such folder")
-        search_path.prepend(provider="command-line", path=f"file://{config_dir}", anchor=SearchPathQuery(provider="schema"))
+        search_path.prepend(
+            provider="command-line", path=f"file://{config_dir}", anchor=SearchPathQuery(provider="schema")
+        )
     name = args.config_name or config_name
     GlobalHydra.instance().clear()
     hydra = Hydra.create_main_hydra2(task_name="cadft", config_search_path=search_path)
     try:
         multirun = args.multirun or hydra.get_mode(config_name=name, overrides=overrides) == RunMode.MULTIRUN
-        cfg = _composed(lambda: hydra.compose_config(name, overrides, run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN,
-                                                     with_log_configuration=False))
+        cfg = _composed(
+            lambda: hydra.compose_config(
+                name, overrides, run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN, with_log_configuration=False
+            )
+        )
         _refuse_repeated_groups(overrides, cfg)
         if not multirun:
             validate(cfg)
@@ -92,8 +105,10 @@ def _parse_each(overrides: list[str]) -> None:
         try:
             parser.parse_override(override)
         except HydraException as err:
-            raise CadftError(f"{override}: not a valid override ({_one_line(err)}); "
-                             "see https://hydra.cc/docs/advanced/override_grammar/basic/") from None
+            raise CadftError(
+                f"{override}: not a valid override ({_one_line(err)}); "
+                "see https://hydra.cc/docs/advanced/override_grammar/basic/"
+            ) from None
 
 
 def _composed(make):
@@ -111,15 +126,19 @@ def _composed(make):
             raise CadftError(_one_line(err)) from None
         group, option = missing.rsplit("/", 1)
         close = difflib.get_close_matches(option, err.options, n=1)
-        raise CadftError(f"{group}={option}: no such option of {group}; allowed: {', '.join(err.options)}"
-                         + (f" (did you mean {close[0]}?)" if close else "")) from None
+        raise CadftError(
+            f"{group}={option}: no such option of {group}; allowed: {', '.join(err.options)}"
+            + (f" (did you mean {close[0]}?)" if close else "")
+        ) from None
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         key = re.match(r"Could not override '([^']+)'", str(err))
         unknown = unknown_key_message(key.group(1)) if key else None
         sweep = re.match(r"Ambiguous value for argument '([^']+)'", str(err))
         if sweep:
-            raise CadftError(f"{sweep.group(1)}: several values sweep only with -m; a list is key=[a,b], text with a comma "
-                             "is quoted: key='a,b'") from None
+            raise CadftError(
+                f"{sweep.group(1)}: several values sweep only with -m; a list is key=[a,b], text with a comma "
+                "is quoted: key='a,b'"
+            ) from None
         raise CadftError(unknown or _one_line(err)) from None
 
 
@@ -128,7 +147,9 @@ def _refuse_repeated_groups(overrides: list[str], cfg) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     groups = set(cfg.hydra.runtime.choices)
-    chosen = [o for o in OverridesParser.create().parse_overrides(overrides) if o.key_or_group in groups and not o.is_delete()]
+    chosen = [
+        o for o in OverridesParser.create().parse_overrides(overrides) if o.key_or_group in groups and not o.is_delete()
+    ]
     repeated = [group for group, count in Counter(o.key_or_group for o in chosen).items() if count > 1]
     if repeated:
         given = " ".join(o.input_line for o in chosen if o.key_or_group == repeated[0])
@@ -156,13 +177,17 @@ def _sweep_jobs(cfg) -> list[list[str]]:
 def _one_line(err: Exception) -> str:
     """An error's message on one line, without Hydra's search-path listing and its stack-trace hint."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    cut = next((i for i, line in enumerate(lines) if line.startswith(("Config search path", "Set the environment variable"))), len(lines))
+    cut = next(
+        (i for i, line in enumerate(lines) if line.startswith(("Config search path", "Set the environment variable"))),
+        len(lines),
+    )
     return "; ".join(lines[:cut]) or type(err).__name__
 
 
 def compose(config_name: str = "config", overrides: list[str] = ()):
     """The shipped config composed with overrides (a DictConfig, not validated)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name, overrides=list(overrides))

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal, Union
 
 from cadft.config.typecheck import Describe, Range, Rule, Variants
 
-
 # --- constraints ------------------------------------------------------------------------------------------------
 
 
@@ -63,8 +62,13 @@ class Split:
     fractions: dict[str, float]  # train, validation, test: each > 0, summing to 1 (cadft.data.split)
     salt: str
     by: Literal["eid", "centre", "country"] = "eid"
-    test_groups: Annotated[list[int | str], Describe("a list of centre codes (11003) or names (Cardiff), or of countries "
-                                                     "(England, Scotland, Wales)")] | None = None  # checked by cadft.data.split
+    test_groups: (
+        Annotated[
+            list[int | str],
+            Describe("a list of centre codes (11003) or names (Cardiff), or of countries (England, Scotland, Wales)"),
+        ]
+        | None
+    ) = None  # checked by cadft.data.split
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,7 @@ class BackboneHf:  # conf/backbone/hf.yaml and the presets (llama3_8b, mistral_7
     source: Literal["hf"]
     path: str
     trust_remote_code: bool
-    lora_target_modules: Union[Literal["all-linear"], Annotated[list[str], NonEmpty]] = "all-linear"
+    lora_target_modules: Literal["all-linear"] | Annotated[list[str], NonEmpty] = "all-linear"
     max_length: PositiveInt | None = None
     strategies: PerStrategy | None = None
 
@@ -211,7 +215,7 @@ class Lora:
     r: PositiveInt
     alpha: Positive
     dropout: Annotated[float, Range(0, 1, high_open=True)]
-    target_modules: Union[Literal["all-linear"], Annotated[list[str], NonEmpty]]
+    target_modules: Literal["all-linear"] | Annotated[list[str], NonEmpty]
 
 
 @dataclass(frozen=True)
@@ -230,8 +234,9 @@ class Model:  # conf/model/{lora,qlora,full}.yaml
 class Imbalance:  # conf/imbalance/*.yaml
     method: Literal["weighted", "oversample", "none"]
     class_weights: Annotated[
-        Union[Literal["inverse_frequency"], Annotated[list[Positive], Rule(lambda w: len(w) == 2, "two of them")], None],
-        Describe("inverse_frequency, [w_control, w_case] (two numbers > 0) or null")]
+        Literal["inverse_frequency"] | Annotated[list[Positive], Rule(lambda w: len(w) == 2, "two of them")] | None,
+        Describe("inverse_frequency, [w_control, w_case] (two numbers > 0) or null"),
+    ]
     positive_fraction: OpenFraction | None
 
 
@@ -255,7 +260,9 @@ class Zero3(Zero2):  # conf/zero/3.yaml
     offload_param: Offload
     stage3_prefetch_bucket_size: BucketSize
     stage3_param_persistence_threshold: BucketSize
-    stage3_gather_16bit_weights_on_model_save: Annotated[Literal[True], Describe("true (the saved model needs the whole weights)")]
+    stage3_gather_16bit_weights_on_model_save: Annotated[
+        Literal[True], Describe("true (the saved model needs the whole weights)")
+    ]
 
 
 @dataclass(frozen=True)
@@ -291,7 +298,9 @@ class Eval:  # conf/eval/default.yaml
     fixed_threshold: Fraction
     on_no_validation_cases: Literal["error", "fixed"]
     risk_thresholds: Annotated[list[OpenFraction], Increasing]
-    decision_curve: Annotated[list[float], Describe("[low, high, step] with 0 < low < high < 1 and step > 0"), Rule(_decision_curve, "")]
+    decision_curve: Annotated[
+        list[float], Describe("[low, high, step] with 0 < low < high < 1 and step > 0"), Rule(_decision_curve, "")
+    ]
     bootstrap: CountInt
     ci_level: OpenFraction
     calibration_bins: Annotated[int, Range(low=2)]
@@ -311,7 +320,9 @@ class LightGbm:
 
 @dataclass(frozen=True)
 class Baselines:  # conf/baselines/default.yaml
-    which: list[Literal["logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "zero_shot"]]
+    which: list[
+        Literal["logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "zero_shot"]
+    ]
     logistic_c: Annotated[list[Positive], NonEmpty]
     lightgbm: LightGbm
     zero_shot_dtype: Dtype
@@ -325,14 +336,19 @@ class Tracking:  # conf/tracking/mlflow.yaml
     run_name: str | None
     log_model: Literal["pyfunc", "adapter", "none"]
     register_model: str | None
-    log_eids: Union[Literal["auto"], bool]
+    log_eids: Literal["auto"] | bool
     enabled: bool
 
 
-Backbone = Annotated[Union[BackboneGguf, BackboneTiny, BackboneHf],
-                     Variants("source", {"gguf_package": BackboneGguf, "tiny": BackboneTiny, "hf": BackboneHf})]
-Head = Annotated[Union[HeadClassifier, HeadVerbalizer], Variants("name", {"classifier": HeadClassifier, "verbalizer": HeadVerbalizer})]
-Zero = Annotated[Union[ZeroNone, Zero2, Zero3], Variants("stage", {None: ZeroNone, 2: Zero2, 3: Zero3})]
+Backbone = Annotated[
+    BackboneGguf | BackboneTiny | BackboneHf,
+    Variants("source", {"gguf_package": BackboneGguf, "tiny": BackboneTiny, "hf": BackboneHf}),
+]
+Head = Annotated[
+    HeadClassifier | HeadVerbalizer,
+    Variants("name", {"classifier": HeadClassifier, "verbalizer": HeadVerbalizer}),
+]
+Zero = Annotated[ZeroNone | Zero2 | Zero3, Variants("stage", {None: ZeroNone, 2: Zero2, 3: Zero3})]
 CLASSIFIER = HeadClassifier("classifier")  # the head of runs saved before the head group existed
 
 

@@ -30,8 +30,9 @@ class Range:
     high_open: bool = False
 
     def ok(self, value) -> bool:
-        return ((self.low is None or value > self.low or not self.low_open and value == self.low)
-                and (self.high is None or value < self.high or not self.high_open and value == self.high))
+        return (self.low is None or value > self.low or (not self.low_open and value == self.low)) and (
+            self.high is None or value < self.high or (not self.high_open and value == self.high)
+        )
 
     @property
     def text(self) -> str:
@@ -49,12 +50,14 @@ class Rule:
 @dataclass(frozen=True)
 class Describe:
     """What the key allows, in words, in place of the text made from its type."""
+
     text: str
 
 
 @dataclass(frozen=True)
 class Variants:
     """A group whose options differ in shape: `key`'s value picks the dataclass."""
+
     key: str
     options: Mapping[Any, type]
 
@@ -65,7 +68,11 @@ def hint_at(root: type, key: str):
     for part in key.split("."):
         classes = _classes(hint)
         if classes:
-            known = {f.name: typing.get_type_hints(c, include_extras=True)[f.name] for c in reversed(classes) for f in dataclasses.fields(c)}
+            known = {
+                f.name: typing.get_type_hints(c, include_extras=True)[f.name]
+                for c in reversed(classes)
+                for f in dataclasses.fields(c)
+            }
             if part not in known:
                 raise CadftError(_unknown(".".join(path), part, list(known)))
             hint = known[part]
@@ -111,10 +118,16 @@ def _check_mapping(value: Mapping, cls: type, key: str, variants: Variants | Non
     for name in value:
         if name not in fields:
             if variants is not None:
-                owners = [show(v) for v, option in variants.options.items() if name in {f.name for f in dataclasses.fields(option)}]
+                owners = [
+                    show(v)
+                    for v, option in variants.options.items()
+                    if name in {f.name for f in dataclasses.fields(option)}
+                ]
                 if owners:
-                    raise CadftError(f"{_join(key, name)}: only for {key}.{variants.key}={' or '.join(owners)}, "
-                                     f"not {key}.{variants.key}={show(value[variants.key])}")
+                    raise CadftError(
+                        f"{_join(key, name)}: only for {key}.{variants.key}={' or '.join(owners)}, "
+                        f"not {key}.{variants.key}={show(value[variants.key])}"
+                    )
             raise CadftError(_unknown(key, str(name), list(fields)))
     for name, field in fields.items():
         if name in value:
@@ -132,7 +145,9 @@ def build(value, hint):
     variants = next((m for m in _marks(hint) if isinstance(m, Variants)), None)
     if variants is not None and isinstance(value, Mapping):
         choice = value.get(variants.key)
-        return _instance(value, next(cls for v, cls in variants.options.items() if v == choice and type(v) is type(choice)))
+        return _instance(
+            value, next(cls for v, cls in variants.options.items() if v == choice and type(v) is type(choice))
+        )
     base = _base(hint)
     if _is_union(base):
         return build(value, next(arm for arm in typing.get_args(base) if arm is not type(None) and fits(value, arm)))
@@ -217,8 +232,13 @@ def describe(hint, plural: bool = False) -> str:
         return "mappings" if plural else "a mapping"
     if dataclasses.is_dataclass(hint):
         return f"a mapping of {', '.join(f.name for f in dataclasses.fields(hint))}"
-    nouns = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("text", "texts"),
-             bool: ("true or false", "true or false"), type(None): ("null", "null")}
+    nouns = {
+        int: ("an integer", "integers"),
+        float: ("a number", "numbers"),
+        str: ("text", "texts"),
+        bool: ("true or false", "true or false"),
+        type(None): ("null", "null"),
+    }
     return nouns.get(hint if hint is not None else type(None), (str(hint), str(hint)))[plural]
 
 
@@ -229,7 +249,9 @@ def suggestion(value, hint) -> str:
     close = difflib.get_close_matches(misses[0], choices, n=1) if misses else []
     if not close:
         return ""
-    return f" (did you mean {close[0]}?)" if not isinstance(value, list) else f" ({misses[0]}: did you mean {close[0]}?)"
+    return (
+        f" (did you mean {close[0]}?)" if not isinstance(value, list) else f" ({misses[0]}: did you mean {close[0]}?)"
+    )
 
 
 def _literals(hint) -> list:

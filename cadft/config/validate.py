@@ -76,8 +76,13 @@ def with_absolute_paths(config: Config) -> Config:
     def absolute(value: str | None) -> str | None:
         return None if value is None else str(Path(value).expanduser().resolve())
 
-    paths = replace(config.paths, **{key: absolute(getattr(config.paths, key)) for key in ("output_dir", "prepared_dir", "cache_dir")})
-    data = replace(config.data, **{key: absolute(getattr(config.data, key)) for key in ("path", "oracle_path", "withdrawals")})
+    paths = replace(
+        config.paths,
+        **{key: absolute(getattr(config.paths, key)) for key in ("output_dir", "prepared_dir", "cache_dir")},
+    )
+    data = replace(
+        config.data, **{key: absolute(getattr(config.data, key)) for key in ("path", "oracle_path", "withdrawals")}
+    )
     return replace(config, paths=paths, data=data)
 
 
@@ -122,7 +127,9 @@ def _plain(cfg) -> dict:
     try:
         return OmegaConf.to_container(job, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as err:
-        raise CadftError(f"{getattr(err, 'full_key', '') or 'config'}: cannot resolve the value ({first_line(err)})") from None
+        raise CadftError(
+            f"{getattr(err, 'full_key', '') or 'config'}: cannot resolve the value ({first_line(err)})"
+        ) from None
 
 
 # --- rules between keys -----------------------------------------------------------------------------------------
@@ -132,28 +139,42 @@ def _check_rules(c: Config) -> None:
     model, imbalance, zero, train, data = c.model, c.imbalance, c.zero, c.train, c.data
     quantized, adapters = model.name == "qlora", model.name != "full"
     if (model.quantization is not None) != quantized:
-        raise CadftError(f"model.quantization must be {'set' if quantized else 'null'} for model.name={model.name} "
-                         f"(model={model.name} sets it)")
+        raise CadftError(
+            f"model.quantization must be {'set' if quantized else 'null'} for model.name={model.name} "
+            f"(model={model.name} sets it)"
+        )
     if (model.lora is not None) != adapters:
-        raise CadftError(f"model.lora must be {'set' if adapters else 'null'} for model.name={model.name} (model={model.name} sets it)")
+        raise CadftError(
+            f"model.lora must be {'set' if adapters else 'null'} for model.name={model.name} (model={model.name} sets it)"
+        )
     if imbalance.method == "oversample" and imbalance.positive_fraction is None:
         raise CadftError("imbalance.positive_fraction=null: imbalance=oversample needs a number in (0, 1), e.g. 0.25")
     if imbalance.method == "weighted" and imbalance.class_weights is None:
-        raise CadftError("imbalance.class_weights=null: imbalance=weighted needs inverse_frequency or [w_control, w_case]")
+        raise CadftError(
+            "imbalance.class_weights=null: imbalance=weighted needs inverse_frequency or [w_control, w_case]"
+        )
     if zero.stage is not None and zero.offload_optimizer == "cpu" and "adamw" not in model.optim.lower():
-        raise CadftError(f"zero.offload_optimizer=cpu runs DeepSpeed's CPU AdamW in place of model.optim={model.optim}: "
-                         "use an AdamW optimizer (adamw_torch) or zero.offload_optimizer=none")
+        raise CadftError(
+            f"zero.offload_optimizer=cpu runs DeepSpeed's CPU AdamW in place of model.optim={model.optim}: "
+            "use an AdamW optimizer (adamw_torch) or zero.offload_optimizer=none"
+        )
     if train.save_steps % train.eval_steps:
-        raise CadftError(f"train.save_steps={train.save_steps} must be a multiple of train.eval_steps={train.eval_steps} "
-                         "(the best validation checkpoint is kept)")
+        raise CadftError(
+            f"train.save_steps={train.save_steps} must be a multiple of train.eval_steps={train.eval_steps} "
+            "(the best validation checkpoint is kept)"
+        )
     if isinstance(c.backbone, BackboneTiny):
         _check_tiny(c.backbone)
     if data.format == "seed_json" and not (data.text_key and data.label_key):
         raise CadftError("data.format=seed_json needs data.text_key and data.label_key (data=seed_json sets them)")
     if data.format == "seed_json" and c.text.history == "on":
-        raise CadftError("text.history=on: seed-JSON records are text already, with no history fields to write; use text.history=off")
+        raise CadftError(
+            "text.history=on: seed-JSON records are text already, with no history fields to write; use text.history=off"
+        )
     if data.format == "seed_json" and data.split.by != "eid":
-        raise CadftError(f"data.split.by={data.split.by}: seed-JSON records carry no assessment centre; use data.split.by=eid")
+        raise CadftError(
+            f"data.split.by={data.split.by}: seed-JSON records carry no assessment centre; use data.split.by=eid"
+        )
     _check_specs(c)
 
 
@@ -161,11 +182,17 @@ def _check_tiny(backbone: BackboneTiny) -> None:
     hidden, heads = backbone.hidden_size, backbone.num_attention_heads
     if hidden % heads:
         raise CadftError(f"backbone.hidden_size={hidden} is not divisible by backbone.num_attention_heads={heads}")
-    sizes = {"hidden_size": hidden, "intermediate_size": backbone.intermediate_size, "vocab_size": backbone.vocab_size,
-             "num_key_value_heads * head_dim": backbone.num_key_value_heads * (hidden // heads)}
+    sizes = {
+        "hidden_size": hidden,
+        "intermediate_size": backbone.intermediate_size,
+        "vocab_size": backbone.vocab_size,
+        "num_key_value_heads * head_dim": backbone.num_key_value_heads * (hidden // heads),
+    }
     bad = {key: size for key, size in sizes.items() if size % TINY_SIZE_MULTIPLE}
     if bad:
-        raise CadftError(f"backbone: tiny backbone sizes must be multiples of {TINY_SIZE_MULTIPLE} (bitsandbytes CPU 4-bit): {bad}")
+        raise CadftError(
+            f"backbone: tiny backbone sizes must be multiples of {TINY_SIZE_MULTIPLE} (bitsandbytes CPU 4-bit): {bad}"
+        )
 
 
 def _check_specs(c: Config) -> None:

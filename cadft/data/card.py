@@ -13,8 +13,17 @@ from cadft.data.features import SPECIAL_SUFFIX
 from cadft.data.split import SPLITS
 
 TOKEN_SAMPLE = 20_000  # records tokenized for the data card's length percentiles
-TASK_CARD_KEYS = ("name", "description", "outcome", "horizon_years", "censor_dates", "censoring", "competing_death", "history_codes",
-                  "history_policy")
+TASK_CARD_KEYS = (
+    "name",
+    "description",
+    "outcome",
+    "horizon_years",
+    "censor_dates",
+    "censoring",
+    "competing_death",
+    "history_codes",
+    "history_policy",
+)
 
 
 def special_answers(table: pl.DataFrame, features: list) -> dict:
@@ -43,7 +52,10 @@ def describe(table: pl.DataFrame, feature_names: list[str], config: Config) -> d
         "prevalence": round(cases / table.height, 5),
         "splits": splits,
         "missingness": {name: round(table[name].null_count() / table.height, 5) for name in feature_names},
-        "text": {"template": "seed_json" if seed_json else config.text.name, "tokens": token_lengths(table["text"], config)},
+        "text": {
+            "template": "seed_json" if seed_json else config.text.name,
+            "tokens": token_lengths(table["text"], config),
+        },
     }
 
 
@@ -54,23 +66,42 @@ def token_lengths(texts: pl.Series, config: Config) -> dict:
     sample = texts.sample(min(TOKEN_SAMPLE, texts.len()), seed=config.seed).to_list()
     lengths = np.array([len(ids) for ids in tokenizer(sample)["input_ids"]])
     percentiles = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)}
-    return {"tokenizer": config.backbone.name, "sampled": len(sample), "mean": round(float(lengths.mean()), 1), **percentiles, "max": int(lengths.max())}
+    return {
+        "tokenizer": config.backbone.name,
+        "sampled": len(sample),
+        "mean": round(float(lengths.mean()), 1),
+        **percentiles,
+        "max": int(lengths.max()),
+    }
 
 
 def summary_lines(prepared: Prepared) -> list[str]:
     card = prepared.card
-    lines = [f"prepared table: {prepared.table_path}", f"data card:      {prepared.card_path}",
-             f"included {card['included']} participants, {card['cases']} cases ({card['prevalence']:.2%})"]
+    lines = [
+        f"prepared table: {prepared.table_path}",
+        f"data card:      {prepared.card_path}",
+        f"included {card['included']} participants, {card['cases']} cases ({card['prevalence']:.2%})",
+    ]
     if card["exclusions"]:
         lines.append("excluded: " + ", ".join(f"{k} {v}" for k, v in card["exclusions"].items()))
-    kept_by_policy = [f"{s['step']} {s['participants']} ({s['policy']})" for s in card.get("cohort_steps", [])
-                      if s.get("participants") and "policy" in s and not s["excluded"]]
+    kept_by_policy = [
+        f"{s['step']} {s['participants']} ({s['policy']})"
+        for s in card.get("cohort_steps", [])
+        if s.get("participants") and "policy" in s and not s["excluded"]
+    ]
     if kept_by_policy:
         lines.append("kept by task policy: " + ", ".join(kept_by_policy))
-    lines += [f"  {name:<10} n={s['n']:<7} cases={s['cases']:<6} prevalence={s['prevalence']:.2%}" for name, s in card["splits"].items()]
+    lines += [
+        f"  {name:<10} n={s['n']:<7} cases={s['cases']:<6} prevalence={s['prevalence']:.2%}"
+        for name, s in card["splits"].items()
+    ]
     if "history" in card:
         written = ", ".join(f"{source} {count}" for source, count in card["history"]["items_written"].items())
-        lines.append(f"history (text.history=on): {card['history']['participants_with_history']} participants with items; items {written}")
+        lines.append(
+            f"history (text.history=on): {card['history']['participants_with_history']} participants with items; items {written}"
+        )
     tokens = card["text"]["tokens"]
-    lines.append(f"tokens per record ({tokens['tokenizer']}): median {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}")
+    lines.append(
+        f"tokens per record ({tokens['tokenizer']}): median {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}"
+    )
     return lines

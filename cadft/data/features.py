@@ -35,9 +35,23 @@ KINDS = ("field", "mean", "flag")
 SPEC_KEYS = {"kind", "field", "fields", "by_sex", "codes", "absent", "title", "units", "decimals", "treatment"}
 SEX_FIELD = 31
 # Special answers: do not know / prefer not to answer, also the family-history group variants.
-SPECIAL_CODES = {-1: "Do not know", -3: "Prefer not to answer", -11: "Do not know", -13: "Prefer not to answer", -21: "Do not know", -23: "Prefer not to answer"}
+SPECIAL_CODES = {
+    -1: "Do not know",
+    -3: "Prefer not to answer",
+    -11: "Do not know",
+    -13: "Prefer not to answer",
+    -21: "Do not know",
+    -23: "Prefer not to answer",
+}
 SPECIAL_SUFFIX = ":special"  # numeric feature `x` -> column `x:special`: the special answer given instead of a number
-SPECIAL_LABELS = frozenset(SPECIAL_CODES.values()) | frozenset({"Do not know (group 1)", "Prefer not to answer (group 1)", "Do not know (group 2)", "Prefer not to answer (group 2)"})
+SPECIAL_LABELS = frozenset(SPECIAL_CODES.values()) | frozenset(
+    {
+        "Do not know (group 1)",
+        "Prefer not to answer (group 1)",
+        "Do not know (group 2)",
+        "Prefer not to answer (group 2)",
+    }
+)
 
 
 class FeatureConfigError(CadftError):
@@ -59,7 +73,9 @@ class Feature:
 
     @property
     def numeric(self) -> bool:
-        return self.kind == "mean" or (self.kind == "field" and get_field(self.fields[0]).type in ("continuous", "integer"))
+        return self.kind == "mean" or (
+            self.kind == "field" and get_field(self.fields[0]).type in ("continuous", "integer")
+        )
 
     def source_fields(self) -> list[int]:
         return list(self.fields) + [f for _, f in self.by_sex] + ([SEX_FIELD] if self.by_sex else [])
@@ -79,7 +95,9 @@ def parse_features(spec) -> list[Feature]:
 def _parse_one(name: str, item) -> Feature:
     unknown = set(item) - SPEC_KEYS
     if unknown:  # also catches an unquoted comma in a YAML flow mapping, which splits a title into a key
-        raise FeatureConfigError(f"data.features.{name} has unknown key(s) {sorted(map(str, unknown))}; allowed: {', '.join(sorted(SPEC_KEYS))}")
+        raise FeatureConfigError(
+            f"data.features.{name} has unknown key(s) {sorted(map(str, unknown))}; allowed: {', '.join(sorted(SPEC_KEYS))}"
+        )
     kind = item.get("kind", "field")
     if kind not in KINDS:
         raise FeatureConfigError(f"data.features.{name}.kind={kind!r}; allowed: {', '.join(KINDS)}")
@@ -210,7 +228,8 @@ def _mean_value(extract: Extract, feature: Feature) -> pl.DataFrame:
         .agg(pl.col("v").drop_nulls().first(), pl.col("special").drop_nulls().first())
     )
     return (
-        extract.scalars.select("eid").join(per_person, on="eid", how="left")
+        extract.scalars.select("eid")
+        .join(per_person, on="eid", how="left")
         .select("eid", "v", pl.when(pl.col("v").is_null()).then(pl.col("special")).alias("special"))
         .with_columns(pl.col("v").cast(pl.Float64), pl.col("special").cast(pl.String))
     )
@@ -229,9 +248,12 @@ def _flag_value(extract: Extract, feature: Feature) -> pl.DataFrame:
         pl.col("num").filter(special).first().alias("special"),
     )
     value = (
-        pl.when(pl.col("yes")).then(pl.lit("Yes"))
-        .when(pl.col("answered")).then(pl.lit("No"))
-        .when(pl.col("special").is_not_null()).then(pl.col("special").replace_strict(SPECIAL_CODES, default=None, return_dtype=pl.String))
+        pl.when(pl.col("yes"))
+        .then(pl.lit("Yes"))
+        .when(pl.col("answered"))
+        .then(pl.lit("No"))
+        .when(pl.col("special").is_not_null())
+        .then(pl.col("special").replace_strict(SPECIAL_CODES, default=None, return_dtype=pl.String))
         .otherwise(pl.lit("No" if feature.absent == "no" else None, pl.String))
     )
     return extract.scalars.select("eid").join(per_person, on="eid", how="left").select("eid", value.alias("v"))

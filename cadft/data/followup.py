@@ -22,7 +22,15 @@ from cadft.data.ukb.read import Extract
 LOST_FIELD, LOST_REASON_FIELD, DEATH_DATE_FIELD = 191, 190, 40000
 CENSORED = ("incomplete_followup", "lost_to_followup")  # exclusion reasons under task.censoring=exclude
 # The exclusion steps in the order label() applies them; both censoring reasons are one step.
-STEPS = ("no_baseline_date", "baseline_after_censor_date", "undated_event", "prevalent", "history_code", "censored", "competing_death")
+STEPS = (
+    "no_baseline_date",
+    "baseline_after_censor_date",
+    "undated_event",
+    "prevalent",
+    "history_code",
+    "censored",
+    "competing_death",
+)
 
 
 def follow_up(extract: Extract, censor_dates: dict[str, dt.date], horizon_years: float) -> pl.DataFrame:
@@ -39,7 +47,10 @@ def follow_up(extract: Extract, censor_dates: dict[str, dt.date], horizon_years:
         pl.col("f53").alias("baseline"),
         place.alias("country"),
         censor.alias("censor_date"),
-        *[(pl.col(column) if column in s.columns else pl.lit(None)).cast(dtypes[name]).alias(name) for name, column in optional.items()],
+        *[
+            (pl.col(column) if column in s.columns else pl.lit(None)).cast(dtypes[name]).alias(name)
+            for name, column in optional.items()
+        ],
     )
     horizon_end = pl.col("baseline").dt.offset_by(_years(horizon_years))
     return frame.with_columns(horizon_end.alias("horizon_end")).with_columns(
@@ -62,7 +73,9 @@ def censoring(event_in_followup: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return (no_event & died).fill_null(False), reason
 
 
-def cohort_steps(labels: pl.DataFrame, outcome: str, policies: dict[str, str], lost_reasons: dict[int, str]) -> list[dict]:
+def cohort_steps(
+    labels: pl.DataFrame, outcome: str, policies: dict[str, str], lost_reasons: dict[int, str]
+) -> list[dict]:
     """Counts at each step of label(), in order: read, each exclusion (participants it concerns, how many it removed, how
     many remain), then cases and controls. Aggregate numbers only."""
     n = labels.height
@@ -76,9 +89,15 @@ def cohort_steps(labels: pl.DataFrame, outcome: str, policies: dict[str, str], l
         reasons = CENSORED if step == "censored" else (step,)
         removed = exclusion.is_in(reasons)
         reached = exclusion.is_null() | removed
-        flags = {"history_code": pl.col("history_code"), "censored": pl.col("censored").is_not_null(), "competing_death": pl.col("competing_death")}
+        flags = {
+            "history_code": pl.col("history_code"),
+            "censored": pl.col("censored").is_not_null(),
+            "competing_death": pl.col("competing_death"),
+        }
         concerned = flags.get(step, removed)
-        counts = labels.select((reached & concerned).sum().alias("participants"), removed.sum().alias("excluded")).row(0, named=True)
+        counts = labels.select((reached & concerned).sum().alias("participants"), removed.sum().alias("excluded")).row(
+            0, named=True
+        )
         remaining -= counts["excluded"]
         row = {"step": step, **counts, "remaining": remaining}
         if step in policies:
@@ -99,11 +118,22 @@ def cohort_steps(labels: pl.DataFrame, outcome: str, policies: dict[str, str], l
 
 def _censoring_reasons(censored: pl.DataFrame, lost_reasons: dict[int, str]) -> dict:
     """Data end by country; loss to follow-up by its reason (190) where the extract has one."""
-    data_end = censored.filter(pl.col("censored") == CENSORED[0]).group_by(pl.col("country").fill_null("unknown")).len().sort("country")
+    data_end = (
+        censored.filter(pl.col("censored") == CENSORED[0])
+        .group_by(pl.col("country").fill_null("unknown"))
+        .len()
+        .sort("country")
+    )
     lost = censored.filter(pl.col("censored") == CENSORED[1])
     why = lost.group_by("lost_reason").len().sort("lost_reason", nulls_last=True)
-    by_reason = {("190 not recorded" if code is None else f"{code} {lost_reasons.get(code, 'unknown code')}"): k for code, k in why.iter_rows()}
-    return {CENSORED[0]: dict(data_end.iter_rows()), CENSORED[1]: {"participants": lost.height, "by_190_reason": by_reason}}
+    by_reason = {
+        ("190 not recorded" if code is None else f"{code} {lost_reasons.get(code, 'unknown code')}"): k
+        for code, k in why.iter_rows()
+    }
+    return {
+        CENSORED[0]: dict(data_end.iter_rows()),
+        CENSORED[1]: {"participants": lost.height, "by_190_reason": by_reason},
+    }
 
 
 def _years(years: float) -> str:

@@ -29,14 +29,16 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from cadft.errors import CadftError
 from cadft.data.task import BASELINE_FIELD, PLACEHOLDER_DATES, Definition, matches_prefix
 from cadft.data.ukb.read import Extract
 from cadft.data.ukb.registry import get_field
+from cadft.errors import CadftError
 
 HISTORY_COLUMN = "history"  # list of "<field>:<code>" per participant, in the prepared table
 DIAGNOSIS_FIELD, DIAGNOSIS_DATE_FIELD = 41270, 41280
-_ICD10_CODE = re.compile(r"^[A-Z]\d{2}[0-9X]{0,2}$")  # as UK Biobank stores them: I10, I251, M1696 (never a chapter or block)
+_ICD10_CODE = re.compile(
+    r"^[A-Z]\d{2}[0-9X]{0,2}$"
+)  # as UK Biobank stores them: I10, I251, M1696 (never a chapter or block)
 
 
 @dataclass(frozen=True)
@@ -87,23 +89,35 @@ def build_history(extract: Extract, definition: Definition | None, max_items: in
         entries = entries.with_columns(_titles(entries["code"], source.field))
         if entries["name"].null_count():
             untitled[str(source.field)] = entries["name"].null_count()
-        kept = (entries.drop_nulls("name").sort("eid", "order").unique(["eid", "name"], keep="first", maintain_order=True)
-                .group_by("eid", maintain_order=True).head(max_items))
+        kept = (
+            entries.drop_nulls("name")
+            .sort("eid", "order")
+            .unique(["eid", "name"], keep="first", maintain_order=True)
+            .group_by("eid", maintain_order=True)
+            .head(max_items)
+        )
         names = kept.group_by("eid").agg(pl.col("name").sort_by("order").alias(name_column(source)))
         table = table.join(names, on="eid", how="left")
         keys.append(kept.select("eid", pl.format("{}:{}", pl.lit(source.field), pl.col("code")).alias("key")))
         written[source.name] = kept.height
     per_person = pl.concat(keys).group_by("eid").agg(pl.col("key").unique().sort().alias(HISTORY_COLUMN))
-    table = table.join(per_person, on="eid", how="left").with_columns(pl.col(HISTORY_COLUMN).fill_null(pl.lit([], pl.List(pl.String))))
-    card = {"participants_with_history": int((table[HISTORY_COLUMN].list.len() > 0).sum()), "max_items": max_items,
-            "items_written": written, "untitled": untitled}
+    table = table.join(per_person, on="eid", how="left").with_columns(
+        pl.col(HISTORY_COLUMN).fill_null(pl.lit([], pl.List(pl.String)))
+    )
+    card = {
+        "participants_with_history": int((table[HISTORY_COLUMN].list.len() > 0).sum()),
+        "max_items": max_items,
+        "items_written": written,
+        "untitled": untitled,
+    }
     return table, card
 
 
 def _self_reports(extract: Extract, field: int) -> pl.DataFrame:
     """code (as a string) and order (the array slot) of one self-report field's answers; special answers dropped."""
-    return (extract.entries.filter((pl.col("field") == field) & (pl.col("num") > 0))
-            .select("eid", pl.col("num").cast(pl.String).alias("code"), pl.col("array").alias("order")))
+    return extract.entries.filter((pl.col("field") == field) & (pl.col("num") > 0)).select(
+        "eid", pl.col("num").cast(pl.String).alias("code"), pl.col("array").alias("order")
+    )
 
 
 def _diagnoses(extract: Extract) -> pl.DataFrame:
@@ -111,11 +125,17 @@ def _diagnoses(extract: Extract) -> pl.DataFrame:
     entries = extract.entries
     codes = entries.filter(pl.col("field") == DIAGNOSIS_FIELD).select("eid", "array", "code")
     dates = entries.filter(pl.col("field") == DIAGNOSIS_DATE_FIELD).select("eid", "array", "date")
-    baseline = extract.scalars.select("eid", pl.col(f"f{BASELINE_FIELD}").alias("baseline")) if f"f{BASELINE_FIELD}" in extract.scalars.columns else None
+    baseline = (
+        extract.scalars.select("eid", pl.col(f"f{BASELINE_FIELD}").alias("baseline"))
+        if f"f{BASELINE_FIELD}" in extract.scalars.columns
+        else None
+    )
     if baseline is None or codes.height == 0:
         return pl.DataFrame(schema={"eid": pl.Int64, "code": pl.String, "order": pl.Int64})
     dated = codes.join(dates, on=["eid", "array"], how="inner").join(baseline, on="eid", how="inner")
-    before = dated.filter(pl.col("date").is_not_null() & ~pl.col("date").is_in(PLACEHOLDER_DATES) & (pl.col("date") <= pl.col("baseline")))
+    before = dated.filter(
+        pl.col("date").is_not_null() & ~pl.col("date").is_in(PLACEHOLDER_DATES) & (pl.col("date") <= pl.col("baseline"))
+    )
     return before.select("eid", "code", (-pl.col("date").cast(pl.Int64)).alias("order"))
 
 

@@ -18,7 +18,14 @@ import polars as pl
 from cadft.config.schema import Config
 from cadft.data import cache
 from cadft.data.card import describe, special_answers
-from cadft.data.features import build_features, check_no_leakage, check_no_treatment_proxies, fallback_fields, parse_features, required_fields
+from cadft.data.features import (
+    build_features,
+    check_no_leakage,
+    check_no_treatment_proxies,
+    fallback_fields,
+    parse_features,
+    required_fields,
+)
 from cadft.data.followup import cohort_steps
 from cadft.data.history import HISTORY_COLUMN, build_history, history_fields
 from cadft.data.seed_json import read_seed_json
@@ -72,7 +79,9 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
     withdrawn = read_withdrawals(data.withdrawals)
     if data.format == "seed_json":
         steps.set_postfix_str("reading seed JSON")
-        table = read_seed_json(data.path, text_key=data.text_key, label_key=data.label_key, id_key=data.id_key, encoding=data.encoding)
+        table = read_seed_json(
+            data.path, text_key=data.text_key, label_key=data.label_key, id_key=data.id_key, encoding=data.encoding
+        )
         keep, removed = kept(table["eid"], withdrawn)
         card = {"input": {"format": "seed_json", "rows": table.height, **removed}, "exclusions": {}, "features": []}
         table = table.filter(keep)
@@ -101,7 +110,11 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
         labels = label(extract, definition)
         steps.update()
         steps.set_postfix_str("features and text")
-        table = labels.filter(pl.col("included")).select("eid", "label").join(build_features(extract, features), on="eid", how="left")
+        table = (
+            labels.filter(pl.col("included"))
+            .select("eid", "label")
+            .join(build_features(extract, features), on="eid", how="left")
+        )
         history_card = None
         if with_history:
             history, history_card = build_history(extract, definition, config.text.history_max_items)
@@ -109,12 +122,23 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
         table = table.with_columns(render_texts(table, features, config.text))
         steps.update()
         card = {
-            "input": {"format": extract.naming, "rows": extract.n + sum(removed.values()), **removed,
-                      "absent_optional_fields": extract.absent_optional},
-            "exclusions": dict(labels.filter(~pl.col("included")).group_by("exclusion").len().sort("exclusion").iter_rows()),
-            "cohort_steps": cohort_steps(labels, definition.outcome, definition.policies(), load_registry()[190].labels),
+            "input": {
+                "format": extract.naming,
+                "rows": extract.n + sum(removed.values()),
+                **removed,
+                "absent_optional_fields": extract.absent_optional,
+            },
+            "exclusions": dict(
+                labels.filter(~pl.col("included")).group_by("exclusion").len().sort("exclusion").iter_rows()
+            ),
+            "cohort_steps": cohort_steps(
+                labels, definition.outcome, definition.policies(), load_registry()[190].labels
+            ),
             "special_answers": special_answers(table, features),
-            "parse_problems": {"bad_values_set_missing": extract.bad_values, "labels_outside_registry": extract.unmapped_labels},
+            "parse_problems": {
+                "bad_values_set_missing": extract.bad_values,
+                "labels_outside_registry": extract.unmapped_labels,
+            },
             "features": [f.name for f in features],
         }
         if history_card is not None:
@@ -127,7 +151,9 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
     steps.set_postfix_str("splitting")
     splits, card["split"] = split_cohort(table, data.split, places)
     table = table.with_columns(splits)
-    table = table.select(*TABLE_COLUMNS, *[f.name for f in features], *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns)).sort("eid")
+    table = table.select(
+        *TABLE_COLUMNS, *[f.name for f in features], *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns)
+    ).sort("eid")
     steps.update()
     steps.set_postfix_str("token lengths")
     card.update(describe(table, [f.name for f in features], config))

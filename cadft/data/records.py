@@ -23,10 +23,18 @@ def records_from_extract(data: Data, text: Text, task: Task, withdrawals: Path |
     features = parse_features(data.features)
     with_history = text.history == "on"
     withdrawn = read_withdrawals(data.withdrawals) | read_withdrawals(withdrawals)
-    extract = read_extract(data.path, required_fields(features), fmt=data.format, max_bad_fraction=data.max_bad_fraction,
-                           optional_ids=(*fallback_fields(features), *(history_fields() if with_history else ())), encoding=data.encoding)
+    extract = read_extract(
+        data.path,
+        required_fields(features),
+        fmt=data.format,
+        max_bad_fraction=data.max_bad_fraction,
+        optional_ids=(*fallback_fields(features), *(history_fields() if with_history else ())),
+        encoding=data.encoding,
+    )
     extract, _ = drop_withdrawn(extract, withdrawn)
     table = build_features(extract, features)
     if with_history:
-        table = table.join(build_history(extract, Definition.from_config(task), text.history_max_items)[0], on="eid", how="left")
+        table = table.join(
+            build_history(extract, Definition.from_config(task), text.history_max_items)[0], on="eid", how="left"
+        )
     return table.select("eid", render_texts(table, features, text)).sort("eid")

@@ -12,7 +12,9 @@ from cadft.data.ukb.read import ExtractError
 _LABELS = {"0": 0, "1": 1, 0: 0, 1: 1}
 
 
-def read_seed_json(path: str | Path, *, text_key: str, label_key: str, id_key: str | None, encoding: str = "utf8") -> pl.DataFrame:
+def read_seed_json(
+    path: str | Path, *, text_key: str, label_key: str, id_key: str | None, encoding: str = "utf8"
+) -> pl.DataFrame:
     """eid, label, text; eid is `id_key`'s value, or the record's 1-based position when id_key is null."""
     path = Path(path)
     if not path.is_file():
@@ -20,7 +22,9 @@ def read_seed_json(path: str | Path, *, text_key: str, label_key: str, id_key: s
     try:
         content = path.read_text(encoding="utf-8", errors="strict" if encoding == "utf8" else "replace")
     except UnicodeDecodeError as err:
-        raise ExtractError(f"{path}: not valid UTF-8 at byte {err.start}; set data.encoding=utf8-lossy to replace it") from None
+        raise ExtractError(
+            f"{path}: not valid UTF-8 at byte {err.start}; set data.encoding=utf8-lossy to replace it"
+        ) from None
     if not content.strip():
         raise ExtractError(f"{path}: the file is empty")
     records = _records(path, content)
@@ -31,18 +35,24 @@ def read_seed_json(path: str | Path, *, text_key: str, label_key: str, id_key: s
             raise ExtractError(f"{where}: expected a JSON object, got {type(record).__name__}")
         for key in (text_key, label_key) + ((id_key,) if id_key else ()):
             if key not in record:
-                raise ExtractError(f"{where}: no key {key!r} (keys: {', '.join(sorted(record))}); set data.text_key/label_key/id_key")
+                raise ExtractError(
+                    f"{where}: no key {key!r} (keys: {', '.join(sorted(record))}); set data.text_key/label_key/id_key"
+                )
         if record[label_key] not in _LABELS:
-            raise ExtractError(f"{where}: {label_key}={record[label_key]!r}; expected \"0\" or \"1\"")
+            raise ExtractError(f'{where}: {label_key}={record[label_key]!r}; expected "0" or "1"')
         if not isinstance(record[text_key], str) or not record[text_key].strip():
             raise ExtractError(f"{where}: {text_key} is empty or not text")
         eids.append(_eid(where, record[id_key]) if id_key else number)
         labels.append(_LABELS[record[label_key]])
         texts.append(record[text_key])
-    table = pl.DataFrame({"eid": eids, "label": labels, "text": texts}, schema={"eid": pl.Int64, "label": pl.Int8, "text": pl.String})
+    table = pl.DataFrame(
+        {"eid": eids, "label": labels, "text": texts}, schema={"eid": pl.Int64, "label": pl.Int8, "text": pl.String}
+    )
     duplicated = table["eid"].is_duplicated()
     if duplicated.any():
-        raise ExtractError(f"{path}: {int(duplicated.sum())} records share an id in {id_key!r} (records {(duplicated.arg_true() + 1).head(5).to_list()})")
+        raise ExtractError(
+            f"{path}: {int(duplicated.sum())} records share an id in {id_key!r} (records {(duplicated.arg_true() + 1).head(5).to_list()})"
+        )
     return table
 
 

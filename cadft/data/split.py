@@ -19,8 +19,8 @@ import hashlib
 
 import polars as pl
 
-from cadft.errors import CadftError
 from cadft.data.ukb.centres import CENTRE_FIELD, COUNTRIES, centre_names, country_expr
+from cadft.errors import CadftError
 
 SPLITS = ("train", "validation", "test")
 BY = ("eid", "centre", "country")
@@ -35,7 +35,9 @@ def check_fractions(fractions) -> dict[str, float]:
     values = {name: float(fractions.get(name, 0.0)) for name in SPLITS}
     unknown = set(fractions) - set(SPLITS)
     if unknown:
-        raise SplitConfigError(f"data.split.fractions has unknown split(s) {sorted(unknown)}; allowed: {', '.join(SPLITS)}")
+        raise SplitConfigError(
+            f"data.split.fractions has unknown split(s) {sorted(unknown)}; allowed: {', '.join(SPLITS)}"
+        )
     if any(v <= 0 for v in values.values()) or abs(sum(values.values()) - 1.0) > 1e-6:
         raise SplitConfigError(f"data.split.fractions={values}: each must be > 0 and they must sum to 1")
     return values
@@ -49,22 +51,30 @@ def held_out_groups(split) -> list:
         raise SplitConfigError(f"data.split.by={by}; allowed: {', '.join(BY)}")
     if by == "eid":
         if groups:
-            raise SplitConfigError(f"data.split.test_groups={groups} needs data.split.by=centre or country (data.split.by=eid splits by hash)")
+            raise SplitConfigError(
+                f"data.split.test_groups={groups} needs data.split.by=centre or country (data.split.by=eid splits by hash)"
+            )
         return []
     if not groups:
-        raise SplitConfigError(f"data.split.by={by} needs data.split.test_groups: the {by} group(s) that form the test split, e.g. "
-                               + ("[Wales]" if by == "country" else "[11009] or [Newcastle]"))
+        raise SplitConfigError(
+            f"data.split.by={by} needs data.split.test_groups: the {by} group(s) that form the test split, e.g. "
+            + ("[Wales]" if by == "country" else "[11009] or [Newcastle]")
+        )
     if by == "country":
         unknown = [g for g in groups if g not in COUNTRIES]
         if unknown:
-            raise SplitConfigError(f"data.split.test_groups: {unknown} are not countries; allowed: {', '.join(COUNTRIES)}")
+            raise SplitConfigError(
+                f"data.split.test_groups: {unknown} are not countries; allowed: {', '.join(COUNTRIES)}"
+            )
         return list(dict.fromkeys(groups))
     names = centre_names()
     codes = {name.lower(): code for code, name in names.items()}
     unknown = [g for g in groups if not (isinstance(g, int) and g in names) and str(g).lower() not in codes]
     if unknown:
-        raise SplitConfigError(f"data.split.test_groups: {unknown} are not assessment centres (field {CENTRE_FIELD}, coding 10); allowed: "
-                               + ", ".join(f"{code} {name}" for code, name in names.items()))
+        raise SplitConfigError(
+            f"data.split.test_groups: {unknown} are not assessment centres (field {CENTRE_FIELD}, coding 10); allowed: "
+            + ", ".join(f"{code} {name}" for code, name in names.items())
+        )
     return list(dict.fromkeys(g if isinstance(g, int) else codes[str(g).lower()] for g in groups))
 
 
@@ -75,7 +85,9 @@ def place_of(scalars: pl.DataFrame, by: str) -> pl.DataFrame:
 
 
 def eid_hash(eids: pl.Series, salt: str) -> pl.Series:
-    digests = [int.from_bytes(hashlib.blake2b(f"{salt}:{e}".encode(), digest_size=8).digest(), "big") for e in eids.to_list()]
+    digests = [
+        int.from_bytes(hashlib.blake2b(f"{salt}:{e}".encode(), digest_size=8).digest(), "big") for e in eids.to_list()
+    ]
     return pl.Series("hash", digests, dtype=pl.UInt64)
 
 
@@ -97,9 +109,12 @@ def assign_splits(table: pl.DataFrame, fractions, salt: str, held_out: pl.Series
         test = held_out.fill_null(False)
     frame = pl.DataFrame({"position": at, "test": test})
     split = (
-        pl.when(pl.col("test")).then(pl.lit("test"))
-        .when(pl.col("position") < cut_train).then(pl.lit("train"))
-        .when(pl.col("position") < cut_val).then(pl.lit("validation"))
+        pl.when(pl.col("test"))
+        .then(pl.lit("test"))
+        .when(pl.col("position") < cut_train)
+        .then(pl.lit("train"))
+        .when(pl.col("position") < cut_val)
+        .then(pl.lit("validation"))
         .otherwise(pl.lit("test"))
     )
     return frame.select(split.alias("split")).to_series()
@@ -117,11 +132,18 @@ def split_cohort(table: pl.DataFrame, split, places: pl.DataFrame | None = None)
     sizes = dict(sorted(group.drop_nulls().value_counts().iter_rows(), key=lambda row: str(row[0])))
     absent = [g for g in groups if g not in sizes]
     if absent:
-        raise SplitConfigError(f"data.split.test_groups: {absent} have no participants in the cohort; {PLURAL[by]} present: "
-                               f"{', '.join(f'{g} ({n})' for g, n in sizes.items()) or 'none (is field 54 empty?)'}")
+        raise SplitConfigError(
+            f"data.split.test_groups: {absent} have no participants in the cohort; {PLURAL[by]} present: "
+            f"{', '.join(f'{g} ({n})' for g, n in sizes.items()) or 'none (is field 54 empty?)'}"
+        )
     held_out = group.is_in(groups)
     if held_out.fill_null(False).all():
-        raise SplitConfigError(f"data.split.test_groups={groups} hold the whole cohort: nobody is left to train and validate on")
-    card |= {"test_groups": groups, "participants_by_group": {str(g): n for g, n in sizes.items()},
-             "no_" + by: int(group.null_count())}
+        raise SplitConfigError(
+            f"data.split.test_groups={groups} hold the whole cohort: nobody is left to train and validate on"
+        )
+    card |= {
+        "test_groups": groups,
+        "participants_by_group": {str(g): n for g, n in sizes.items()},
+        "no_" + by: int(group.null_count()),
+    }
     return assign_splits(table, split.fractions, split.salt, held_out), card

@@ -21,11 +21,16 @@ def subsample(table: pl.DataFrame, limit: int | None, seed: int, method: str = "
         controls = table.filter(pl.col("label") == 0)
         return pl.concat([cases, controls.sample(n=min(limit - cases.height, controls.height), seed=seed)]).sort("eid")
     fraction = limit / table.height
-    parts = [part.sample(n=max(1, round(part.height * fraction)), seed=seed) for _, part in table.group_by("label", maintain_order=True)]
+    parts = [
+        part.sample(n=max(1, round(part.height * fraction)), seed=seed)
+        for _, part in table.group_by("label", maintain_order=True)
+    ]
     return pl.concat(parts).sort("eid")
 
 
 def training_records(table: pl.DataFrame, config: Config) -> pl.DataFrame:
     """The training split's rows a run trains on (train.max_train_examples, train.subsample, seed): the same rows,
     in the same order, for cadft train, cadft eval and the equal-terms baselines."""
-    return subsample(table.filter(pl.col("split") == "train"), config.train.max_train_examples, config.seed, config.train.subsample)
+    return subsample(
+        table.filter(pl.col("split") == "train"), config.train.max_train_examples, config.seed, config.train.subsample
+    )

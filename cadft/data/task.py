@@ -34,19 +34,26 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from cadft.data import followup
 from cadft.config import schema
-from cadft.errors import CadftError
+from cadft.data import followup
 from cadft.data.followup import LOST_FIELD, LOST_REASON_FIELD
 from cadft.data.ukb.centres import CENTRE_FIELD, COUNTRIES
 from cadft.data.ukb.read import Extract
+from cadft.errors import CadftError
 
 HOSPITAL_SOURCES = {"icd10": (41270, 41280), "icd9": (41271, 41281), "opcs4": (41272, 41282)}
 DEATH_FIELDS = (40000, 40001, 40002)
 BASELINE_FIELD = 53
 OPTIONAL_FIELDS = (LOST_REASON_FIELD, LOST_FIELD)  # read where the extract has them
 # UKB placeholder dates: no date, before birth, birth date, same year as birth, unknown, future placeholder.
-PLACEHOLDER_DATES = [dt.date(1900, 1, 1), dt.date(1901, 1, 1), dt.date(1902, 2, 2), dt.date(1903, 3, 3), dt.date(1909, 9, 9), dt.date(2037, 7, 7)]
+PLACEHOLDER_DATES = [
+    dt.date(1900, 1, 1),
+    dt.date(1901, 1, 1),
+    dt.date(1902, 2, 2),
+    dt.date(1903, 3, 3),
+    dt.date(1909, 9, 9),
+    dt.date(2037, 7, 7),
+]
 
 
 class TaskConfigError(CadftError):
@@ -93,8 +100,10 @@ class Definition:
         event = Codes.from_config(task.definition, f"task {task.name}: task.definition")
         exclude = task.exclude
         if exclude is not None and task.outcome != "incident":
-            raise TaskConfigError(f"task {task.name}: task.exclude applies to incident outcomes only; set task.exclude=null for "
-                                  f"task.outcome={task.outcome} (task.definition is the prevalent condition)")
+            raise TaskConfigError(
+                f"task {task.name}: task.exclude applies to incident outcomes only; set task.exclude=null for "
+                f"task.outcome={task.outcome} (task.definition is the prevalent condition)"
+            )
         return cls(
             name=task.name,
             outcome=task.outcome,
@@ -106,7 +115,10 @@ class Definition:
             history_policy=task.history_policy,
             undated_events=task.undated_events,
             deaths_count=task.deaths_count,
-            icd10=event.icd10, icd9=event.icd9, opcs4=event.opcs4, self_report=event.self_report,
+            icd10=event.icd10,
+            icd9=event.icd9,
+            opcs4=event.opcs4,
+            self_report=event.self_report,
             prior=event if exclude is None else Codes.from_config(exclude, f"task {task.name}: task.exclude"),
         )
 
@@ -152,9 +164,14 @@ def label(extract: Extract, definition: Definition) -> pl.DataFrame:
     after = ~undated & (pl.col("date") > pl.col("baseline"))
     prior_codes = d.prior if d.outcome == "incident" else d.event
     prior = _events(extract, prior_codes, deaths=False, history=()).join(dated, on="eid", how="inner")
-    events = _events(extract, d.event, deaths=d.deaths_count, history=d.history_codes).join(dated, on="eid", how="inner").sort("eid", "date")
+    events = (
+        _events(extract, d.event, deaths=d.deaths_count, history=d.history_codes)
+        .join(dated, on="eid", how="inner")
+        .sort("eid", "date")
+    )
     per_prior = prior.group_by("eid").agg(
-        (~undated & (pl.col("date") <= pl.col("baseline"))).any().alias("dated_before"), undated.any().alias("undated_prior"),
+        (~undated & (pl.col("date") <= pl.col("baseline"))).any().alias("dated_before"),
+        undated.any().alias("undated_prior"),
     )
     # Rows are sorted by date, so the first row after baseline is the first incident record.
     real = after & ~pl.col("history")
@@ -165,11 +182,14 @@ def label(extract: Extract, definition: Definition) -> pl.DataFrame:
         pl.col("date").filter(after & pl.col("history")).first().alias("first_history"),
     )
     people = (
-        people.join(per_prior, on="eid", how="left").join(per_event, on="eid", how="left")
+        people.join(per_prior, on="eid", how="left")
+        .join(per_event, on="eid", how="left")
         .join(_self_reported(extract, prior_codes), on="eid", how="left")
         .with_columns(pl.col("dated_before", "undated_prior", "undated_event", "self_reported").fill_null(False))
     )
-    history = (pl.col("first_history") <= pl.col("followup_end")) & (pl.col("first_event").is_null() | (pl.col("first_history") < pl.col("first_event")))
+    history = (pl.col("first_history") <= pl.col("followup_end")) & (
+        pl.col("first_event").is_null() | (pl.col("first_history") < pl.col("first_event"))
+    )
     history_event = history & (d.history_policy == "event")
     event_date = pl.when(history_event).then(pl.col("first_history")).otherwise(pl.col("first_event"))
     people = people.with_columns(
@@ -186,9 +206,12 @@ def label(extract: Extract, definition: Definition) -> pl.DataFrame:
     incident = ~prevalent & in_followup
     competing, censored = followup.censoring(in_followup)
     exclusion = (
-        pl.when(pl.col("baseline").is_null()).then(pl.lit("no_baseline_date"))
-        .when(pl.col("baseline") > pl.col("censor_date")).then(pl.lit("baseline_after_censor_date"))
-        .when(pl.col("undated") & (d.undated_events == "exclude")).then(pl.lit("undated_event"))
+        pl.when(pl.col("baseline").is_null())
+        .then(pl.lit("no_baseline_date"))
+        .when(pl.col("baseline") > pl.col("censor_date"))
+        .then(pl.lit("baseline_after_censor_date"))
+        .when(pl.col("undated") & (d.undated_events == "exclude"))
+        .then(pl.lit("undated_event"))
     )
     if d.outcome == "incident":
         exclusion = exclusion.when(prevalent).then(pl.lit("prevalent"))
@@ -226,15 +249,26 @@ def _events(extract: Extract, codes: Codes, *, deaths: bool, history: tuple[str,
         found = entries.filter((pl.col("field") == code_field) & matches_prefix(pl.col("code"), prefixes))
         is_history = matches_prefix(pl.col("code"), history) if source == "icd10" and history else pl.lit(False)
         dates = entries.filter(pl.col("field") == date_field).select("eid", "array", "date")
-        frames.append(found.select("eid", "array", is_history.alias("history")).join(dates, on=["eid", "array"], how="left")
-                      .select("eid", pl.lit(source).alias("source"), "date", "history"))
+        frames.append(
+            found.select("eid", "array", is_history.alias("history"))
+            .join(dates, on=["eid", "array"], how="left")
+            .select("eid", pl.lit(source).alias("source"), "date", "history")
+        )
     if deaths and codes.icd10:
-        underlying = extract.scalars.select("eid", pl.col("f40001").alias("code")).filter(matches_prefix(pl.col("code"), codes.icd10))
-        contributory = entries.filter((pl.col("field") == 40002) & matches_prefix(pl.col("code"), codes.icd10)).select("eid", "code")
-        causes = pl.concat([underlying, contributory]).with_columns((matches_prefix(pl.col("code"), history) if history else pl.lit(False)).alias("history"))
+        underlying = extract.scalars.select("eid", pl.col("f40001").alias("code")).filter(
+            matches_prefix(pl.col("code"), codes.icd10)
+        )
+        contributory = entries.filter((pl.col("field") == 40002) & matches_prefix(pl.col("code"), codes.icd10)).select(
+            "eid", "code"
+        )
+        causes = pl.concat([underlying, contributory]).with_columns(
+            (matches_prefix(pl.col("code"), history) if history else pl.lit(False)).alias("history")
+        )
         fatal = causes.group_by("eid").agg(pl.col("history").all())
         dates = extract.scalars.select("eid", pl.col("f40000").alias("date"))
-        frames.append(fatal.join(dates, on="eid", how="left").select("eid", pl.lit("death").alias("source"), "date", "history"))
+        frames.append(
+            fatal.join(dates, on="eid", how="left").select("eid", pl.lit("death").alias("source"), "date", "history")
+        )
     schema = {"eid": pl.Int64, "source": pl.String, "date": pl.Date, "history": pl.Boolean}
     return pl.concat([pl.DataFrame(schema=schema), *[f.cast(schema) for f in frames]])
 

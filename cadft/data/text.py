@@ -19,7 +19,9 @@ from cadft.data.features import SPECIAL_LABELS, SPECIAL_SUFFIX, Feature
 from cadft.errors import CadftError
 
 _VALUE = "\x00"
-NAME_SEPARATOR = "; "  # between the names of a history item: ICD-10 titles contain commas ("Angina pectoris, unspecified")
+NAME_SEPARATOR = (
+    "; "  # between the names of a history item: ICD-10 titles contain commas ("Angina pectoris, unspecified")
+)
 
 
 class TextConfigError(CadftError):
@@ -62,7 +64,9 @@ def check_item(item: str) -> None:
     try:
         filled = item.format(title="", Title="", value=_VALUE)
     except (KeyError, IndexError, ValueError) as err:
-        raise TextConfigError(f"text.item={item!r}: unknown placeholder {err}; use {{title}}, {{Title}}, {{value}}") from None
+        raise TextConfigError(
+            f"text.item={item!r}: unknown placeholder {err}; use {{title}}, {{Title}}, {{value}}"
+        ) from None
     if filled.count(_VALUE) != 1:
         raise TextConfigError(f"text.item={item!r} must contain {{value}} once")
 
@@ -84,10 +88,14 @@ def _history_items(text_cfg: Text, columns: list[str]) -> list[pl.Expr]:
 
     absent = [name_column(source) for source in SOURCES if name_column(source) not in columns]
     if absent:
-        raise TextConfigError(f"text.history=on, but the table lacks the history column(s) {', '.join(absent)} (cadft.data.history.build_history makes them)")
+        raise TextConfigError(
+            f"text.history=on, but the table lacks the history column(s) {', '.join(absent)} (cadft.data.history.build_history makes them)"
+        )
     items = []
     for source in SOURCES:
-        before, after = text_cfg.item.format(title=_sentence_case(source.title), Title=source.title, value=_VALUE).split(_VALUE)
+        before, after = text_cfg.item.format(
+            title=_sentence_case(source.title), Title=source.title, value=_VALUE
+        ).split(_VALUE)
         names = pl.col(name_column(source)).list.join(NAME_SEPARATOR)
         items.append(pl.concat_str([pl.lit(before), names, pl.lit(after)]))  # null (no names): no item
     return items
@@ -99,7 +107,11 @@ def _value_text(feature: Feature, columns: list[str]) -> tuple[pl.Expr, pl.Expr]
     if not feature.numeric:
         return column, column.is_in(list(SPECIAL_LABELS))
     number = column.cast(pl.Float64).fill_nan(None)
-    text = number.round(0).cast(pl.Int64).cast(pl.String) if feature.decimals == 0 else number.round(feature.decimals).cast(pl.String)
+    text = (
+        number.round(0).cast(pl.Int64).cast(pl.String)
+        if feature.decimals == 0
+        else number.round(feature.decimals).cast(pl.String)
+    )
     if feature.units:
         text = pl.concat_str([text, pl.lit(f" {feature.units}")])
     special_column = feature.name + SPECIAL_SUFFIX

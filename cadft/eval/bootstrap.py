@@ -43,16 +43,24 @@ class ResampledMetrics:
         positives, negatives = pos[self.pos_order], neg[self.neg_order]
         self.n_pos, self.n_neg = len(positives), len(negatives)
         # AUROC: for each positive, the drawn negatives below it (ties count half), from cumulative counts over sorted negatives.
-        self.below, self.not_above = np.searchsorted(negatives, positives, "left"), np.searchsorted(negatives, positives, "right")
+        self.below, self.not_above = (
+            np.searchsorted(negatives, positives, "left"),
+            np.searchsorted(negatives, positives, "right"),
+        )
         # AUPRC = mean over drawn positives of the precision at their score (all tied scores counted), as sklearn's step sum.
         scores = np.concatenate([positives, negatives])
         self.order = np.argsort(-scores, kind="stable")
         self.is_case = (self.order < self.n_pos).astype(np.float64)
         position = np.arange(len(scores))
         last_of_tie = np.r_[scores[self.order][1:] != scores[self.order][:-1], True]
-        self.case_tie_end = np.minimum.accumulate(np.where(last_of_tie, position, len(scores))[::-1])[::-1][self.is_case == 1]
+        self.case_tie_end = np.minimum.accumulate(np.where(last_of_tie, position, len(scores))[::-1])[::-1][
+            self.is_case == 1
+        ]
         self.case_errors, self.control_errors = (1 - positives) ** 2, negatives**2
-        self.detected, self.cleared = (positives >= threshold).astype(np.float64), (negatives < threshold).astype(np.float64)
+        self.detected, self.cleared = (
+            (positives >= threshold).astype(np.float64),
+            (negatives < threshold).astype(np.float64),
+        )
 
     def __call__(self, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
         w_pos, w_neg = w_pos[:, self.pos_order], w_neg[:, self.neg_order]
@@ -77,19 +85,29 @@ def _interval(stats: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def bootstrap_cis(label: np.ndarray, prob: np.ndarray, threshold: float, *, resamples: int, level: float,
-                  rng: np.random.Generator) -> dict | None:
+def bootstrap_cis(
+    label: np.ndarray, prob: np.ndarray, threshold: float, *, resamples: int, level: float, rng: np.random.Generator
+) -> dict | None:
     """{metric: {low, high}} percentile CIs of CI_METRICS (the threshold held fixed); None without both classes."""
     if resamples == 0 or not 0 < label.sum() < len(label):
         return None
     metrics = ResampledMetrics(label, prob, threshold)
-    stats = np.concatenate([metrics(w_pos, w_neg) for w_pos, w_neg in draws(metrics.n_pos, metrics.n_neg, resamples, rng)])
+    stats = np.concatenate(
+        [metrics(w_pos, w_neg) for w_pos, w_neg in draws(metrics.n_pos, metrics.n_neg, resamples, rng)]
+    )
     low, high = _interval(stats, level)
     return {name: {"low": float(lo), "high": float(hi)} for name, lo, hi in zip(CI_METRICS, low, high)}
 
 
-def paired_differences(label: np.ndarray, prob: np.ndarray, reference: np.ndarray, *, resamples: int, level: float,
-                       rng: np.random.Generator) -> dict:
+def paired_differences(
+    label: np.ndarray,
+    prob: np.ndarray,
+    reference: np.ndarray,
+    *,
+    resamples: int,
+    level: float,
+    rng: np.random.Generator,
+) -> dict:
     """prob's model minus the reference model on the same people: {delta_auroc, delta_brier} -> {value, low, high},
     each resample drawing the same participants for both."""
     mine, theirs = ResampledMetrics(label, prob, 0.5), ResampledMetrics(label, reference, 0.5)
@@ -99,7 +117,9 @@ def paired_differences(label: np.ndarray, prob: np.ndarray, reference: np.ndarra
     result = {name: {"value": float(point[column]), "low": None, "high": None} for name, column in columns.items()}
     if resamples == 0 or not 0 < label.sum() < len(label):
         return result
-    stats = np.concatenate([mine(w_pos, w_neg) - theirs(w_pos, w_neg) for w_pos, w_neg in draws(mine.n_pos, mine.n_neg, resamples, rng)])
+    stats = np.concatenate(
+        [mine(w_pos, w_neg) - theirs(w_pos, w_neg) for w_pos, w_neg in draws(mine.n_pos, mine.n_neg, resamples, rng)]
+    )
     low, high = _interval(stats, level)
     for name, column in columns.items():
         result[name] |= {"low": float(low[column]), "high": float(high[column])}

@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from cadft.eval.bootstrap import paired_differences
 from cadft.config.schema import Eval
+from cadft.eval.bootstrap import paired_differences
 from cadft.eval.metrics import recalibrated
 
 
-def compare_with_baselines(metrics: dict, test: pl.DataFrame, baselines: dict[str, tuple[dict, pl.DataFrame]], settings: Eval, *,
-                           seed: int) -> dict:
+def compare_with_baselines(
+    metrics: dict, test: pl.DataFrame, baselines: dict[str, tuple[dict, pl.DataFrame]], settings: Eval, *, seed: int
+) -> dict:
     """baseline -> {auroc, brier (its test values), delta_auroc, delta_brier ({value, low, high}: model minus baseline)}.
     `test` holds the model's raw scores; each baseline frame holds its reported risk (cadft.eval.baselines)."""
     test = test.sort("eid")
@@ -26,7 +27,15 @@ def compare_with_baselines(metrics: dict, test: pl.DataFrame, baselines: dict[st
     for name, (baseline_metrics, frame) in baselines.items():
         frame = frame.sort("eid")
         if not frame["eid"].equals(test["eid"]):
-            raise ValueError(f"baseline {name} scores other participants than the model")  # a programming error, not user input
-        differences = paired_differences(label, risk, frame["prob"].to_numpy(), resamples=settings.bootstrap, level=settings.ci_level, rng=rng)
-        comparison[name] = {"auroc": baseline_metrics["test"]["auroc"], "brier": baseline_metrics["test"]["brier"], **differences}
+            raise ValueError(
+                f"baseline {name} scores other participants than the model"
+            )  # a programming error, not user input
+        differences = paired_differences(
+            label, risk, frame["prob"].to_numpy(), resamples=settings.bootstrap, level=settings.ci_level, rng=rng
+        )
+        comparison[name] = {
+            "auroc": baseline_metrics["test"]["auroc"],
+            "brier": baseline_metrics["test"]["brier"],
+            **differences,
+        }
     return comparison

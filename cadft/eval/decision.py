@@ -31,13 +31,22 @@ def at_risk_thresholds(label: np.ndarray, risk: np.ndarray, thresholds) -> list[
         flagged = risk >= threshold
         tp, fp = int((flagged & (label == 1)).sum()), int((flagged & (label == 0)).sum())
         fn, tn = cases - tp, n - cases - fp
-        rows.append({
-            "threshold": float(threshold), "flagged": float(flagged.mean()),
-            "sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
-            "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),
-            "net_benefit": net_benefit(tp, fp, n, threshold), "net_benefit_treat_all": treat_all_net_benefit(cases / n, threshold),
-            "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-        })
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "flagged": float(flagged.mean()),
+                "sensitivity": _ratio(tp, tp + fn),
+                "specificity": _ratio(tn, tn + fp),
+                "ppv": _ratio(tp, tp + fp),
+                "npv": _ratio(tn, tn + fn),
+                "net_benefit": net_benefit(tp, fp, n, threshold),
+                "net_benefit_treat_all": treat_all_net_benefit(cases / n, threshold),
+                "tp": tp,
+                "fp": fp,
+                "tn": tn,
+                "fn": fn,
+            }
+        )
     return rows
 
 
@@ -55,9 +64,15 @@ def decision_curve(label: np.ndarray, risks: dict[str, np.ndarray], thresholds: 
     names = list(risks)
     frame = pd.DataFrame({"outcome": label.astype(int), **{f"m{i}": values for i, values in enumerate(risks.values())}})
     table = dca(data=frame, outcome="outcome", modelnames=list(frame.columns[1:]), thresholds=thresholds)
-    by_model = {model: part.sort_values("threshold")["net_benefit"].to_numpy() for model, part in table.groupby("model")}
+    by_model = {
+        model: part.sort_values("threshold")["net_benefit"].to_numpy() for model, part in table.groupby("model")
+    }
     rows = []
     for k, threshold in enumerate(thresholds):
-        row = {"threshold": float(threshold), "treat_all": float(by_model["all"][k]), "treat_none": float(by_model["none"][k])}
+        row = {
+            "threshold": float(threshold),
+            "treat_all": float(by_model["all"][k]),
+            "treat_none": float(by_model["none"][k]),
+        }
         rows.append(row | {name: float(by_model[f"m{i}"][k]) for i, name in enumerate(names)})
     return rows

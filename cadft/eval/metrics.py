@@ -38,7 +38,15 @@ from scipy.special import expit
 from scipy.stats import binomtest, norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, confusion_matrix, log_loss, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    log_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from cadft.config.schema import Eval
 from cadft.errors import CadftError
@@ -51,8 +59,16 @@ from cadft.eval.subgroups import subgroup_masks
 SCHEMA_VERSION = 2
 
 
-def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, settings: Eval, *, seed: int, model: str = "model",
-                    recalibrator: Recalibrator | None = None, sample: TrainingSample | None = None) -> dict:
+def evaluate_scores(
+    validation: pl.DataFrame,
+    test: pl.DataFrame,
+    settings: Eval,
+    *,
+    seed: int,
+    model: str = "model",
+    recalibrator: Recalibrator | None = None,
+    sample: TrainingSample | None = None,
+) -> dict:
     """metrics.json content. Frames hold eid, label, prob (the raw score) and subgroup columns. The recalibrator is
     fitted on validation unless one is given (a saved model's); the threshold is chosen on validation; test is only
     measured."""
@@ -63,24 +79,35 @@ def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, settings: Eval
     if shared:
         raise CadftError(f"{len(shared)} participant(s) are in both validation and test: the splits must be disjoint")
     if not 0 < y_test.sum() < len(y_test):
-        raise CadftError(f"the test split has {int(y_test.sum())} cases among {len(y_test)} participants: discrimination needs cases and controls")
+        raise CadftError(
+            f"the test split has {int(y_test.sum())} cases among {len(y_test)} participants: discrimination needs cases and controls"
+        )
     validation_usable = 0 < y_val.sum() < len(y_val)
     method, notes = _threshold_method(settings, y_val) if not validation_usable else (settings.threshold, [])
     if recalibrator is None:
         if not validation_usable and settings.recalibration in ("platt", "isotonic"):
-            notes.append(f"eval.recalibration={settings.recalibration} was not fitted: validation lacks cases or controls; risks are the raw scores")
+            notes.append(
+                f"eval.recalibration={settings.recalibration} was not fitted: validation lacks cases or controls; risks are the raw scores"
+            )
             recalibrator = recalibration.fit("none", y_val, raw_val)
         else:
             recalibrator = recalibration.fit(settings.recalibration, y_val, raw_val, sample=sample)
     p_val, p_test = recalibrator.apply(raw_val), recalibrator.apply(raw_test)
-    threshold = choose_threshold(y_val, p_val, method, target_sensitivity=settings.target_sensitivity, fixed_threshold=settings.fixed_threshold)
+    threshold = choose_threshold(
+        y_val, p_val, method, target_sensitivity=settings.target_sensitivity, fixed_threshold=settings.fixed_threshold
+    )
     rng = np.random.default_rng(seed)
     bins = settings.calibration_bins
     test_block = split_metrics(y_test, p_test, threshold, bins) | {"raw": probability_metrics(y_test, raw_test, bins)}
-    test_block["ci"] = with_oe_interval(bootstrap_cis(y_test, p_test, threshold, resamples=settings.bootstrap, level=settings.ci_level, rng=rng),
-                                        test_block, settings.ci_level)
+    test_block["ci"] = with_oe_interval(
+        bootstrap_cis(y_test, p_test, threshold, resamples=settings.bootstrap, level=settings.ci_level, rng=rng),
+        test_block,
+        settings.ci_level,
+    )
     test_block["decision"] = at_risk_thresholds(y_test, p_test, settings.risk_thresholds)
-    test_block["decision_curve"] = decision_curve(y_test, {model: p_test}, decision_curve_thresholds(settings.decision_curve))
+    test_block["decision_curve"] = decision_curve(
+        y_test, {model: p_test}, decision_curve_thresholds(settings.decision_curve)
+    )
     test_block["subgroups"] = {
         group: {name: subgroup_metrics(y_test[mask], p_test[mask], settings, rng) for name, mask in masks.items()}
         for group, masks in subgroup_masks(test, settings.age_bands).items()
@@ -91,7 +118,12 @@ def evaluate_scores(validation: pl.DataFrame, test: pl.DataFrame, settings: Eval
         "recalibration": asdict(recalibrator),
         "threshold": {"method": method, "value": threshold, "chosen_on": "validation"}
         | ({"target_sensitivity": settings.target_sensitivity} if method == "sensitivity" else {}),
-        "bootstrap": {"resamples": settings.bootstrap, "level": settings.ci_level, "seed": int(seed), "method": "percentile"},
+        "bootstrap": {
+            "resamples": settings.bootstrap,
+            "level": settings.ci_level,
+            "seed": int(seed),
+            "method": "percentile",
+        },
         "calibration_bins": bins,
         "risk_thresholds": list(settings.risk_thresholds),
         "min_subgroup_cases": settings.min_subgroup_cases,
@@ -112,8 +144,10 @@ def _threshold_method(settings: Eval, y_val: np.ndarray) -> tuple[str, list[str]
         return "fixed", []
     problem = f"the validation split has {int(y_val.sum())} cases among {len(y_val)} participants"
     if settings.on_no_validation_cases == "error":
-        raise CadftError(f"{problem}: a threshold cannot be chosen on it (eval.threshold={settings.threshold}); set "
-                         f"eval.on_no_validation_cases=fixed to use eval.fixed_threshold={settings.fixed_threshold} instead")
+        raise CadftError(
+            f"{problem}: a threshold cannot be chosen on it (eval.threshold={settings.threshold}); set "
+            f"eval.on_no_validation_cases=fixed to use eval.fixed_threshold={settings.fixed_threshold} instead"
+        )
     return "fixed", [f"{problem}: eval.fixed_threshold was used instead of eval.threshold={settings.threshold}"]
 
 
@@ -124,9 +158,13 @@ def frame_scores(frame: pl.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray
         raise CadftError(f"{name} scores lack column(s) {', '.join(missing)}; expected eid, label, prob")
     for column in ("eid", "label", "prob"):
         if frame[column].null_count():
-            raise CadftError(f"{name} scores: {frame[column].null_count()} of {frame.height} rows have a missing {column}")
+            raise CadftError(
+                f"{name} scores: {frame[column].null_count()} of {frame.height} rows have a missing {column}"
+            )
     if frame["eid"].n_unique() != frame.height:
-        raise CadftError(f"{name} scores: {frame.height - frame['eid'].n_unique()} duplicate eid(s); one row per participant expected")
+        raise CadftError(
+            f"{name} scores: {frame.height - frame['eid'].n_unique()} duplicate eid(s); one row per participant expected"
+        )
     return check_scores(frame["label"].to_numpy(), frame["prob"].to_numpy(), name)
 
 
@@ -134,7 +172,9 @@ def check_scores(label, prob, name: str) -> tuple[np.ndarray, np.ndarray]:
     """label as int 0/1 and prob as float in [0, 1], or a CadftError saying what is wrong and how often."""
     label, prob = np.asarray(label), np.asarray(prob, dtype=np.float64)
     if label.shape != prob.shape or label.ndim != 1:
-        raise CadftError(f"{name}: {label.size} labels but {prob.size} probabilities; one of each per participant expected")
+        raise CadftError(
+            f"{name}: {label.size} labels but {prob.size} probabilities; one of each per participant expected"
+        )
     if label.size == 0:
         raise CadftError(f"{name}: no participants to evaluate")
     bad_labels = int(np.sum((label != 0) & (label != 1)))
@@ -142,18 +182,24 @@ def check_scores(label, prob, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise CadftError(f"{name}: {bad_labels} label(s) are not 0 or 1")
     nan, outside = int(np.isnan(prob).sum()), int(np.sum((prob < 0) | (prob > 1)))
     if nan or outside:
-        raise CadftError(f"{name}: {nan} NaN and {outside} out-of-range probabilities among {prob.size}; probabilities must lie in [0, 1]")
+        raise CadftError(
+            f"{name}: {nan} NaN and {outside} out-of-range probabilities among {prob.size}; probabilities must lie in [0, 1]"
+        )
     return label.astype(np.int64), prob
 
 
-def choose_threshold(label: np.ndarray, prob: np.ndarray, method: str, *, target_sensitivity: float, fixed_threshold: float) -> float:
+def choose_threshold(
+    label: np.ndarray, prob: np.ndarray, method: str, *, target_sensitivity: float, fixed_threshold: float
+) -> float:
     """A probability cut-off (positive when prob >= it); among equally good cut-offs the highest (most specific)."""
     if method == "fixed":
         return float(fixed_threshold)
     if method == "max_f1":
         precision, recall, thresholds = precision_recall_curve(label, prob)
         total = precision + recall
-        f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)[:-1]  # last point has no threshold
+        f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)[
+            :-1
+        ]  # last point has no threshold
         return float(thresholds[np.flatnonzero(f1 == f1.max())[-1]])
     fpr, tpr, thresholds = roc_curve(label, prob, drop_intermediate=False)  # thresholds decreasing; the first is +inf
     if method == "youden":
@@ -190,12 +236,32 @@ def split_metrics(label: np.ndarray, prob: np.ndarray, threshold: float, bins: i
 def subgroup_metrics(label: np.ndarray, prob: np.ndarray, settings: Eval, rng: np.random.Generator) -> dict:
     n, cases = len(label), int(label.sum())
     mean_risk = float(prob.mean())
-    block = {"n": n, "cases": cases, "prevalence": cases / n, "mean_risk": mean_risk, "oe_ratio": cases / n / mean_risk if mean_risk > 0 else None,
-             "brier": float(brier_score_loss(label, prob, pos_label=1)), "auroc": None, "ci": None, "note": None}
+    block = {
+        "n": n,
+        "cases": cases,
+        "prevalence": cases / n,
+        "mean_risk": mean_risk,
+        "oe_ratio": cases / n / mean_risk if mean_risk > 0 else None,
+        "brier": float(brier_score_loss(label, prob, pos_label=1)),
+        "auroc": None,
+        "ci": None,
+        "note": None,
+    }
     if cases < settings.min_subgroup_cases or cases == n:
-        return block | {"note": f"too few cases ({cases} < {settings.min_subgroup_cases}) for AUROC" if cases < settings.min_subgroup_cases else "no controls"}
-    ci = with_oe_interval(bootstrap_cis(label, prob, 0.5, resamples=settings.bootstrap, level=settings.ci_level, rng=rng), block, settings.ci_level)
-    return block | {"auroc": float(roc_auc_score(label, prob)), "ci": {k: ci[k] for k in ("auroc", "brier", "oe_ratio")} if ci else None}
+        return block | {
+            "note": f"too few cases ({cases} < {settings.min_subgroup_cases}) for AUROC"
+            if cases < settings.min_subgroup_cases
+            else "no controls"
+        }
+    ci = with_oe_interval(
+        bootstrap_cis(label, prob, 0.5, resamples=settings.bootstrap, level=settings.ci_level, rng=rng),
+        block,
+        settings.ci_level,
+    )
+    return block | {
+        "auroc": float(roc_auc_score(label, prob)),
+        "ci": {k: ci[k] for k in ("auroc", "brier", "oe_ratio")} if ci else None,
+    }
 
 
 def oe_ratio_interval(cases: int, n: int, mean_risk: float, level: float) -> dict | None:
@@ -211,7 +277,11 @@ def oe_ratio_interval(cases: int, n: int, mean_risk: float, level: float) -> dic
 
 
 def with_oe_interval(ci: dict | None, block: dict, level: float) -> dict | None:
-    return None if ci is None else ci | {"oe_ratio": oe_ratio_interval(block["cases"], block["n"], block["mean_risk"], level)}
+    return (
+        None
+        if ci is None
+        else ci | {"oe_ratio": oe_ratio_interval(block["cases"], block["n"], block["mean_risk"], level)}
+    )
 
 
 def decile_table(label: np.ndarray, prob: np.ndarray, bins: int) -> list[dict]:
@@ -222,16 +292,31 @@ def decile_table(label: np.ndarray, prob: np.ndarray, bins: int) -> list[dict]:
     for index in np.array_split(order, min(bins, len(order))):
         cases, n = int(label[index].sum()), len(index)
         interval = binomtest(cases, n).proportion_ci(confidence_level=0.95, method="wilson")
-        rows.append({"n": n, "cases": cases, "observed": cases / n, "observed_low": float(interval.low), "observed_high": float(interval.high),
-                     "mean_risk": float(prob[index].mean()), "min_risk": float(prob[index].min()), "max_risk": float(prob[index].max())})
+        rows.append(
+            {
+                "n": n,
+                "cases": cases,
+                "observed": cases / n,
+                "observed_low": float(interval.low),
+                "observed_high": float(interval.high),
+                "mean_risk": float(prob[index].mean()),
+                "min_risk": float(prob[index].min()),
+                "max_risk": float(prob[index].max()),
+            }
+        )
     return rows
 
 
 def threshold_metrics(label: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
-    tn, fp, fn, tp = (int(c) for c in confusion_matrix(label, (prob >= threshold).astype(np.int64), labels=[0, 1]).ravel())
+    tn, fp, fn, tp = (
+        int(c) for c in confusion_matrix(label, (prob >= threshold).astype(np.int64), labels=[0, 1]).ravel()
+    )
     sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
     return {
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
         "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
         "balanced_accuracy": None if sensitivity is None or specificity is None else (sensitivity + specificity) / 2,
         "precision": _ratio(tp, tp + fp),
@@ -260,8 +345,13 @@ def calibration_fit(label: np.ndarray, prob: np.ndarray) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
-            model = LogisticRegression(C=math.inf, solver="newton-cholesky", tol=1e-12, max_iter=100).fit(z.reshape(-1, 1), label)
+            model = LogisticRegression(C=math.inf, solver="newton-cholesky", tol=1e-12, max_iter=100).fit(
+                z.reshape(-1, 1), label
+            )
     except ConvergenceWarning:
         return undefined | {"calibration_in_the_large": float(in_the_large)}
-    return {"calibration_intercept": float(model.intercept_[0]), "calibration_slope": float(model.coef_[0, 0]),
-            "calibration_in_the_large": float(in_the_large)}
+    return {
+        "calibration_intercept": float(model.intercept_[0]),
+        "calibration_slope": float(model.coef_[0, 0]),
+        "calibration_in_the_large": float(in_the_large),
+    }

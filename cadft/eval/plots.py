@@ -18,12 +18,19 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from cadft.eval.decision import decision_curve
 from cadft.eval.metrics import recalibrated
 
-PLOT_FILES = {"roc": "roc.png", "pr": "pr.png", "calibration": "calibration.png", "decision_curve": "decision_curve.png",
-              "scores": "score_distribution.png"}
+PLOT_FILES = {
+    "roc": "roc.png",
+    "pr": "pr.png",
+    "calibration": "calibration.png",
+    "decision_curve": "decision_curve.png",
+    "scores": "score_distribution.png",
+}
 DPI = 120
 
 
-def write_plots(directory: Path, test: pl.DataFrame, metrics: dict, curves: Mapping[str, pl.DataFrame] | None = None) -> dict[str, Path]:
+def write_plots(
+    directory: Path, test: pl.DataFrame, metrics: dict, curves: Mapping[str, pl.DataFrame] | None = None
+) -> dict[str, Path]:
     """PNG files in `directory`, keyed as PLOT_FILES. `test` holds the model's raw scores (prob); `curves` (name ->
     eid, label, prob as that model's reported risk) share the ROC, PR and decision-curve axes."""
     label, raw = test["label"].to_numpy(), test["prob"].to_numpy()
@@ -33,8 +40,11 @@ def write_plots(directory: Path, test: pl.DataFrame, metrics: dict, curves: Mapp
         "roc": roc_figure(models),
         "pr": pr_figure(models),
         "calibration": calibration_figure(metrics["test"], metrics["recalibration"]["method"]),
-        "decision_curve": decision_curve_figure(label, {name: frame.sort("eid")["prob"].to_numpy() for name, frame in models.items()},
-                                                [row["threshold"] for row in metrics["test"]["decision_curve"]]),
+        "decision_curve": decision_curve_figure(
+            label,
+            {name: frame.sort("eid")["prob"].to_numpy() for name, frame in models.items()},
+            [row["threshold"] for row in metrics["test"]["decision_curve"]],
+        ),
         "scores": score_distribution_figure(label, risk, float(metrics["threshold"]["value"])),
     }
     paths = {}
@@ -54,7 +64,13 @@ def roc_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
         fpr, tpr, _ = roc_curve(label, prob)
         ax.plot(fpr, tpr, lw=2 if rank == 0 else 1.2, label=f"{name} (AUROC {roc_auc_score(label, prob):.3f})")
     ax.plot([0, 1], [0, 1], ls=":", color="grey", label="chance")
-    ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)", title="ROC, test split", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="1 - specificity (false positive rate)",
+        ylabel="sensitivity (true positive rate)",
+        title="ROC, test split",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower right", fontsize="small")
     figure.tight_layout()
     return figure
@@ -66,10 +82,22 @@ def pr_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
     for rank, (name, frame) in enumerate(models.items()):
         label, prob = frame["label"].to_numpy(), frame["prob"].to_numpy()
         precision, recall, _ = precision_recall_curve(label, prob)
-        ax.step(recall, precision, where="post", lw=2 if rank == 0 else 1.2, label=f"{name} (AUPRC {average_precision_score(label, prob):.3f})")
+        ax.step(
+            recall,
+            precision,
+            where="post",
+            lw=2 if rank == 0 else 1.2,
+            label=f"{name} (AUPRC {average_precision_score(label, prob):.3f})",
+        )
     prevalence = float(next(iter(models.values()))["label"].mean())
     ax.axhline(prevalence, ls=":", color="grey", label=f"prevalence {prevalence:.3f}")
-    ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall, test split", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="recall (sensitivity)",
+        ylabel="precision (PPV)",
+        title="Precision-recall, test split",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="upper right", fontsize="small")
     figure.tight_layout()
     return figure
@@ -83,12 +111,22 @@ def calibration_figure(test_block: dict, method: str) -> Figure:
     for ax, name, block in ((panels[0], f"risk ({method})", test_block), (panels[1], "raw score", test_block["raw"])):
         rows = block["deciles"]
         x, y = np.array([r["mean_risk"] for r in rows]), np.array([r["observed"] for r in rows])
-        error = np.array([[r["observed"] - r["observed_low"] for r in rows], [r["observed_high"] - r["observed"] for r in rows]])
+        error = np.array(
+            [[r["observed"] - r["observed_low"] for r in rows], [r["observed_high"] - r["observed"] for r in rows]]
+        )
         ax.errorbar(x, y, yerr=error, fmt="o-", capsize=2, label=name)
         limit = min(1.0, 1.05 * max(0.05, x.max(), max(r["observed_high"] for r in rows)))  # low risks sit near 0: zoom
         ax.plot([0, limit], [0, limit], ls=":", color="grey", label="perfect calibration")
-        oe = f"O/E {block['oe_ratio']:.2f}, slope " + ("–" if block["calibration_slope"] is None else f"{block['calibration_slope']:.2f}")
-        ax.set(xlabel="mean predicted risk", ylabel="observed rate (95% CI)", xlim=(0, limit), ylim=(0, limit), title=f"{name}: {oe}")
+        oe = f"O/E {block['oe_ratio']:.2f}, slope " + (
+            "–" if block["calibration_slope"] is None else f"{block['calibration_slope']:.2f}"
+        )
+        ax.set(
+            xlabel="mean predicted risk",
+            ylabel="observed rate (95% CI)",
+            xlim=(0, limit),
+            ylim=(0, limit),
+            title=f"{name}: {oe}",
+        )
         ax.legend(loc="upper left", fontsize="small")
     figure.suptitle(f"Calibration, test split ({len(test_block['deciles'])} equal-count bins)")
     figure.tight_layout()
@@ -106,7 +144,12 @@ def decision_curve_figure(label: np.ndarray, risks: Mapping[str, np.ndarray], th
     ax.plot(x, [row["treat_all"] for row in rows], color="grey", ls="--", label="treat all")
     ax.plot(x, [row["treat_none"] for row in rows], color="black", ls=":", label="treat none")
     prevalence = float(label.mean())
-    ax.set(xlabel="risk threshold", ylabel="net benefit", title="Decision curve, test split", ylim=(-0.1 * prevalence, 1.1 * prevalence))
+    ax.set(
+        xlabel="risk threshold",
+        ylabel="net benefit",
+        title="Decision curve, test split",
+        ylim=(-0.1 * prevalence, 1.1 * prevalence),
+    )
     ax.legend(fontsize="small")
     figure.tight_layout()
     return figure
@@ -117,7 +160,13 @@ def score_distribution_figure(label: np.ndarray, prob: np.ndarray, threshold: fl
     ax = figure.add_subplot()
     edges = np.linspace(0, max(float(prob.max()), threshold) * 1.001 or 1.0, 50)
     for value, name in ((0, "controls"), (1, "cases")):
-        ax.hist(prob[label == value], bins=edges, density=True, alpha=0.55, label=f"{name} (n={int((label == value).sum())})")
+        ax.hist(
+            prob[label == value],
+            bins=edges,
+            density=True,
+            alpha=0.55,
+            label=f"{name} (n={int((label == value).sum())})",
+        )
     ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.3g}")
     ax.set(xlabel="predicted risk", ylabel="density", title="Score distribution by label, test split")
     ax.legend(fontsize="small")

@@ -42,9 +42,9 @@ def to_logit(prob) -> np.ndarray:
 class TrainingSample:
     """What the model was trained on, relative to the population it should predict for (prior_shift's input)."""
 
-    population_cases: int      # the whole training split
+    population_cases: int  # the whole training split
     population_n: int
-    sample_fraction: float     # case fraction the model saw per epoch (oversampling target or the subsample's own)
+    sample_fraction: float  # case fraction the model saw per epoch (oversampling target or the subsample's own)
     class_weights: tuple[float, float] = (1.0, 1.0)
 
     def save(self, path: Path) -> Path:
@@ -62,7 +62,9 @@ class TrainingSample:
     def log_odds_shift(self) -> float:
         """log(trained-on odds) - log(population odds): what prior_shift subtracts from the logit."""
         pi = self.population_cases / self.population_n
-        trained = math.log(self.sample_fraction / (1 - self.sample_fraction)) + math.log(self.class_weights[1] / self.class_weights[0])
+        trained = math.log(self.sample_fraction / (1 - self.sample_fraction)) + math.log(
+            self.class_weights[1] / self.class_weights[0]
+        )
         return trained - math.log(pi / (1 - pi))
 
 
@@ -106,14 +108,21 @@ def fit(method: str, label: np.ndarray, prob: np.ndarray, *, sample: TrainingSam
         return Recalibrator("none", "nothing")
     if method == "prior_shift":
         if sample is None:
-            raise CadftError("eval.recalibration=prior_shift needs the training sample's case fraction and class weights, "
-                             "which this model did not record; use platt or isotonic")
-        return Recalibrator("prior_shift", "training sample (analytic)", {"log_odds_shift": sample.log_odds_shift(), **asdict(sample),
-                                                                         "class_weights": list(sample.class_weights)})
+            raise CadftError(
+                "eval.recalibration=prior_shift needs the training sample's case fraction and class weights, "
+                "which this model did not record; use platt or isotonic"
+            )
+        return Recalibrator(
+            "prior_shift",
+            "training sample (analytic)",
+            {"log_odds_shift": sample.log_odds_shift(), **asdict(sample), "class_weights": list(sample.class_weights)},
+        )
     label, prob = np.asarray(label, dtype=np.int64), np.asarray(prob, dtype=np.float64)
     if not 0 < label.sum() < len(label):
-        raise CadftError(f"eval.recalibration={method} is fitted on validation, which has {int(label.sum())} cases among "
-                         f"{len(label)} participants: it needs both; use eval.recalibration=none or prior_shift")
+        raise CadftError(
+            f"eval.recalibration={method} is fitted on validation, which has {int(label.sum())} cases among "
+            f"{len(label)} participants: it needs both; use eval.recalibration=none or prior_shift"
+        )
     if method == "platt":
         return Recalibrator("platt", "validation", _platt(label, prob))
     from sklearn.isotonic import IsotonicRegression
@@ -123,14 +132,15 @@ def fit(method: str, label: np.ndarray, prob: np.ndarray, *, sample: TrainingSam
 
 
 def _platt(label: np.ndarray, prob: np.ndarray) -> dict:
+    from scipy.optimize import brentq
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from scipy.optimize import brentq
-
     z = to_logit(prob)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # separable validation: the slope grows; still a monotone map
+        warnings.simplefilter(
+            "ignore", ConvergenceWarning
+        )  # separable validation: the slope grows; still a monotone map
         model = LogisticRegression(C=math.inf, solver="lbfgs", tol=1e-10, max_iter=1000).fit(z.reshape(-1, 1), label)
     if model.coef_[0, 0] > 0:
         return {"intercept": float(model.intercept_[0]), "slope": float(model.coef_[0, 0]), "slope_fixed": 0}

@@ -18,18 +18,26 @@ import numpy as np
 import polars as pl
 
 from cadft.errors import CadftError
-from cadft.files import atomic_file, staging_dir
-from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, SHAREABLE_DIR
 from cadft.eval.html import write_html
 from cadft.eval.metrics import recalibrated
 from cadft.eval.plots import write_plots
+from cadft.files import atomic_file, staging_dir
+from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, SHAREABLE_DIR
 
 SCORED_SPLITS = ("validation", "test")
 
 
-def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics: dict, *,
-                 curves: Mapping[str, pl.DataFrame] | None = None, plots: bool = True, include_eids: bool = True,
-                 context: Mapping | None = None) -> dict[str, Path]:
+def write_report(
+    out_dir,
+    validation: pl.DataFrame,
+    test: pl.DataFrame,
+    metrics: dict,
+    *,
+    curves: Mapping[str, pl.DataFrame] | None = None,
+    plots: bool = True,
+    include_eids: bool = True,
+    context: Mapping | None = None,
+) -> dict[str, Path]:
     """Write the report into out_dir; returns name -> path (metrics, predictions, report, and the plots when asked).
     `curves` (name -> eid, label, prob as that model's risk) are drawn beside the model; `context` (config summary,
     data counts, baselines' metrics) goes into report.html.
@@ -41,17 +49,24 @@ def write_report(out_dir, validation: pl.DataFrame, test: pl.DataFrame, metrics:
     lines = prediction_lines(frames, metrics, include_eids=include_eids)
     for split, split_lines in lines.items():
         if len(split_lines) != metrics[split]["n"]:
-            raise CadftError(f"predictions.jsonl would have {len(split_lines)} {split} lines but metrics.json counts "
-                             f"n={metrics[split]['n']} {split} participants: the metrics were computed on other scores; nothing was written")
+            raise CadftError(
+                f"predictions.jsonl would have {len(split_lines)} {split} lines but metrics.json counts "
+                f"n={metrics[split]['n']} {split} participants: the metrics were computed on other scores; nothing was written"
+            )
     _check_curves(test, curves or {})
-    contents = {METRICS_FILE: json.dumps(metrics, sort_keys=True, indent=2, allow_nan=False) + "\n", PREDICTIONS_FILE: "".join(lines["validation"] + lines["test"])}
+    contents = {
+        METRICS_FILE: json.dumps(metrics, sort_keys=True, indent=2, allow_nan=False) + "\n",
+        PREDICTIONS_FILE: "".join(lines["validation"] + lines["test"]),
+    }
     with staging_dir(out_dir, prefix=".report-") as staging:  # same filesystem: the renames below are atomic
         for name, text in contents.items():
             (staging / name).write_text(text, encoding="utf-8")
         names = {"metrics": METRICS_FILE, "predictions": PREDICTIONS_FILE}
         if plots:
             names |= {key: path.name for key, path in write_plots(staging, test, metrics, curves).items()}
-        names["report"] = write_html(staging / REPORT_FILE, metrics, {key: staging / name for key, name in names.items()}, context or {}).name
+        names["report"] = write_html(
+            staging / REPORT_FILE, metrics, {key: staging / name for key, name in names.items()}, context or {}
+        ).name
         for name in names.values():
             os.replace(staging / name, out_dir / name)
     return {key: out_dir / name for key, name in names.items()}
@@ -67,12 +82,21 @@ def prediction_lines(frames: Mapping[str, pl.DataFrame], metrics: dict, *, inclu
         if np.isnan(prob).any() or frame["label"].null_count():
             raise CadftError(f"{split} scores have missing labels or NaN probabilities; nothing was written")
         risk = recalibrated(metrics, prob)
-        columns = {"label": frame["label"].cast(pl.Int64).to_list(), "risk": risk.tolist(), "raw_score": prob.tolist(),
-                   "flagged": (risk >= threshold).astype(int).tolist()}
+        columns = {
+            "label": frame["label"].cast(pl.Int64).to_list(),
+            "risk": risk.tolist(),
+            "raw_score": prob.tolist(),
+            "flagged": (risk >= threshold).astype(int).tolist(),
+        }
         if include_eids:
             columns["eid"] = frame["eid"].cast(pl.Int64).to_list()
-        lines[split] = [json.dumps(dict(zip(columns, values)) | {"split": split}, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
-                        for values in zip(*columns.values())]
+        lines[split] = [
+            json.dumps(
+                dict(zip(columns, values)) | {"split": split}, sort_keys=True, separators=(",", ":"), allow_nan=False
+            )
+            + "\n"
+            for values in zip(*columns.values())
+        ]
     return lines
 
 
@@ -84,7 +108,9 @@ def _check_curves(test: pl.DataFrame, curves: Mapping[str, pl.DataFrame]) -> Non
             raise CadftError(f"curve {name!r} lacks eid, label or prob")
         mine = frame.select("eid", pl.col("label").cast(expected["label"].dtype)).sort("eid")
         if mine.height != expected.height or not mine["eid"].equals(expected["eid"]):
-            raise CadftError(f"curve {name!r} scores {mine.height} participants, not the {expected.height} test participants of the model")
+            raise CadftError(
+                f"curve {name!r} scores {mine.height} participants, not the {expected.height} test participants of the model"
+            )
         if not mine["label"].equals(expected["label"]):
             raise CadftError(f"curve {name!r} has labels that differ from the model's test labels for the same eids")
 

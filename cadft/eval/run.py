@@ -25,26 +25,65 @@ from cadft.eval.subgroups import SUBGROUP_COLUMNS
 log = logging.getLogger(__name__)
 
 
-def evaluate_model(model, tokenizer, table: pl.DataFrame, config: Config, out_dir: Path, *, device: str, train_rows: pl.DataFrame,
-                   sample: TrainingSample | None, recalibrator: Recalibrator | None = None, card: dict | None = None) -> tuple[dict, dict]:
+def evaluate_model(
+    model,
+    tokenizer,
+    table: pl.DataFrame,
+    config: Config,
+    out_dir: Path,
+    *,
+    device: str,
+    train_rows: pl.DataFrame,
+    sample: TrainingSample | None,
+    recalibrator: Recalibrator | None = None,
+    card: dict | None = None,
+) -> tuple[dict, dict]:
     """metrics.json, predictions.jsonl, plots and report.html in out_dir; returns (metrics, the baselines' metrics by name).
     `train_rows` are the records the model was trained on (the equal-terms baselines get exactly these);
     `recalibrator` is a saved one (else fitted on validation here)."""
     scored = {}
     for split in ("validation", "test"):
         rows = table.filter(pl.col("split") == split)
-        probs = score_texts(model, tokenizer, rows["text"].to_list(), head=config.head, batch_size=config.eval.batch_size,
-                            max_length=config.train.max_length, device=device, desc=f"scoring {split}")
+        probs = score_texts(
+            model,
+            tokenizer,
+            rows["text"].to_list(),
+            head=config.head,
+            batch_size=config.eval.batch_size,
+            max_length=config.train.max_length,
+            device=device,
+            desc=f"scoring {split}",
+        )
         scored[split] = subgroup_frame(rows).with_columns(pl.Series("prob", probs))
-    metrics = evaluate_scores(scored["validation"], scored["test"], config.eval, seed=config.seed, model=model_name(config),
-                              recalibrator=recalibrator, sample=sample)
+    metrics = evaluate_scores(
+        scored["validation"],
+        scored["test"],
+        config.eval,
+        seed=config.seed,
+        model=model_name(config),
+        recalibrator=recalibrator,
+        sample=sample,
+    )
     baselines = _baselines(table, config, train_rows, device)
     if baselines:
-        metrics["comparison"] = compare_with_baselines(metrics, scored["test"], baselines, config.eval, seed=config.seed)
-    context = {"title": f"cadft run: {model_name(config)} on {config.task.name}", "config": config_summary(config, train_rows),
-               "data": card, "baselines": {name: baseline_metrics for name, (baseline_metrics, _) in baselines.items()}}
-    write_report(out_dir, scored["validation"], scored["test"], metrics, curves={name: frame for name, (_, frame) in baselines.items()},
-                 plots=config.eval.plots, context=context)
+        metrics["comparison"] = compare_with_baselines(
+            metrics, scored["test"], baselines, config.eval, seed=config.seed
+        )
+    context = {
+        "title": f"cadft run: {model_name(config)} on {config.task.name}",
+        "config": config_summary(config, train_rows),
+        "data": card,
+        "baselines": {name: baseline_metrics for name, (baseline_metrics, _) in baselines.items()},
+    }
+    write_report(
+        out_dir,
+        scored["validation"],
+        scored["test"],
+        metrics,
+        curves={name: frame for name, (_, frame) in baselines.items()},
+        plots=config.eval.plots,
+        context=context,
+    )
     return metrics, context["baselines"]
 
 
@@ -52,7 +91,9 @@ def _baselines(table: pl.DataFrame, config: Config, train_rows: pl.DataFrame, de
     if not feature_columns(table):  # seed-JSON records carry text only
         log.warning("no feature columns: the report has no classical baselines")
         return {}
-    return run_baselines(table, terms_for_run(table, config, train_rows), config, None, which=config.baselines.which, device=device)
+    return run_baselines(
+        table, terms_for_run(table, config, train_rows), config, None, which=config.baselines.which, device=device
+    )
 
 
 def model_name(config: Config) -> str:
@@ -63,15 +104,20 @@ def config_summary(config: Config, train_rows: pl.DataFrame) -> dict[str, str]:
     """What a reader of the report needs to know about the run (the full config is config.yaml)."""
     train = config.train
     return {
-        "backbone": config.backbone.name, "strategy (model)": config.model.name, "head": config.head.name,
-        "imbalance": config.imbalance.method, "ZeRO": str(config.zero.stage or "none"),
+        "backbone": config.backbone.name,
+        "strategy (model)": config.model.name,
+        "head": config.head.name,
+        "imbalance": config.imbalance.method,
+        "ZeRO": str(config.zero.stage or "none"),
         "task": f"{config.task.name}: {config.task.description}",
         "text template": config.text.name,
         "text features": ", ".join(config.text.features or ["all data.features"]),
         "training records": f"{train_rows.height} ({int(train_rows['label'].sum())} cases; train.subsample={train.subsample})",
         "steps": f"max_steps={train.max_steps}, epochs={train.epochs}, batch {train.batch_size} x {train.gradient_accumulation_steps}",
-        "learning rate": str(config.model.learning_rate), "recalibration": config.eval.recalibration,
-        "threshold choice": config.eval.threshold, "seed": str(config.seed),
+        "learning rate": str(config.model.learning_rate),
+        "recalibration": config.eval.recalibration,
+        "threshold choice": config.eval.threshold,
+        "seed": str(config.seed),
     }
 
 

@@ -17,7 +17,16 @@ from cadft.config.validate import load
 from cadft.data.cache import Prepared
 from cadft.data.subsample import training_records
 from cadft.errors import CadftError
-from cadft.layout import CALIBRATOR_FILE, CHECKPOINT_DIR, CHECKPOINT_INFO, EVAL_DIR, MODEL_DIR, PREPARED_RECORD, RESOLVED_CONFIG, TRAINING_SAMPLE_FILE
+from cadft.layout import (
+    CALIBRATOR_FILE,
+    CHECKPOINT_DIR,
+    CHECKPOINT_INFO,
+    EVAL_DIR,
+    MODEL_DIR,
+    PREPARED_RECORD,
+    RESOLVED_CONFIG,
+    TRAINING_SAMPLE_FILE,
+)
 from cadft.tracking import names, session, store
 
 
@@ -45,7 +54,9 @@ def _local_target(path: Path) -> Target:
             raise CadftError(f"{path}: {CHECKPOINT_INFO} is there but no adapter or model weights (*.safetensors)")
         run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
         return Target(run_dir, path, path / EVAL_DIR)
-    raise CadftError(f"{path}: no adapter or model here: expected {MODEL_DIR}/{CHECKPOINT_INFO} (a run dir) or {CHECKPOINT_INFO} (a checkpoint)")
+    raise CadftError(
+        f"{path}: no adapter or model here: expected {MODEL_DIR}/{CHECKPOINT_INFO} (a run dir) or {CHECKPOINT_INFO} (a checkpoint)"
+    )
 
 
 def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
@@ -57,7 +68,9 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
     try:
         run = mlflow.MlflowClient().get_run(run_id)
     except MlflowException as err:
-        raise CadftError(f"{run_id}: not a run dir, and MLflow ({mlflow.get_tracking_uri()}) has no such run ({err.error_code})") from None
+        raise CadftError(
+            f"{run_id}: not a run dir, and MLflow ({mlflow.get_tracking_uri()}) has no such run ({err.error_code})"
+        ) from None
     local = Path(run.data.tags.get(names.RUN_DIR_TAG, ""))
     if local.is_dir():
         return _local_target(local)
@@ -126,9 +139,21 @@ def evaluate(target: Target, config: Config, *, device_setting: str = "auto") ->
     table, card = load_prepared_table(target.run_dir, config)
     model = load_model(target.model_dir, device=device)
     tokenizer = AutoTokenizer.from_pretrained(target.model_dir)
-    sample = TrainingSample.load(target.model_dir / TRAINING_SAMPLE_FILE) or TrainingSample.load(target.run_dir / MODEL_DIR / TRAINING_SAMPLE_FILE)
-    metrics, baselines = evaluate_model(model, tokenizer, table, config, target.out_dir, device=device, train_rows=training_records(table, config),
-                                        sample=sample, card=card, recalibrator=saved_recalibrator(target.model_dir, config.eval.recalibration))
+    sample = TrainingSample.load(target.model_dir / TRAINING_SAMPLE_FILE) or TrainingSample.load(
+        target.run_dir / MODEL_DIR / TRAINING_SAMPLE_FILE
+    )
+    metrics, baselines = evaluate_model(
+        model,
+        tokenizer,
+        table,
+        config,
+        target.out_dir,
+        device=device,
+        train_rows=training_records(table, config),
+        sample=sample,
+        card=card,
+        recalibrator=saved_recalibrator(target.model_dir, config.eval.recalibration),
+    )
     flat = names.flatten_metrics(metrics)
     if session.reopen_run(target.run_dir):
         try:

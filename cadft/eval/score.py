@@ -10,8 +10,17 @@ from cadft.progress import progress
 
 
 @torch.inference_mode()
-def score_texts(model, tokenizer, texts: list[str], *, head: Head, batch_size: int, max_length: int, device: str,
-                desc: str = "scoring") -> np.ndarray:
+def score_texts(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    head: Head,
+    batch_size: int,
+    max_length: int,
+    device: str,
+    desc: str = "scoring",
+) -> np.ndarray:
     """P(label=1) per text, in input order, each text encoded for the head (cadft.train.head). Sorting by length keeps padding
     (wasted compute) small. The model computes in its own weights' dtype (model.dtype; bf16 on CUDA by default): no
     autocast, so a model loaded in fp32 is scored in fp32, as it was trained."""

@@ -21,14 +21,29 @@ def with_ci(value, interval, digits: int = 3, missing: str = "-") -> str:
 def _row(name: str, metrics: dict) -> list[str]:
     test, ci = metrics["test"], metrics["test"].get("ci") or {}
     slope = test.get("calibration_slope")
-    return [name, with_ci(metrics["validation"]["auroc"], None), with_ci(test["auroc"], ci.get("auroc")), with_ci(test["brier"], ci.get("brier"), 4),
-            with_ci(test["oe_ratio"], ci.get("oe_ratio"), 2), "-" if slope is None else f"{slope:.2f}", f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%"]
+    return [
+        name,
+        with_ci(metrics["validation"]["auroc"], None),
+        with_ci(test["auroc"], ci.get("auroc")),
+        with_ci(test["brier"], ci.get("brier"), 4),
+        with_ci(test["oe_ratio"], ci.get("oe_ratio"), 2),
+        "-" if slope is None else f"{slope:.2f}",
+        f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%",
+    ]
 
 
 def summary_table(title: str, models: dict[str, dict], comparison: dict | None = None) -> Table:
     """models: name -> metrics.json content (the first is the one compared); comparison: metrics['comparison']."""
     table = Table(title=title)
-    columns = ["model", "val AUROC", "test AUROC [95% CI]", "Brier [95% CI]", "O/E [95% CI]", "slope", "mean risk / observed"]
+    columns = [
+        "model",
+        "val AUROC",
+        "test AUROC [95% CI]",
+        "Brier [95% CI]",
+        "O/E [95% CI]",
+        "slope",
+        "mean risk / observed",
+    ]
     if comparison:
         columns += ["ΔAUROC model − row [95% CI]", "ΔBrier model − row"]
     for column in columns:
@@ -37,8 +52,14 @@ def summary_table(title: str, models: dict[str, dict], comparison: dict | None =
         extra = []
         if comparison:
             delta = comparison.get(name)
-            extra = ["" if delta is None else with_ci(delta["delta_auroc"]["value"], delta["delta_auroc"]),
-                     "" if delta is None else with_ci(delta["delta_brier"]["value"], delta["delta_brier"], 4)] if rank else ["", ""]
+            extra = (
+                [
+                    "" if delta is None else with_ci(delta["delta_auroc"]["value"], delta["delta_auroc"]),
+                    "" if delta is None else with_ci(delta["delta_brier"]["value"], delta["delta_brier"], 4),
+                ]
+                if rank
+                else ["", ""]
+            )
         table.add_row(*_row(name, metrics), *extra)
     return table
 

@@ -26,14 +26,20 @@ class TrainedRun:
 
         layout = RunLayout(Path(run_dir))
         if not layout.config.is_file() or not (layout.model_dir / CHECKPOINT_INFO).is_file():
-            raise CadftError(f"run={run_dir}: not a finished cadft training run (expected {layout.config.name} and "
-                             f"{layout.model_dir.name}/{CHECKPOINT_INFO})")
+            raise CadftError(
+                f"run={run_dir}: not a finished cadft training run (expected {layout.config.name} and "
+                f"{layout.model_dir.name}/{CHECKPOINT_INFO})"
+            )
         if not (layout.model_dir / CALIBRATOR_FILE).is_file():
-            raise CadftError(f"run={run_dir}: {layout.model_dir.name}/{CALIBRATOR_FILE} is missing: the run was saved before "
-                             f"recalibration existed or did not finish; run cadft eval on it first")
+            raise CadftError(
+                f"run={run_dir}: {layout.model_dir.name}/{CALIBRATOR_FILE} is missing: the run was saved before "
+                f"recalibration existed or did not finish; run cadft eval on it first"
+            )
         self.config: Config = load(layout.config)
         if self.config.data.format == "seed_json":
-            raise CadftError(f"run={run_dir}: trained on seed-JSON records, which carry no extract fields to rebuild text from")
+            raise CadftError(
+                f"run={run_dir}: trained on seed-JSON records, which carry no extract fields to rebuild text from"
+            )
         self.recalibrator = Recalibrator.load(layout.model_dir / CALIBRATOR_FILE)
         self.model_dir, self.device_setting = layout.model_dir, device_setting
 
@@ -60,6 +66,20 @@ class TrainedRun:
         from cadft.eval.score import score_texts
 
         model, tokenizer, device = self._scorer
-        raw = score_texts(model, tokenizer, records["text"].to_list(), head=self.config.head, batch_size=batch_size or self.config.eval.batch_size,
-                          max_length=self.config.train.max_length, device=device, desc="scoring")
-        return pl.DataFrame({"eid": records["eid"], "risk": self.recalibrator.apply(raw), "raw_score": np.asarray(raw, dtype=np.float64)})
+        raw = score_texts(
+            model,
+            tokenizer,
+            records["text"].to_list(),
+            head=self.config.head,
+            batch_size=batch_size or self.config.eval.batch_size,
+            max_length=self.config.train.max_length,
+            device=device,
+            desc="scoring",
+        )
+        return pl.DataFrame(
+            {
+                "eid": records["eid"],
+                "risk": self.recalibrator.apply(raw),
+                "raw_score": np.asarray(raw, dtype=np.float64),
+            }
+        )

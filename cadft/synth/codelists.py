@@ -58,7 +58,9 @@ class CodeList:
         if np.ndim(code) == 0:
             codes = np.full(people.size, self._index[code], dtype=np.int32)
         else:
-            codes = np.array([self._index[c] for c in np.unique(code)], dtype=np.int32)[np.unique(code, return_inverse=True)[1]]
+            codes = np.array([self._index[c] for c in np.unique(code)], dtype=np.int32)[
+                np.unique(code, return_inverse=True)[1]
+            ]
         if self.dated:
             if days is None:
                 raise ValueError("a dated code list needs a day for every entry")

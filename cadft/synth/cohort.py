@@ -174,7 +174,11 @@ def draw_baseline(n: int, rng: np.random.Generator) -> Baseline:
     log_bmi += 0.008 * townsend - 0.03 * active + 0.002 * a - 0.04 * south_asian + 0.05 * black
     bmi = np.clip(np.exp(log_bmi), 14.0, 70.0)
     bmi_dev = bmi - np.where(male, 27.8, 27.0)
-    waist = np.where(male, 97.0 + 2.45 * bmi_dev, 84.7 + 2.3 * bmi_dev) + 0.15 * a + rng.normal(0, np.where(male, 5.0, 6.0), n)
+    waist = (
+        np.where(male, 97.0 + 2.45 * bmi_dev, 84.7 + 2.3 * bmi_dev)
+        + 0.15 * a
+        + rng.normal(0, np.where(male, 5.0, 6.0), n)
+    )
     hip = np.where(male, 103.4 + 1.6 * bmi_dev, 103.4 + 1.9 * bmi_dev) + rng.normal(0, np.where(male, 4.0, 4.5), n)
 
     sbp_pre = np.where(male, 143.0 + 0.55 * a + 0.9 * bmi_dev, 135.5 + 0.85 * a + 0.8 * bmi_dev)
@@ -220,7 +224,9 @@ def draw_baseline(n: int, rng: np.random.Generator) -> Baseline:
     cystatin_c = np.clip(cystatin_c + rng.normal(0, 0.1, n), 0.3, 6.0)
 
     # Drawn last, so the values above do not change with them.
-    angina = rng.random(n) < logistic(-4.1 + 0.07 * a + 0.5 * male + 0.5 * diabetes + 0.4 * smoke_current + 0.3 * polygenic)
+    angina = rng.random(n) < logistic(
+        -4.1 + 0.07 * a + 0.5 * male + 0.5 * diabetes + 0.4 * smoke_current + 0.3 * polygenic
+    )
     peripheral_vascular = rng.random(n) < logistic(-4.6 + 0.07 * a + 0.9 * smoke_current + 0.7 * diabetes)
     rheumatoid = rng.random(n) < logistic(-4.9 + 0.03 * a + 0.9 * female)
 

@@ -66,7 +66,9 @@ def cad_hazard(b: Baseline, t: Treatment) -> np.ndarray:
 def prevalent_probability(b: Baseline) -> np.ndarray:
     """P(hard CAD before baseline): rises with the pre-treatment hazard (which carries age)."""
     untreated = np.zeros(b.n, dtype=bool)
-    pce = pce_hazard(b.age, b.female, b.black, b.total_chol_pre, b.hdl, b.sbp_pre, untreated, b.current_smoker, b.diabetes)
+    pce = pce_hazard(
+        b.age, b.female, b.black, b.total_chol_pre, b.hdl, b.sbp_pre, untreated, b.current_smoker, b.diabetes
+    )
     return logistic(np.log(pce) + non_pce_log_hazard_ratio(b, b.ldl_pre) + PREVALENT_LOGIT_SHIFT)
 
 
@@ -95,7 +97,11 @@ def oracle_risk(cad: np.ndarray, death: np.ndarray, loss: float | np.ndarray, ye
 def record_end_day(centre: np.ndarray) -> np.ndarray:
     """The last day anything is recorded for a participant of each assessment centre: their country's RECORD_END."""
     day = {country: np.datetime64(date, "D").astype(np.int64) for country, date in RECORD_END.items()}
-    return np.where(np.isin(centre, WALES_CENTRES), day["Wales"], np.where(np.isin(centre, SCOTLAND_CENTRES), day["Scotland"], day["England"]))
+    return np.where(
+        np.isin(centre, WALES_CENTRES),
+        day["Wales"],
+        np.where(np.isin(centre, SCOTLAND_CENTRES), day["Scotland"], day["England"]),
+    )
 
 
 def years_at_risk(baseline_day: np.ndarray, end_day: np.ndarray) -> np.ndarray:

@@ -154,9 +154,21 @@ def _events_after_baseline(rec: _Recorder, b: Baseline, prevalence: Prevalence, 
     # Coronary atheroma at the event, angina and an angiogram in the months before a planned procedure.
     rec.add(rec.icd10, people[~fatal], "I251", day[~fatal], chance=0.7)
     before = day - rng.integers(0, 200, people.size)
-    rec.add(rec.icd10, people[revasc_only], _pick(rng, {"I209": 70, "I200": 20, "I208": 10}, revasc_only.sum()), before[revasc_only], chance=0.6)
+    rec.add(
+        rec.icd10,
+        people[revasc_only],
+        _pick(rng, {"I209": 70, "I200": 20, "I208": 10}, revasc_only.sum()),
+        before[revasc_only],
+        chance=0.6,
+    )
     rec.add(rec.opcs4, people[revasc_only], "K634", before[revasc_only], chance=0.5)
-    rec.add(rec.icd10, people[survivor_mi], "I252", day[survivor_mi] + rng.integers(60, 3000, survivor_mi.sum()), chance=0.35)
+    rec.add(
+        rec.icd10,
+        people[survivor_mi],
+        "I252",
+        day[survivor_mi] + rng.integers(60, 3000, survivor_mi.sum()),
+        chance=0.35,
+    )
 
 
 def _background(rec: _Recorder, b: Baseline, outcomes: Outcomes, cad_log_hazard: np.ndarray) -> None:

@@ -36,7 +36,9 @@ def dates(days: np.ndarray) -> pl.Series:
     return pl.Series(date_values(days))
 
 
-def _readings(rng: np.random.Generator, true: np.ndarray, noise_sd: float, present: np.ndarray, second: np.ndarray) -> pl.Series:
+def _readings(
+    rng: np.random.Generator, true: np.ndarray, noise_sd: float, present: np.ndarray, second: np.ndarray
+) -> pl.Series:
     """Two readings per person (the second a little lower, as people settle); one where `second` is False."""
     first = np.round(true + rng.normal(0, noise_sd, true.size)).astype(np.int64)
     later = np.round(true - 1.5 + rng.normal(0, noise_sd, true.size)).astype(np.int64)
@@ -107,7 +109,9 @@ def baseline_fields(b: Baseline, t: Treatment, rng: np.random.Generator) -> dict
     return fields
 
 
-def repeat_visit_fields(b: Baseline, t: Treatment, outcomes: Outcomes, rng: np.random.Generator) -> dict[tuple[int, int], pl.Series]:
+def repeat_visit_fields(
+    b: Baseline, t: Treatment, outcomes: Outcomes, rng: np.random.Generator
+) -> dict[tuple[int, int], pl.Series]:
     """Instance 1 for ~10% (alive and in contact at the 2012-13 repeat visit). Values there may already
     reflect events after baseline: a reader using them for baseline prediction leaks the outcome."""
     n = b.n

@@ -95,7 +95,13 @@ def draw_outcomes(b: Baseline, t: Treatment, prevalence: Prevalence, rng: np.ran
         death_day=np.where(recorded_death, death_day, NO_DAY),
         death_after_cad=death_after_cad & recorded_death,
         lost_day=np.where(lost, lost_day, NO_DAY),
-        lost_reason=np.where(lost, rng.choice(list(LOST_REASONS), size=n, p=np.array(list(LOST_REASONS.values())) / sum(LOST_REASONS.values())), 0),
+        lost_reason=np.where(
+            lost,
+            rng.choice(
+                list(LOST_REASONS), size=n, p=np.array(list(LOST_REASONS.values())) / sum(LOST_REASONS.values())
+            ),
+            0,
+        ),
         end_day=end_day,
         incident=incident,
         risk=risk,

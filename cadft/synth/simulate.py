@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from cadft.data.ukb.registry import load_registry
 from cadft.synth import hazards
 from cadft.synth.codelists import NO_DAY, PLACEHOLDER_DAY, CodeList, date_values, list_series
 from cadft.synth.cohort import draw_baseline
@@ -21,7 +22,6 @@ from cadft.synth.measurements import baseline_fields, dates, repeat_visit_fields
 from cadft.synth.outcomes import draw_outcomes, draw_prevalence
 from cadft.synth.selfreport import record_self_reports
 from cadft.synth.treatment import draw_treatment
-from cadft.data.ukb.registry import load_registry
 
 UNDATED_SHARE = 0.005  # hospital date slots left empty
 PLACEHOLDER_SHARE = 0.0005  # hospital date slots holding UKB's 1900-01-01
@@ -58,7 +58,9 @@ def simulate(n: int, seed: int) -> Simulation:
     outcomes = draw_outcomes(baseline, treatment, prevalence, streams[3])
     cad_log_hazard = np.log(hazards.cad_hazard(baseline, treatment))
     hospital = record_hospital(baseline, prevalence, outcomes, cad_log_hazard, streams[4])
-    answers = record_self_reports(baseline, treatment, prevalence, hospital.prior_qualifying_record, cad_log_hazard, streams[5])
+    answers = record_self_reports(
+        baseline, treatment, prevalence, hospital.prior_qualifying_record, cad_log_hazard, streams[5]
+    )
 
     registry = load_registry()
     fields = baseline_fields(baseline, treatment, streams[6])
@@ -68,7 +70,9 @@ def simulate(n: int, seed: int) -> Simulation:
         date_field = registry[code_field].paired_with
         offsets, code_index, days = codes.assemble(n, registry[code_field].arrays)
         slot = corrupt.random(days.size)
-        days = np.where(slot < UNDATED_SHARE, NO_DAY, np.where(slot < UNDATED_SHARE + PLACEHOLDER_SHARE, PLACEHOLDER_DAY, days))
+        days = np.where(
+            slot < UNDATED_SHARE, NO_DAY, np.where(slot < UNDATED_SHARE + PLACEHOLDER_SHARE, PLACEHOLDER_DAY, days)
+        )
         fields[(code_field, 0)] = list_series(offsets, pa.array(codes.vocabulary[code_index]))
         fields[(date_field, 0)] = list_series(offsets, date_values(days))
     for field, answer_list in answers.items():
@@ -94,4 +98,3 @@ def simulate(n: int, seed: int) -> Simulation:
 def _code_list_series(codes: CodeList, n: int, width: int) -> pl.Series:
     offsets, code_index, _ = codes.assemble(n, width)
     return list_series(offsets, pa.array(codes.vocabulary[code_index]))
-

@@ -24,11 +24,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from cadft.data.ukb.columns import rap_name, showcase_name, tab_name
+from cadft.data.ukb.registry import Field, load_registry
 from cadft.files import atomic_file
 from cadft.synth.codelists import code_tables
 from cadft.synth.simulate import Simulation
-from cadft.data.ukb.columns import rap_name, showcase_name, tab_name
-from cadft.data.ukb.registry import Field, load_registry
 
 FORMATS = ("showcase", "tab", "rap", "parquet")
 CODINGS = ("raw", "replace")
@@ -36,7 +36,13 @@ MULTI_CELLS = ("json", "pipe")
 PARQUET_NAMINGS = ("showcase", "rap")
 CODE_SYSTEMS = ("icd10", "icd9", "opcs4")
 CELLS_PER_CHUNK = 20_000_000
-_EMPTY_DTYPES = {"continuous": pl.Float64, "integer": pl.Int64, "categorical": pl.Int64, "date": pl.Date, "code": pl.String}
+_EMPTY_DTYPES = {
+    "continuous": pl.Float64,
+    "integer": pl.Int64,
+    "categorical": pl.Int64,
+    "date": pl.Date,
+    "code": pl.String,
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,9 @@ def _multi_cell(src: pl.Expr, labels: dict | None, numeric: bool, encoding: str)
         return items.list.join("|")
     if numeric and labels is None:
         return pl.concat_str(pl.lit("["), items.list.join(","), pl.lit("]"))
-    escaped = items.list.eval(pl.element().str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True))
+    escaped = items.list.eval(
+        pl.element().str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    )
     return pl.concat_str(pl.lit('["'), escaped.list.join('","'), pl.lit('"]'))
 
 

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import polars as pl
 
-from cadft.tracking import names
 from cadft.errors import CadftError
 from cadft.layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_PLOT
+from cadft.tracking import names
 
 RANK_BY = ("val_auroc", names.RANK_METRIC)  # the column runs are ranked by, and its MLflow metric
-SCORES = {"auroc": "test/auroc", "auprc": "test/auprc", "brier": "test/brier"}  # column -> MLflow metric, with _ci_low/_ci_high
+SCORES = {
+    "auroc": "test/auroc",
+    "auprc": "test/auprc",
+    "brier": "test/brier",
+}  # column -> MLflow metric, with _ci_low/_ci_high
 CALIBRATION = {"oe_ratio": "test/oe_ratio", "calibration_slope": "test/calibration_slope"}
 USAGE = names.USAGE_METRICS
 RUN_COLUMNS = {"run": "mlflow.runName", **{tag: tag for tag in names.RUN_TAGS}}  # what tells runs apart outside a sweep
@@ -40,11 +44,20 @@ def experiment_runs(client, name: str) -> list:
     if experiment is None:
         known = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise CadftError(f"--experiment {name}: no such MLflow experiment (known: {known})")
-    return [run for run in _search(client, "", [experiment.experiment_id]) if run.data.tags.get(names.KIND_TAG) != names.KIND_SWEEP]
+    return [
+        run
+        for run in _search(client, "", [experiment.experiment_id])
+        if run.data.tags.get(names.KIND_TAG) != names.KIND_SWEEP
+    ]
 
 
 def latest_sweep(client):
-    runs = client.search_runs(_experiment_ids(client), f"tags.{names.KIND_TAG} = '{names.KIND_SWEEP}'", order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        _experiment_ids(client),
+        f"tags.{names.KIND_TAG} = '{names.KIND_SWEEP}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs:
         raise CadftError(f"no sweep in {client.tracking_uri}: run one (cadft-train -m ...) or pass --experiment NAME")
     return runs[0]
@@ -72,21 +85,30 @@ def leaderboard(runs: list, columns: dict[str, str]) -> pl.DataFrame:
         row |= {column: tags.get(tag) for column, tag in columns.items()}
         row[RANK_BY[0]] = metrics.get(RANK_BY[1])
         for column, metric in SCORES.items():
-            row |= {column: metrics.get(metric), f"{column}_ci_low": metrics.get(f"{metric}_ci_low"),
-                    f"{column}_ci_high": metrics.get(f"{metric}_ci_high")}
+            row |= {
+                column: metrics.get(metric),
+                f"{column}_ci_low": metrics.get(f"{metric}_ci_low"),
+                f"{column}_ci_high": metrics.get(f"{metric}_ci_high"),
+            }
         row |= {column: metrics.get(metric) for column, metric in (CALIBRATION | USAGE).items()}
         row["error"] = tags.get(names.ERROR_TAG)
         rows.append(row)
-    schema = {"run_id": pl.String, "status": pl.String, **{key: pl.String for key in identity}, RANK_BY[0]: pl.Float64,
-              **{f"{c}{s}": pl.Float64 for c in SCORES for s in ("", "_ci_low", "_ci_high")},
-              **{c: pl.Float64 for c in CALIBRATION | USAGE}, "error": pl.String}
+    schema = {
+        "run_id": pl.String,
+        "status": pl.String,
+        **dict.fromkeys(identity, pl.String),
+        RANK_BY[0]: pl.Float64,
+        **{f"{c}{s}": pl.Float64 for c in SCORES for s in ("", "_ci_low", "_ci_high")},
+        **dict.fromkeys(CALIBRATION | USAGE, pl.Float64),
+        "error": pl.String,
+    }
     board = pl.DataFrame(rows, schema=schema)
     return board.sort([pl.col("status") != "FINISHED", RANK_BY[0]], descending=[False, True], nulls_last=True)
 
 
 def identity_columns(board: pl.DataFrame) -> list[str]:
     """The columns that tell runs apart: between the leading run_id and status, and the scores."""
-    return board.columns[board.columns.index("status") + 1:board.columns.index(RANK_BY[0])]
+    return board.columns[board.columns.index("status") + 1 : board.columns.index(RANK_BY[0])]
 
 
 def run_label(row: dict, identity: list[str]) -> str:
@@ -110,17 +132,36 @@ def print_leaderboard(board: pl.DataFrame, title: str) -> None:
 
 
 def display_columns(identity: list[str]) -> list[str]:
-    return ["#", *identity, "val AUROC (ranks)", "test AUROC [95% CI]", "AUPRC [95% CI]", "Brier [95% CI]", "O/E", "slope",
-            "train s", "peak GiB", "status"]
+    return [
+        "#",
+        *identity,
+        "val AUROC (ranks)",
+        "test AUROC [95% CI]",
+        "AUPRC [95% CI]",
+        "Brier [95% CI]",
+        "O/E",
+        "slope",
+        "train s",
+        "peak GiB",
+        "status",
+    ]
 
 
 def display_rows(board: pl.DataFrame, identity: list[str]) -> list[dict[str, str]]:
     """The leaderboard as text cells under display_columns, in rank order (printed and in leaderboard.html)."""
     rows = []
     for rank, row in enumerate(board.iter_rows(named=True), start=1):
-        cells = [str(rank), *[str(row[key]) for key in identity], _number(row[RANK_BY[0]], "{:.3f}"), *[_with_ci(row, column) for column in SCORES],
-                 _number(row["oe_ratio"], "{:.2f}"), _number(row["calibration_slope"], "{:.2f}"),
-                 _number(row["train_seconds"], "{:.0f}"), _number(row["peak_memory_gb"], "{:.2f}"), row["status"]]
+        cells = [
+            str(rank),
+            *[str(row[key]) for key in identity],
+            _number(row[RANK_BY[0]], "{:.3f}"),
+            *[_with_ci(row, column) for column in SCORES],
+            _number(row["oe_ratio"], "{:.2f}"),
+            _number(row["calibration_slope"], "{:.2f}"),
+            _number(row["train_seconds"], "{:.0f}"),
+            _number(row["peak_memory_gb"], "{:.2f}"),
+            row["status"],
+        ]
         rows.append(dict(zip(display_columns(identity), cells)))
     return rows
 
@@ -166,7 +207,9 @@ def forest_plot(board: pl.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def publish(board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, title: str = "test AUROC", html: bool = False) -> list[Path]:
+def publish(
+    board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, title: str = "test AUROC", html: bool = False
+) -> list[Path]:
     """leaderboard.csv, the forest plot (and leaderboard.html) in out_dir; logged to the sweep's parent run when there is one."""
     out_dir.mkdir(parents=True, exist_ok=True)
     board.write_csv(out_dir / CSV_FILE)
@@ -175,11 +218,21 @@ def publish(board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, t
         from cadft.eval.html import write_comparison_html
 
         identity = identity_columns(board)
-        notes = ["Ranked by validation AUROC: the choice is made on validation; the test columns are reported beside it, never used to choose.",
-                 "Test AUROC intervals are per run; whether two runs differ needs their paired difference (each run's report.html has it "
-                 "against the baselines)."]
-        files.append(write_comparison_html(out_dir / HTML_FILE, title, display_rows(board, identity), display_columns(identity), notes,
-                                           {"forest": files[1]}))
+        notes = [
+            "Ranked by validation AUROC: the choice is made on validation; the test columns are reported beside it, never used to choose.",
+            "Test AUROC intervals are per run; whether two runs differ needs their paired difference (each run's report.html has it "
+            "against the baselines).",
+        ]
+        files.append(
+            write_comparison_html(
+                out_dir / HTML_FILE,
+                title,
+                display_rows(board, identity),
+                display_columns(identity),
+                notes,
+                {"forest": files[1]},
+            )
+        )
     if parent_id is not None:
         for path in files:
             client.log_artifact(parent_id, str(path), ARTIFACT_DIR)
@@ -189,7 +242,9 @@ def publish(board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, t
 def _search(client, filter_string: str, experiment_ids: list[str] | None = None) -> list:
     runs, token = [], None
     while True:
-        page = client.search_runs(experiment_ids or _experiment_ids(client), filter_string, max_results=PAGE, page_token=token)
+        page = client.search_runs(
+            experiment_ids or _experiment_ids(client), filter_string, max_results=PAGE, page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:

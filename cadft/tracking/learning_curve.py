@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from cadft.tracking import names
 from cadft.layout import LEARNING_CURVE_CSV, LEARNING_CURVE_PLOT
+from cadft.tracking import names
 
 N_KEY = "train.max_train_examples"  # the swept key that makes a sweep a learning curve
 RECORDS_PARAM = "data.train_examples"  # what a run trained on (the key caps it; a small training split caps it too)
@@ -29,20 +29,51 @@ def curve(runs: list) -> pl.DataFrame:
         if run.info.status != "FINISHED" or names.SWEPT_TAG + N_KEY not in tags or RECORDS_PARAM not in params:
             continue
         records = int(params[RECORDS_PARAM])
-        points.append({"records": records, "model": LANGUAGE_MODEL, "auroc": metrics.get("test/auroc"), "brier": metrics.get("test/brier"),
-                       "ci_low": metrics.get("test/auroc_ci_low"), "ci_high": metrics.get("test/auroc_ci_high")})
+        points.append(
+            {
+                "records": records,
+                "model": LANGUAGE_MODEL,
+                "auroc": metrics.get("test/auroc"),
+                "brier": metrics.get("test/brier"),
+                "ci_low": metrics.get("test/auroc_ci_low"),
+                "ci_high": metrics.get("test/auroc_ci_high"),
+            }
+        )
         for key, value in metrics.items():
             if key.startswith(names.COMPARISON) and key.endswith("/auroc"):
-                name = key[len(names.COMPARISON):-len("/auroc")]
-                points.append({"records": records, "model": name, "auroc": value, "brier": metrics.get(f"{names.COMPARISON}{name}/brier"),
-                               "ci_low": None, "ci_high": None})
-    schema = {"records": pl.Int64, "model": pl.String, "auroc": pl.Float64, "brier": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64}
-    return (pl.DataFrame(points, schema=schema)
-            .group_by("records", "model")
-            .agg(pl.len().alias("runs"), pl.col("auroc").mean().alias("auroc_mean"), pl.col("auroc").min().alias("auroc_min"),
-                 pl.col("auroc").max().alias("auroc_max"), pl.col("ci_low").mean().alias("auroc_ci_low"),
-                 pl.col("ci_high").mean().alias("auroc_ci_high"), pl.col("brier").mean().alias("brier_mean"))
-            .sort("model", "records"))
+                name = key[len(names.COMPARISON) : -len("/auroc")]
+                points.append(
+                    {
+                        "records": records,
+                        "model": name,
+                        "auroc": value,
+                        "brier": metrics.get(f"{names.COMPARISON}{name}/brier"),
+                        "ci_low": None,
+                        "ci_high": None,
+                    }
+                )
+    schema = {
+        "records": pl.Int64,
+        "model": pl.String,
+        "auroc": pl.Float64,
+        "brier": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+    }
+    return (
+        pl.DataFrame(points, schema=schema)
+        .group_by("records", "model")
+        .agg(
+            pl.len().alias("runs"),
+            pl.col("auroc").mean().alias("auroc_mean"),
+            pl.col("auroc").min().alias("auroc_min"),
+            pl.col("auroc").max().alias("auroc_max"),
+            pl.col("ci_low").mean().alias("auroc_ci_low"),
+            pl.col("ci_high").mean().alias("auroc_ci_high"),
+            pl.col("brier").mean().alias("brier_mean"),
+        )
+        .sort("model", "records")
+    )
 
 
 def plot(table: pl.DataFrame, path: Path, title: str) -> Path:
@@ -57,13 +88,34 @@ def plot(table: pl.DataFrame, path: Path, title: str) -> Path:
     for (model,), rows in table.group_by("model", maintain_order=True):
         rows = rows.sort("records")
         x = rows["records"].to_list()
-        line = auroc_axes.errorbar(x, rows["auroc_mean"].to_list(), marker="o", capsize=3, label=model, linewidth=2.5 if model == LANGUAGE_MODEL else 1,
-                                   yerr=[(rows["auroc_mean"] - rows["auroc_min"]).to_list(), (rows["auroc_max"] - rows["auroc_mean"]).to_list()])
+        line = auroc_axes.errorbar(
+            x,
+            rows["auroc_mean"].to_list(),
+            marker="o",
+            capsize=3,
+            label=model,
+            linewidth=2.5 if model == LANGUAGE_MODEL else 1,
+            yerr=[
+                (rows["auroc_mean"] - rows["auroc_min"]).to_list(),
+                (rows["auroc_max"] - rows["auroc_mean"]).to_list(),
+            ],
+        )
         if model == LANGUAGE_MODEL and rows["auroc_ci_low"].null_count() == 0:
-            auroc_axes.fill_between(x, rows["auroc_ci_low"].to_list(), rows["auroc_ci_high"].to_list(), alpha=0.15, color=line[0].get_color())
-        brier_axes.plot(x, rows["brier_mean"].to_list(), marker="o", label=model, linewidth=2.5 if model == LANGUAGE_MODEL else 1)
+            auroc_axes.fill_between(
+                x,
+                rows["auroc_ci_low"].to_list(),
+                rows["auroc_ci_high"].to_list(),
+                alpha=0.15,
+                color=line[0].get_color(),
+            )
+        brier_axes.plot(
+            x, rows["brier_mean"].to_list(), marker="o", label=model, linewidth=2.5 if model == LANGUAGE_MODEL else 1
+        )
     ticks = sorted(set(table["records"].to_list()))
-    for axes, label in ((auroc_axes, "test AUROC (mean over seeds; bars: range)"), (brier_axes, "test Brier score (mean over seeds)")):
+    for axes, label in (
+        (auroc_axes, "test AUROC (mean over seeds; bars: range)"),
+        (brier_axes, "test Brier score (mean over seeds)"),
+    ):
         axes.set_xscale("log", base=2)
         axes.set_xticks(ticks, [f"{n:,}" for n in ticks])
         axes.minorticks_off()

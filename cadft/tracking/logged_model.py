@@ -53,6 +53,14 @@ def log_risk_model(run_dir: Path, tracking_uri: str, run_id: str, register_as: s
         bundle.mkdir()
         shutil.copy(layout.config, bundle / RESOLVED_CONFIG)
         shutil.copytree(layout.model_dir, bundle / MODEL_DIR)
-        info = Model.log(artifact_path=None, name=ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id, registered_model_name=register_as,
-                         python_model=CadftRiskModel(), artifacts={RUN_ARTIFACT: str(bundle)}, pip_requirements=["cadft"])
+        info = Model.log(
+            artifact_path=None,
+            name=ARTIFACT,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            registered_model_name=register_as,
+            python_model=CadftRiskModel(),
+            artifacts={RUN_ARTIFACT: str(bundle)},
+            pip_requirements=["cadft"],
+        )
     return info.model_uri

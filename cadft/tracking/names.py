@@ -16,10 +16,17 @@ SWEEP_TAG = "cadft.sweep."  # + config, swept, overrides, params, dir, job: a sw
 MODEL_URI_TAG = "cadft.model_uri"  # a training run's logged pyfunc model (cadft.tracking.logged_model)
 RANK_METRIC = "validation/auroc"  # runs are ranked on validation (the leaderboard, the UI view), never on test
 USAGE_METRICS = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
-TRAINER_METRICS = {"loss": "train/loss_weighted", "loss_unweighted": "train/loss_unweighted", "learning_rate": "train/learning_rate",
-                   "grad_norm": "train/grad_norm", "examples_per_second": "train/examples_per_second"}  # Trainer log key -> metric
+TRAINER_METRICS = {
+    "loss": "train/loss_weighted",
+    "loss_unweighted": "train/loss_unweighted",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+    "examples_per_second": "train/examples_per_second",
+}  # Trainer log key -> metric
 COHORT_PARAM = "cohort/"  # + step (+ ".excluded"): the data card's cohort counts, as run params (cohort_params)
-VALIDATION_DURING_TRAINING = "val/"  # + metric: validation during training (model selection); final metrics: validation/, test/
+VALIDATION_DURING_TRAINING = (
+    "val/"  # + metric: validation during training (model selection); final metrics: validation/, test/
+)
 COMPARISON = "comparison/"  # + baseline name + /metric: the paired comparison with a baseline
 
 
@@ -57,7 +64,11 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
     (`sex=Female` would be refused).
     """
     flat = {"threshold": float(metrics["threshold"]["value"])}
-    flat |= {f"recalibration/{k}": float(v) for k, v in metrics["recalibration"]["params"].items() if isinstance(v, (int, float))}
+    flat |= {
+        f"recalibration/{k}": float(v)
+        for k, v in metrics["recalibration"]["params"].items()
+        if isinstance(v, (int, float))
+    }
     for split in ("validation", "test"):
         _flatten_block(flat, split, metrics[split])
     for row in metrics["test"].get("decision") or []:
@@ -76,12 +87,18 @@ def _flatten_block(flat: dict, prefix: str, block: dict) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[f"{prefix}/{key}"] = float(value)
         elif isinstance(value, dict) and "value" in value:  # a paired difference: {value, low, high}
-            flat |= {f"{prefix}/{key}{suffix}": float(value[part]) for part, suffix in (("value", ""), ("low", "_ci_low"), ("high", "_ci_high"))
-                     if value.get(part) is not None}
+            flat |= {
+                f"{prefix}/{key}{suffix}": float(value[part])
+                for part, suffix in (("value", ""), ("low", "_ci_low"), ("high", "_ci_high"))
+                if value.get(part) is not None
+            }
     for name, interval in (block.get("ci") or {}).items():
         if interval is None:
             continue
-        flat[f"{prefix}/{name}_ci_low"], flat[f"{prefix}/{name}_ci_high"] = float(interval["low"]), float(interval["high"])
+        flat[f"{prefix}/{name}_ci_low"], flat[f"{prefix}/{name}_ci_high"] = (
+            float(interval["low"]),
+            float(interval["high"]),
+        )
     for group, subgroups in (block.get("subgroups") or {}).items():
         for name, sub in subgroups.items():
             _flatten_block(flat, f"{prefix}/subgroup/{_mlflow_name(f'{group}_{name}')}", sub)

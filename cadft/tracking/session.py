@@ -15,14 +15,23 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cadft.config.schema import Paths, Tracking
 from cadft.tracking.names import RESUMED_WITH_TAG
 from cadft.tracking.record import read_record, update_record
-from cadft.tracking.store import OFFLINE_ARTIFACTS, OFFLINE_STORE, bound_http_retries, experiment_for, offline_uri, tracking_uri, unreachable
+from cadft.tracking.store import (
+    OFFLINE_ARTIFACTS,
+    OFFLINE_STORE,
+    bound_http_retries,
+    experiment_for,
+    offline_uri,
+    tracking_uri,
+    unreachable,
+)
 from cadft.train.distributed import is_main_process
 
 log = logging.getLogger(__name__)
@@ -45,8 +54,15 @@ class _Session:
 _session: _Session | None = None
 
 
-def start_run(tracking: Tracking, paths: Paths, run_dir: Path, tags: dict[str, str], *, run_name: str | None = None,
-              parent_run_id: str | None = None) -> str | None:
+def start_run(
+    tracking: Tracking,
+    paths: Paths,
+    run_dir: Path,
+    tags: dict[str, str],
+    *,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+) -> str | None:
     """Open (or, on resume, reopen) this job's MLflow run, a child of `parent_run_id` when given (a sweep job); returns
     its id (None when tracking is off). Every run is tagged with the git commit of the code that made it."""
     global _session
@@ -70,7 +86,9 @@ def start_run(tracking: Tracking, paths: Paths, run_dir: Path, tags: dict[str, s
             _session.client.log_batch(previous, tags=[RunTag(k, v) for k, v in tags.items()])
         else:
             extra = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
-            run = _session.client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags | extra | {"mlflow.runName": name}))
+            run = _session.client.create_run(
+                experiment_id, run_name=name, tags=resolve_tags(tags | extra | {"mlflow.runName": name})
+            )
             _session.run_id = run.info.run_id
     except Exception as err:
         if not unreachable(err, uri):
@@ -93,7 +111,9 @@ def reopen_run(run_dir: Path) -> bool:
 
     bound_http_retries()
     uri = record["tracking_uri"]
-    _session = _Session(MlflowClient(uri), record.get("run_id"), run_dir, record.get("experiment", "Default"), run_dir.name)
+    _session = _Session(
+        MlflowClient(uri), record.get("run_id"), run_dir, record.get("experiment", "Default"), run_dir.name
+    )
     if _session.run_id is None:  # the server never saw the run: it lives offline
         _go_offline(RuntimeError("the run was recorded offline from its start"))
         return True
@@ -116,8 +136,13 @@ def _go_offline(err: Exception) -> None:
     from mlflow.entities import Param, RunTag
 
     session = _session
-    log.warning("the MLflow tracking server does not answer (%s): the run goes on in %s; send it to the server later "
-                "with: cadft sync %s", str(err).splitlines()[0][:300], session.run_dir / OFFLINE_STORE, session.run_dir)
+    log.warning(
+        "the MLflow tracking server does not answer (%s): the run goes on in %s; send it to the server later "
+        "with: cadft sync %s",
+        str(err).splitlines()[0][:300],
+        session.run_dir / OFFLINE_STORE,
+        session.run_dir,
+    )
     client = MlflowClient(offline_uri(session.run_dir))
     offline = read_record(session.run_dir).get("offline") or {}
     if offline.get("run_id") and not offline.get("synced"):
@@ -125,14 +150,32 @@ def _go_offline(err: Exception) -> None:
         client.update_run(run_id, status="RUNNING")
     else:
         experiment = client.get_experiment_by_name(session.experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            session.experiment, artifact_location=(session.run_dir.resolve() / OFFLINE_ARTIFACTS).as_uri())
-        run_id = client.create_run(experiment_id, run_name=session.run_name, tags={"mlflow.runName": session.run_name}).info.run_id
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(
+                session.experiment, artifact_location=(session.run_dir.resolve() / OFFLINE_ARTIFACTS).as_uri()
+            )
+        )
+        run_id = client.create_run(
+            experiment_id, run_name=session.run_name, tags={"mlflow.runName": session.run_name}
+        ).info.run_id
     logged = client.get_run(run_id).data.params
-    client.log_batch(run_id, params=[Param(k, v) for k, v in session.params.items() if k not in logged],
-                     tags=[RunTag(k, v) for k, v in session.tags.items()])
-    update_record(session.run_dir, offline={"store": OFFLINE_STORE, "run_id": run_id, "synced": False,
-                                            "server_run_id": session.run_id, "reason": str(err).splitlines()[0][:300]})
+    client.log_batch(
+        run_id,
+        params=[Param(k, v) for k, v in session.params.items() if k not in logged],
+        tags=[RunTag(k, v) for k, v in session.tags.items()],
+    )
+    update_record(
+        session.run_dir,
+        offline={
+            "store": OFFLINE_STORE,
+            "run_id": run_id,
+            "synced": False,
+            "server_run_id": session.run_id,
+            "reason": str(err).splitlines()[0][:300],
+        },
+    )
     session.client, session.run_id, session.offline = client, run_id, True
 
 
@@ -215,7 +258,9 @@ def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
     def upload(client, run_id):
         for path in paths:
             if path.is_dir():
-                client.log_artifacts(run_id, str(path), artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name)
+                client.log_artifacts(
+                    run_id, str(path), artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name
+                )
             elif path.is_file():
                 client.log_artifact(run_id, str(path), artifact_path=artifact_path)
 
@@ -224,7 +269,9 @@ def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -20,8 +20,11 @@ OFFLINE_STORE = "mlflow_offline.db"  # in the run dir: the run, from the moment 
 OFFLINE_ARTIFACTS = "mlflow_offline"  # in the run dir: that store's artifacts
 # MLflow 3.17 retries a failed request 7 times with backoff factor 2 and a 120 s timeout: ~4 minutes per call
 # against a server that is gone. cadft's: 3 tries, 0 + 2 s backoff (+ up to 1 s jitter each), 10 s per try.
-HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 
 
 def tracking_uri(tracking: Tracking, paths: Paths) -> str:
@@ -57,7 +60,9 @@ def preflight(tracking: Tracking, paths: Paths) -> None:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as response:
                 response.read()
         except (urllib.error.URLError, OSError) as err:
-            raise CadftError(f"tracking.uri={uri} does not answer ({getattr(err, 'reason', err)}); start the server or fix the URI") from None
+            raise CadftError(
+                f"tracking.uri={uri} does not answer ({getattr(err, 'reason', err)}); start the server or fix the URI"
+            ) from None
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
         check_writable(folder, "tracking store (paths.output_dir)")

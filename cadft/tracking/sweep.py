@@ -51,7 +51,9 @@ def swept_keys(config: DictConfig) -> list[str]:
 def swept_values(task_overrides: list[str], keys: list[str]) -> dict[str, str]:
     """A job's values of the swept keys as text: `zero='2'` -> "2", `model.learning_rate=1e-4` -> "0.0001"."""
     overrides = OverridesParser.create().parse_overrides(list(task_overrides))
-    values = {o.key_or_group: o.value() if isinstance(o.value(), str) else o.get_value_element_as_str() for o in overrides}
+    values = {
+        o.key_or_group: o.value() if isinstance(o.value(), str) else o.get_value_element_as_str() for o in overrides
+    }
     return {key: values[key] for key in keys if key in values}
 
 
@@ -64,7 +66,9 @@ def sweep_job(hydra_config) -> SweepJob | None:
         return None
     record = json.loads(path.read_text())
     values = swept_values(list(hydra_config.overrides.task), record["swept"])
-    tags = {names.SWEPT_TAG + key: value for key, value in values.items()} | {names.SWEEP_TAG + "job": str(hydra_config.job.num)}
+    tags = {names.SWEPT_TAG + key: value for key, value in values.items()} | {
+        names.SWEEP_TAG + "job": str(hydra_config.job.num)
+    }
     return SweepJob(record["parent_run_id"], tags, " ".join(f"{key}={value}" for key, value in values.items()) or None)
 
 
@@ -84,17 +88,30 @@ class SweepTracking(Callback):
             experiment_for(tracking, paths),
             run_name=f"{config_name}-{sweep_dir.name}",
             tags={
-                names.KIND_TAG: names.KIND_SWEEP, "task": str(config.task.name), names.SWEEP_TAG + "config": str(config_name),
-                names.SWEEP_TAG + "swept": ",".join(keys), names.SWEEP_TAG + "overrides": " ".join(overrides),
+                names.KIND_TAG: names.KIND_SWEEP,
+                "task": str(config.task.name),
+                names.SWEEP_TAG + "config": str(config_name),
+                names.SWEEP_TAG + "swept": ",".join(keys),
+                names.SWEEP_TAG + "overrides": " ".join(overrides),
                 names.SWEEP_TAG + "params": json.dumps(_sweeper_params(config)),
-                names.SWEEP_TAG + "dir": str(sweep_dir), "git_commit": git_commit(),
+                names.SWEEP_TAG + "dir": str(sweep_dir),
+                "git_commit": git_commit(),
             },
         )
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / SWEEP_RECORD).write_text(json.dumps({
-            "parent_run_id": parent.info.run_id, "tracking_uri": uri, "swept": keys,
-        }) + "\n")
-        log.info("sweep %s: MLflow parent run %s, sweeping %s", config_name, parent.info.run_id, ", ".join(keys) or "nothing")
+        (sweep_dir / SWEEP_RECORD).write_text(
+            json.dumps(
+                {
+                    "parent_run_id": parent.info.run_id,
+                    "tracking_uri": uri,
+                    "swept": keys,
+                }
+            )
+            + "\n"
+        )
+        log.info(
+            "sweep %s: MLflow parent run %s, sweeping %s", config_name, parent.info.run_id, ", ".join(keys) or "nothing"
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         path = Path(str(config.hydra.sweep.dir)) / SWEEP_RECORD
@@ -111,7 +128,9 @@ class SweepTracking(Callback):
         board = leaderboard.sweep_leaderboard(client, parent_id)
         leaderboard.print_leaderboard(board, title=f"{title} (MLflow parent run {parent_id})")
         leaderboard.publish(board, client, parent_id, sweep_dir, title=title)
-        learning_curve.publish(leaderboard.sweep_runs(client, parent_id), client, parent_id, sweep_dir, title, leaderboard.ARTIFACT_DIR)
+        learning_curve.publish(
+            leaderboard.sweep_runs(client, parent_id), client, parent_id, sweep_dir, title, leaderboard.ARTIFACT_DIR
+        )
         client.set_terminated(parent_id, "FINISHED")
 
 

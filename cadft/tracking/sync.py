@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cadft.errors import CadftError
 from cadft.layout import RUN_RECORD
 from cadft.tracking.record import read_record, update_record
 from cadft.tracking.store import bound_http_retries, offline_uri
-from cadft.errors import CadftError
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,10 @@ def sync(run_dir: Path, tracking_uri: str | None = None, *, killed: bool = False
     status = run.info.status
     if status == "RUNNING":
         if not killed:
-            raise CadftError(f"{run_dir}: the offline run is still RUNNING: sync once its training has ended; a process killed "
-                             "outright (SIGKILL, out of memory) never closes it: pass --killed to send it as KILLED")
+            raise CadftError(
+                f"{run_dir}: the offline run is still RUNNING: sync once its training has ended; a process killed "
+                "outright (SIGKILL, out of memory) never closes it: pass --killed to send it as KILLED"
+            )
         status = "KILLED"
     server = MlflowClient(uri)
     try:
@@ -58,8 +60,9 @@ def sync(run_dir: Path, tracking_uri: str | None = None, *, killed: bool = False
             name = local.get_experiment(run.info.experiment_id).name
             experiment = server.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else server.create_experiment(name)
-            target = server.create_run(experiment_id, start_time=run.info.start_time, run_name=run.info.run_name,
-                                       tags=run.data.tags).info.run_id
+            target = server.create_run(
+                experiment_id, start_time=run.info.start_time, run_name=run.info.run_name, tags=run.data.tags
+            ).info.run_id
         have = server.get_run(target).data.params
         params = [Param(k, v) for k, v in run.data.params.items() if k not in have]
         tags = [RunTag(k, v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")]
@@ -73,12 +76,24 @@ def sync(run_dir: Path, tracking_uri: str | None = None, *, killed: bool = False
     except MlflowException as err:
         if err.get_http_status_code() < 500:
             raise
-        raise CadftError(f"the tracking server {uri} does not answer ({str(err).splitlines()[0][:200]}); "
-                         "start it, or pass --tracking-uri URI") from None
-    update_record(run_dir, run_id=target, tracking_uri=uri,
-                           offline=offline | {"synced": True, "server_run_id": target, "synced_to": uri})
-    return {"run_id": target, "new_run": new_run, "params": len(params), "metric_values": len(metrics),
-            "artifacts": len(files), "status": status}
+        raise CadftError(
+            f"the tracking server {uri} does not answer ({str(err).splitlines()[0][:200]}); "
+            "start it, or pass --tracking-uri URI"
+        ) from None
+    update_record(
+        run_dir,
+        run_id=target,
+        tracking_uri=uri,
+        offline=offline | {"synced": True, "server_run_id": target, "synced_to": uri},
+    )
+    return {
+        "run_id": target,
+        "new_run": new_run,
+        "params": len(params),
+        "metric_values": len(metrics),
+        "artifacts": len(files),
+        "status": status,
+    }
 
 
 def _server_run(server, run_id: str | None) -> str | None:

@@ -20,13 +20,22 @@ from cadft.tracking import names
 
 VIEW_KEY = "cadft"
 VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
-HEADLINE_METRICS = (names.RANK_METRIC, "test/auroc", "test/auprc", "test/brier", "test/oe_ratio", "test/calibration_slope",
-                    *names.USAGE_METRICS.values())  # CIs: cadft-compare
+HEADLINE_METRICS = (
+    names.RANK_METRIC,
+    "test/auroc",
+    "test/auprc",
+    "test/brier",
+    "test/oe_ratio",
+    "test/calibration_slope",
+    *names.USAGE_METRICS.values(),
+)  # CIs: cadft-compare
 
 
 def view_state(swept_tags: list[str]) -> dict:
     """The run-table columns (the UI's column keys: `tags.\\`name\\``, `metrics.\\`name\\``), best validation AUROC first."""
-    columns = [f"tags.`{tag}`" for tag in [*names.RUN_TAGS, *swept_tags]] + [f"metrics.`{metric}`" for metric in HEADLINE_METRICS]
+    columns = [f"tags.`{tag}`" for tag in [*names.RUN_TAGS, *swept_tags]] + [
+        f"metrics.`{metric}`" for metric in HEADLINE_METRICS
+    ]
     return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
 
 

@@ -57,7 +57,9 @@ def load_tokenizer(backbone: Backbone, cache_dir: str | os.PathLike) -> PreTrain
     position (and, with causal attention, its hidden state) unchanged, so a batched prediction equals the
     one-at-a-time prediction. Left padding would shift the rotary positions of shorter inputs.
     """
-    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone, cache_dir), trust_remote_code=backbone.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_backbone(backbone, cache_dir), trust_remote_code=backbone.trust_remote_code
+    )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise CadftError(f"backbone {backbone.name!r}: the tokenizer has neither a pad nor an eos token")
@@ -74,7 +76,7 @@ def _resolve_hf_path(path: str) -> str:
     if local.is_dir():
         return str(local.resolve())
     # A hub id is `name` or `org/name`; anything else that is not an existing folder was meant as a path.
-    looks_like_path = path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path
+    looks_like_path = path.startswith((".", "/", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)
     if looks_like_path or local.exists():
         raise CadftError(f"backbone.path={path!r} is not an existing folder (and is not a hub id)")
     return path
@@ -137,7 +139,10 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, GgufConfig
 
     model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32,
+        gguf_path.parent,
+        gguf_file=gguf_path.name,
+        quantization_config=GgufConfig(dequantize=True),
+        dtype=torch.float32,
         use_kernels=False,  # see cadft.train.model._load_base
     )
     # transformers 5.24 drops the GGUF quantizer itself after dequantizing; earlier 5.x kept it attached and
@@ -226,7 +231,9 @@ def _build_tiny(backbone: BackboneTiny, out: Path) -> None:
     tokenizer = _train_tiny_tokenizer(backbone.vocab_size)
     config = _tiny_config(backbone, tokenizer.pad_token_id, tokenizer.eos_token_id)
     if len(tokenizer) > config.vocab_size:
-        raise CadftError(f"the tiny tokenizer has {len(tokenizer)} tokens, more than backbone.vocab_size={config.vocab_size}")
+        raise CadftError(
+            f"the tiny tokenizer has {len(tokenizer)} tokens, more than backbone.vocab_size={config.vocab_size}"
+        )
     torch.manual_seed(backbone.seed)
     model = AutoModelForCausalLM.from_config(config).to(torch.float32)
     _save_on_any_rank(model, out)

@@ -21,8 +21,14 @@ STAGING_DIR = ".staging"  # under the checkpoints folder: a checkpoint being wri
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")  # the Trainer's PREFIX_CHECKPOINT_DIR-<global step>
 TRAINER_STATE = "trainer_state.json"
 # Any one of these holds the trained weights: an adapter (lora, qlora) or the whole model (full), maybe sharded.
-WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
-           "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHTS = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 # The optimizer state: the Trainer's file, or DeepSpeed's `latest` tag naming its global_stepN folder.
 OPTIMIZER = ("optimizer.pt", "latest")
 
@@ -41,10 +47,19 @@ def missing_part(folder: Path) -> str | None:
 
 def last_complete(folder: Path) -> Path:
     """The complete checkpoint with the highest step under folder; warns about each incomplete one skipped."""
-    found = sorted((int(m.group(1)), path) for path in folder.glob("checkpoint-*")
-                   if path.is_dir() and (m := CHECKPOINT_NAME.match(path.name))) if folder.is_dir() else []
+    found = (
+        sorted(
+            (int(m.group(1)), path)
+            for path in folder.glob("checkpoint-*")
+            if path.is_dir() and (m := CHECKPOINT_NAME.match(path.name))
+        )
+        if folder.is_dir()
+        else []
+    )
     if not found:
-        raise CadftError(f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR")
+        raise CadftError(
+            f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR"
+        )
     staging = folder / STAGING_DIR
     for leftover in sorted(staging.iterdir()) if staging.is_dir() else []:
         log.warning("skipping %s: a checkpoint left half-written by a run that stopped while saving it", leftover)
@@ -55,5 +70,7 @@ def last_complete(folder: Path) -> Path:
             return path
         log.warning("skipping incomplete checkpoint %s (%s)", path, problem)
         skipped.append(f"{path.name}: {problem}")
-    raise CadftError(f"train.resume=true but no checkpoint under {folder} is complete ({'; '.join(skipped)}); "
-                     "start a new run (another hydra.run.dir)")
+    raise CadftError(
+        f"train.resume=true but no checkpoint under {folder} is complete ({'; '.join(skipped)}); "
+        "start a new run (another hydra.run.dir)"
+    )

@@ -38,7 +38,9 @@ class TokenizedSplit(torch.utils.data.Dataset):
     def sorted_by_length(self) -> TokenizedSplit:
         """The same examples, longest first: evaluation batches with little padding."""
         order = np.argsort([-len(ids) for ids in self.input_ids], kind="stable")
-        return TokenizedSplit(self.name, self.eids[order], self.labels[order], [self.input_ids[i] for i in order], self.truncated)
+        return TokenizedSplit(
+            self.name, self.eids[order], self.labels[order], [self.input_ids[i] for i in order], self.truncated
+        )
 
 
 def tokenize_split(table: pl.DataFrame, name: str, tokenizer, max_length: int, head: Head) -> TokenizedSplit:
@@ -52,6 +54,12 @@ def tokenize_split(table: pl.DataFrame, name: str, tokenizer, max_length: int, h
         log.warning(
             "%s: %d of %d records are longer than train.max_length=%d tokens (longest %d) and are TRUNCATED: "
             "they lose their last features. Raise train.max_length or shorten the text template.",
-            name, encoded.truncated, table.height, max_length, encoded.longest,
+            name,
+            encoded.truncated,
+            table.height,
+            max_length,
+            encoded.longest,
         )
-    return TokenizedSplit(name, table["eid"].to_numpy(), table["label"].to_numpy().astype(np.int64), encoded.input_ids, encoded.truncated)
+    return TokenizedSplit(
+        name, table["eid"].to_numpy(), table["label"].to_numpy().astype(np.int64), encoded.input_ids, encoded.truncated
+    )

@@ -39,15 +39,24 @@ def encode(texts: list[str], tokenizer, head: Head, max_length: int) -> Encoded:
     """Token ids of each record's model input, at most max_length long."""
     if head.name == "classifier":
         full = tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-        return Encoded([ids[:max_length] for ids in full], sum(len(ids) > max_length for ids in full), max((len(i) for i in full), default=0))
+        return Encoded(
+            [ids[:max_length] for ids in full],
+            sum(len(ids) > max_length for ids in full),
+            max((len(i) for i in full), default=0),
+        )
     before, after = prompt_ids(tokenizer, head)
     room = max_length - len(before) - len(after)
     if room < 1:
-        raise CadftError(f"train.max_length={max_length} leaves no room for the record: the head=verbalizer prompt alone takes "
-                         f"{len(before) + len(after)} tokens; raise train.max_length or shorten head.question / head.system")
+        raise CadftError(
+            f"train.max_length={max_length} leaves no room for the record: the head=verbalizer prompt alone takes "
+            f"{len(before) + len(after)} tokens; raise train.max_length or shorten head.question / head.system"
+        )
     records = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"] if texts else []
-    return Encoded([before + ids[:room] + after for ids in records], sum(len(ids) > room for ids in records),
-                   max((len(ids) for ids in records), default=0) + len(before) + len(after))
+    return Encoded(
+        [before + ids[:room] + after for ids in records],
+        sum(len(ids) > room for ids in records),
+        max((len(ids) for ids in records), default=0) + len(before) + len(after),
+    )
 
 
 def prompt_ids(tokenizer, head: HeadVerbalizer) -> tuple[list[int], list[int]]:
@@ -56,14 +65,20 @@ def prompt_ids(tokenizer, head: HeadVerbalizer) -> tuple[list[int], list[int]]:
     content = f"{_RECORD}\n\n{head.question}"
     if tokenizer.chat_template:
         messages = [{"role": "system", "content": head.system}] if head.system is not None else []
-        rendered = tokenizer.apply_chat_template(messages + [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(
+            messages + [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
     else:
         rendered = (tokenizer.bos_token or "") + f"{_RECORD}\n{head.question}\nAnswer:"
     before, found, after = rendered.partition(_RECORD)
     if not found:
-        raise CadftError("the backbone's chat template dropped the user message: head=verbalizer cannot place the record in it")
-    return (tokenizer(before, add_special_tokens=False)["input_ids"] if before else [],
-            tokenizer(after, add_special_tokens=False)["input_ids"])
+        raise CadftError(
+            "the backbone's chat template dropped the user message: head=verbalizer cannot place the record in it"
+        )
+    return (
+        tokenizer(before, add_special_tokens=False)["input_ids"] if before else [],
+        tokenizer(after, add_special_tokens=False)["input_ids"],
+    )
 
 
 def answer_token_ids(tokenizer, head: HeadVerbalizer) -> tuple[int, int]:
@@ -76,8 +91,10 @@ def answer_token_ids(tokenizer, head: HeadVerbalizer) -> tuple[int, int]:
             raise CadftError(f"head.{key}={getattr(head, key)!r} encodes to no token")
         ids.append(tokens[0])
     if ids[0] == ids[1]:
-        raise CadftError(f"head.answer_no={head.answer_no!r} and head.answer_yes={head.answer_yes!r} start with the same "
-                         f"token ({ids[0]}): the model could not tell them apart; choose words that differ in their first token")
+        raise CadftError(
+            f"head.answer_no={head.answer_no!r} and head.answer_yes={head.answer_yes!r} start with the same "
+            f"token ({ids[0]}): the model could not tell them apart; choose words that differ in their first token"
+        )
     return ids[0], ids[1]
 
 
@@ -90,8 +107,10 @@ def init_head(model: torch.nn.Module, tokenizer, head: Head, backbone_path: str,
     weight = getattr(model, head_name).weight
     with _gathered(weight):  # under ZeRO-3 the weight is partitioned; rank 0's copy is scattered back
         if weight.shape != rows.shape:
-            raise CadftError(f"the score layer has shape {tuple(weight.shape)}, the answer rows {tuple(rows.shape)}: "
-                             "head=verbalizer needs a backbone whose hidden state feeds its language-model head directly")
+            raise CadftError(
+                f"the score layer has shape {tuple(weight.shape)}, the answer rows {tuple(rows.shape)}: "
+                "head=verbalizer needs a backbone whose hidden state feeds its language-model head directly"
+            )
         weight.data.copy_(rows.to(weight.dtype))
 
 
@@ -100,7 +119,9 @@ def output_embedding_rows(model: torch.nn.Module, backbone_path: str, token_ids:
     from safetensors import safe_open
 
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    embeddings = next(name for name, module in model.named_modules() if module is model.get_input_embeddings()) + ".weight"
+    embeddings = (
+        next(name for name, module in model.named_modules() if module is model.get_input_embeddings()) + ".weight"
+    )
     keys = [embeddings] if tied else ["lm_head.weight"]  # untied: the input embeddings would be the wrong rows
     files = _weight_files(backbone_path)
     for key in keys:
@@ -108,8 +129,10 @@ def output_embedding_rows(model: torch.nn.Module, backbone_path: str, token_ids:
             with safe_open(files[key], framework="pt") as handle:
                 table = handle.get_slice(key)
                 return torch.cat([table[i : i + 1] for i in token_ids]).float()
-    raise CadftError(f"backbone {backbone_path}: none of {', '.join(keys)} is in its safetensors files, so head=verbalizer "
-                     "cannot find the language-model head's rows; use head=classifier")
+    raise CadftError(
+        f"backbone {backbone_path}: none of {', '.join(keys)} is in its safetensors files, so head=verbalizer "
+        "cannot find the language-model head's rows; use head=classifier"
+    )
 
 
 def _weight_files(backbone_path: str) -> dict[str, str]:
@@ -122,12 +145,14 @@ def _weight_files(backbone_path: str) -> dict[str, str]:
         return {key: str(Path(index).parent / file) for key, file in weight_map.items()}
     single = cached_file(backbone_path, "model.safetensors", _raise_exceptions_for_missing_entries=False)
     if not single:
-        raise CadftError(f"backbone {backbone_path}: no model.safetensors (or index) to read the language-model head from; "
-                         "head=verbalizer needs safetensors weights")
+        raise CadftError(
+            f"backbone {backbone_path}: no model.safetensors (or index) to read the language-model head from; "
+            "head=verbalizer needs safetensors weights"
+        )
     from safetensors import safe_open
 
     with safe_open(single, framework="pt") as handle:
-        return {key: single for key in handle.keys()}  # noqa: SIM118 (safe_open is no mapping: no iteration)
+        return dict.fromkeys(handle.keys(), single)
 
 
 def _gathered(weight: torch.nn.Parameter):

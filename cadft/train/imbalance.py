@@ -39,7 +39,9 @@ class AppliedImbalance:
             "imbalance.applied.method": self.method,
             "imbalance.applied.weight_control": round(self.class_weights[0], 6),
             "imbalance.applied.weight_case": round(self.class_weights[1], 6),
-            "imbalance.applied.positive_fraction": "natural" if self.positive_fraction is None else self.positive_fraction,
+            "imbalance.applied.positive_fraction": "natural"
+            if self.positive_fraction is None
+            else self.positive_fraction,
         }
 
 
@@ -70,7 +72,16 @@ class GroupedSampler(torch.utils.data.Sampler[int]):
     loader's sharding gives each rank different whole batches.
     """
 
-    def __init__(self, lengths: list[int], labels: np.ndarray, imbalance: AppliedImbalance, *, batch_size: int, world_size: int = 1, seed: int = 0):
+    def __init__(
+        self,
+        lengths: list[int],
+        labels: np.ndarray,
+        imbalance: AppliedImbalance,
+        *,
+        batch_size: int,
+        world_size: int = 1,
+        seed: int = 0,
+    ):
         self.lengths = np.asarray(lengths)
         self.labels = np.asarray(labels)
         self.imbalance = imbalance
@@ -146,7 +157,9 @@ def _cycle(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray
     return np.concatenate([rng.permutation(pool) for _ in range(passes)])[:count]
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example losses in fp32: (weight * CE, CE)."""
     losses = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
     return weights.to(losses.device)[labels] * losses, losses

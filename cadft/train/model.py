@@ -24,8 +24,8 @@ from transformers import (
 from cadft.config.schema import Head, HeadVerbalizer, Model
 from cadft.config.typecheck import plain
 from cadft.errors import CadftError
-from cadft.train.head import init_head
 from cadft.layout import CHECKPOINT_INFO
+from cadft.train.head import init_head
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_CHOICES = ("auto", *DTYPES)
@@ -81,12 +81,25 @@ def build_model(
     return model
 
 
-def zero_shot_model(backbone_path: str, tokenizer: PreTrainedTokenizerBase, head: HeadVerbalizer, *, device: str = "cpu",
-                    dtype: str = "fp32", trust_remote_code: bool = False) -> torch.nn.Module:
+def zero_shot_model(
+    backbone_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    head: HeadVerbalizer,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    trust_remote_code: bool = False,
+) -> torch.nn.Module:
     """The backbone as it is, its score head set from the answer words (cadft.train.head), frozen: the zero-shot baseline,
     in `dtype` (baselines.zero_shot_dtype)."""
-    info = {"strategy": "full", "base_model": backbone_path, "dtype": dtype, "quantization": None,
-            "pad_token_id": tokenizer.pad_token_id, "trust_remote_code": trust_remote_code}
+    info = {
+        "strategy": "full",
+        "base_model": backbone_path,
+        "dtype": dtype,
+        "quantization": None,
+        "pad_token_id": tokenizer.pad_token_id,
+        "trust_remote_code": trust_remote_code,
+    }
     model = _load_base(info, device, dtype_name=dtype)
     init_head(model, tokenizer, head, backbone_path, HEAD)
     model.requires_grad_(False)
@@ -194,7 +207,9 @@ def _require_bitsandbytes(device: str) -> None:
     try:
         import bitsandbytes
     except ImportError as error:
-        raise CadftError("model=qlora needs bitsandbytes: pip install 'bitsandbytes>=0.48,<0.51' (or use model=lora)") from error
+        raise CadftError(
+            "model=qlora needs bitsandbytes: pip install 'bitsandbytes>=0.48,<0.51' (or use model=lora)"
+        ) from error
     device_type = torch.device(device).type
     supported = sorted(getattr(bitsandbytes, "supported_torch_devices", ()))
     if device_type not in supported:
@@ -209,7 +224,9 @@ def _check_target_modules(model: torch.nn.Module, targets: str | list[str]) -> N
     if targets == ALL_LINEAR:
         return
     linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and name != HEAD]
-    unmatched = [target for target in targets if not any(name == target or name.endswith("." + target) for name in linear)]
+    unmatched = [
+        target for target in targets if not any(name == target or name.endswith("." + target) for name in linear)
+    ]
     if unmatched:
         leaf_names = sorted({name.rsplit(".", 1)[-1] for name in linear})
         raise CadftError(

@@ -43,7 +43,13 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
     from cadft.train.dataset import tokenize_split
     from cadft.train.imbalance import resolve_imbalance
     from cadft.train.model import build_model, merged_for_scoring, trainable_parameter_summary, write_checkpoint_info
-    from cadft.train.trainer import CadftTrainer, MlflowMetricsCallback, build_training_arguments, classification_metrics, resolve_device
+    from cadft.train.trainer import (
+        CadftTrainer,
+        MlflowMetricsCallback,
+        build_training_arguments,
+        classification_metrics,
+        resolve_device,
+    )
     from cadft.train.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype
 
     run_dir = run_dir.resolve()
@@ -63,39 +69,69 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
     table = prepared.table()
     if is_main_process():  # cadft eval reads the run's config and finds its own splits here
         write_text_atomic(run.config, to_yaml(config))
-        write_text_atomic(run.prepared_record, json.dumps({"table": str(prepared.table_path), "key": prepared.key}) + "\n")
+        write_text_atomic(
+            run.prepared_record, json.dumps({"table": str(prepared.table_path), "key": prepared.key}) + "\n"
+        )
     tokenizer = load_tokenizer(config.backbone, config.paths.cache_dir)
     max_length = config.train.max_length
     train_rows = training_records(table, config)
     val_rows = subsample(table.filter(pl.col("split") == "validation"), config.train.max_eval_examples, config.seed)
     if int(val_rows["label"].sum()) == 0:
-        raise CadftError("the validation split has no cases: model selection needs them; use a larger cohort or other data.split.fractions")
+        raise CadftError(
+            "the validation split has no cases: model selection needs them; use a larger cohort or other data.split.fractions"
+        )
     train_set = tokenize_split(train_rows, "train", tokenizer, max_length, config.head)
     val_set = tokenize_split(val_rows, "validation", tokenizer, max_length, config.head)
     applied = resolve_imbalance(config.imbalance, train_set.labels)
     _evaluate_only_when_it_chooses(args, len(train_set))
 
     set_seed(config.seed)  # the new head and adapters start the same in every run and on every rank
-    model = build_model(config.model, backbone_path, tokenizer, head=config.head, device=device,
-                        trust_remote_code=config.backbone.trust_remote_code)
+    model = build_model(
+        config.model,
+        backbone_path,
+        tokenizer,
+        head=config.head,
+        device=device,
+        trust_remote_code=config.backbone.trust_remote_code,
+    )
     if config.zero.stage == 3:
         keep_4bit_layout(model)
         one_trainable_dtype(model)
     parameters = trainable_parameter_summary(model)
     tags = run_tags(config, run_dir) | {"data_hash": prepared.key[:12]} | (sweep_job.tags if sweep_job else {})
-    session.start_run(config.tracking, config.paths, run_dir, tags, run_name=config.tracking.run_name or (sweep_job and sweep_job.run_name),
-                      parent_run_id=sweep_job and sweep_job.parent_run_id)
+    session.start_run(
+        config.tracking,
+        config.paths,
+        run_dir,
+        tags,
+        run_name=config.tracking.run_name or (sweep_job and sweep_job.run_name),
+        parent_run_id=sweep_job and sweep_job.parent_run_id,
+    )
     status = "FAILED"
     try:
-        session.log_params(names.flat_config(plain(config)) | applied.as_params() | {
-            "data.train_examples": len(train_set), "data.validation_examples": len(val_set),
-            "data.truncated_train": train_set.truncated, "data.truncated_validation": val_set.truncated,
-            "model.trainable_parameters": parameters["trainable"], "model.total_parameters": parameters["total"],
-        } | names.cohort_params(prepared.card))
+        session.log_params(
+            names.flat_config(plain(config))
+            | applied.as_params()
+            | {
+                "data.train_examples": len(train_set),
+                "data.validation_examples": len(val_set),
+                "data.truncated_train": train_set.truncated,
+                "data.truncated_validation": val_set.truncated,
+                "model.trainable_parameters": parameters["trainable"],
+                "model.total_parameters": parameters["total"],
+            }
+            | names.cohort_params(prepared.card)
+        )
         trainer = CadftTrainer(
-            model=model, args=args, train_dataset=train_set, eval_dataset=val_set.sorted_by_length(),
-            data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-            compute_metrics=classification_metrics, imbalance=applied, sampler_seed=config.seed,
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=val_set.sorted_by_length(),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=classification_metrics,
+            imbalance=applied,
+            sampler_seed=config.seed,
             callbacks=[MlflowMetricsCallback()],
         )
         started = time.perf_counter()
@@ -109,9 +145,18 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
             sample.save(run.model_dir / TRAINING_SAMPLE_FILE)
             # Under ZeRO-3 the trained weights are spread over the ranks: rank 0 scores the saved model instead.
             # Scored as cadft eval and cadft predict score the saved model: with the adapters merged (trainable no more).
-            model = load_unpartitioned(run.model_dir, device) if config.zero.stage == 3 else merged_for_scoring(trainer.model)
-            metrics, baselines = _evaluate(config, model, tokenizer, table, run, device, train_rows, sample, prepared.card)
-            usage = {names.USAGE_METRICS["train_seconds"]: train_seconds, names.USAGE_METRICS["peak_memory_gb"]: _peak_memory_gb(device)}
+            model = (
+                load_unpartitioned(run.model_dir, device)
+                if config.zero.stage == 3
+                else merged_for_scoring(trainer.model)
+            )
+            metrics, baselines = _evaluate(
+                config, model, tokenizer, table, run, device, train_rows, sample, prepared.card
+            )
+            usage = {
+                names.USAGE_METRICS["train_seconds"]: train_seconds,
+                names.USAGE_METRICS["peak_memory_gb"]: _peak_memory_gb(device),
+            }
             session.log_metrics(usage)
             _log_artifacts(config, run, prepared.card_path)
             _print_summary(config, metrics, baselines, usage, run, train_set.truncated + val_set.truncated)
@@ -127,9 +172,14 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
 def run_tags(config: Config, run_dir: Path) -> dict[str, str]:
     """What a run is, as MLflow tags (the UI shows them as run-table columns)."""
     return {
-        "strategy": config.model.name, "head": config.head.name, "imbalance": config.imbalance.method,
-        "zero": str(config.zero.stage or "none"), "backbone": config.backbone.name, "task": config.task.name,
-        names.KIND_TAG: names.KIND_LLM, names.RUN_DIR_TAG: str(run_dir),
+        "strategy": config.model.name,
+        "head": config.head.name,
+        "imbalance": config.imbalance.method,
+        "zero": str(config.zero.stage or "none"),
+        "backbone": config.backbone.name,
+        "task": config.task.name,
+        names.KIND_TAG: names.KIND_LLM,
+        names.RUN_DIR_TAG: str(run_dir),
     }
 
 
@@ -138,7 +188,10 @@ def _evaluate_only_when_it_chooses(args, n_train: int) -> None:
     training: the Trainer's own pass is then skipped (the demo's case)."""
     from transformers.trainer_utils import IntervalStrategy
 
-    steps_per_epoch = math.ceil(math.ceil(n_train / (args.per_device_train_batch_size * max(1, args.world_size))) / args.gradient_accumulation_steps)
+    steps_per_epoch = math.ceil(
+        math.ceil(n_train / (args.per_device_train_batch_size * max(1, args.world_size)))
+        / args.gradient_accumulation_steps
+    )
     steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.num_train_epochs)
     if args.eval_steps >= steps:
         log.info("one evaluation at the last step would choose nothing: validation is scored once, after training")
@@ -152,16 +205,29 @@ def training_sample(table: pl.DataFrame, train_rows: pl.DataFrame, applied) -> T
 
     population = table.filter(pl.col("split") == "train")
     fraction = applied.positive_fraction if applied.positive_fraction is not None else float(train_rows["label"].mean())
-    return TrainingSample(int(population["label"].sum()), population.height, float(fraction), tuple(applied.class_weights))
+    return TrainingSample(
+        int(population["label"].sum()), population.height, float(fraction), tuple(applied.class_weights)
+    )
 
 
-def _evaluate(config: Config, model, tokenizer, table: pl.DataFrame, run: RunLayout, device: str, train_rows: pl.DataFrame,
-              sample: TrainingSample, card: dict) -> tuple[dict, dict]:
+def _evaluate(
+    config: Config,
+    model,
+    tokenizer,
+    table: pl.DataFrame,
+    run: RunLayout,
+    device: str,
+    train_rows: pl.DataFrame,
+    sample: TrainingSample,
+    card: dict,
+) -> tuple[dict, dict]:
     """Score, recalibrate on validation and save the calibrator beside the model, compare with the baselines."""
     from cadft.eval.recalibration import Recalibrator
     from cadft.eval.run import evaluate_model
 
-    metrics, baselines = evaluate_model(model, tokenizer, table, config, run.eval_dir, device=device, train_rows=train_rows, sample=sample, card=card)
+    metrics, baselines = evaluate_model(
+        model, tokenizer, table, config, run.eval_dir, device=device, train_rows=train_rows, sample=sample, card=card
+    )
     Recalibrator(**metrics["recalibration"]).save(run.model_dir / CALIBRATOR_FILE)
     session.log_metrics(names.flatten_metrics(metrics))
     return metrics, baselines
@@ -171,14 +237,19 @@ def _log_artifacts(config: Config, run: RunLayout, card_path: Path) -> None:
     from cadft.eval.report import shareable_files
 
     session.log_artifacts([run.config, card_path], artifact_path="config")
-    session.log_artifacts(shareable_files(run.eval_dir, include_eids=store.may_log_eids(config.tracking, config.paths)), artifact_path="eval")
+    session.log_artifacts(
+        shareable_files(run.eval_dir, include_eids=store.may_log_eids(config.tracking, config.paths)),
+        artifact_path="eval",
+    )
     if config.tracking.log_model == "adapter":
         session.log_artifacts([run.model_dir])
     elif config.tracking.log_model == "pyfunc" and session.is_active():
         from cadft.tracking.logged_model import log_risk_model
 
         register_as = config.tracking.register_model
-        model_uri = session.log_with(lambda client, run_id: log_risk_model(run.root, client.tracking_uri, run_id, register_as))
+        model_uri = session.log_with(
+            lambda client, run_id: log_risk_model(run.root, client.tracking_uri, run_id, register_as)
+        )
         session.set_tags({names.MODEL_URI_TAG: model_uri})
 
 
@@ -216,9 +287,14 @@ def _peak_memory_gb(device: str) -> float:
 def _print_summary(config: Config, metrics: dict, baselines: dict, usage: dict, run: RunLayout, truncated: int) -> None:
     from cadft.eval.summary import print_summary
 
-    print_summary(f"cadft train: {config.model.name} / {config.imbalance.method} / {config.backbone.name} on {config.task.name} "
-                  f"(risks recalibrated: {metrics['recalibration']['method']}; test scored once)", {metrics["model"]: metrics} | baselines,
-                  metrics.get("comparison"), footer=[
-                      f"train time {usage[names.USAGE_METRICS['train_seconds']]:.0f} s, peak memory "
-                      f"{usage[names.USAGE_METRICS['peak_memory_gb']]:.2f} GiB, truncated records {truncated}",
-                      f"report: {run.eval_dir / REPORT_FILE}"])
+    print_summary(
+        f"cadft train: {config.model.name} / {config.imbalance.method} / {config.backbone.name} on {config.task.name} "
+        f"(risks recalibrated: {metrics['recalibration']['method']}; test scored once)",
+        {metrics["model"]: metrics} | baselines,
+        metrics.get("comparison"),
+        footer=[
+            f"train time {usage[names.USAGE_METRICS['train_seconds']]:.0f} s, peak memory "
+            f"{usage[names.USAGE_METRICS['peak_memory_gb']]:.2f} GiB, truncated records {truncated}",
+            f"report: {run.eval_dir / REPORT_FILE}",
+        ],
+    )

@@ -24,10 +24,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import rotate_checkpoints
 
 from cadft.config.schema import Config
+from cadft.errors import CadftError
 from cadft.files import publish_dir
 from cadft.tracking import names, session
 from cadft.train.checkpoints import STAGING_DIR, TRAINER_STATE
-from cadft.errors import CadftError
 from cadft.train.imbalance import AppliedImbalance, GroupedSampler, weighted_cross_entropy
 from cadft.train.model import resolve_dtype, write_checkpoint_info
 from cadft.train.zero import deepspeed_config, ready_process
@@ -108,8 +108,12 @@ class CadftTrainer(Trainer):
             self.state.save_to_json(str(staging / TRAINER_STATE))
             write_checkpoint_info(self.model, staging)
             publish_dir(staging, final)  # over an incomplete checkpoint-N that a resumed run skipped
-            rotate_checkpoints(output_dir=str(parent), save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+            rotate_checkpoints(
+                output_dir=str(parent),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
         self.accelerator.wait_for_everyone()  # no rank goes on before checkpoint-N exists
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -120,7 +124,9 @@ class CadftTrainer(Trainer):
                 totals = torch.tensor([[unweighted_sum, count]], dtype=torch.float64, device=self.args.device)
                 unweighted_sum, count = self.accelerator.gather(totals).sum(dim=0).tolist()
             logs["loss_unweighted"] = unweighted_sum / count
-            logs["examples_per_second"] = self._examples_since_log * max(1, self.args.world_size) / max(now - self._last_log_time, 1e-9)
+            logs["examples_per_second"] = (
+                self._examples_since_log * max(1, self.args.world_size) / max(now - self._last_log_time, 1e-9)
+            )
             self._unweighted_sum, self._unweighted_count, self._examples_since_log = 0.0, 0, 0
             self._last_log_time = now
         super().log(logs, start_time)
@@ -180,7 +186,8 @@ def build_training_arguments(config: Config, output_dir: Path, device: str) -> T
         metric_for_best_model="auroc",
         greater_is_better=True,
         bf16=bf16,
-        use_cpu=device == "cpu" and zero is None,  # accelerate runs DeepSpeed only with use_cpu off; it finds the CPU itself
+        use_cpu=device == "cpu"
+        and zero is None,  # accelerate runs DeepSpeed only with use_cpu off; it finds the CPU itself
         deepspeed=zero,
         seed=config.seed,
         data_seed=config.seed,

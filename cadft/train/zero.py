@@ -26,15 +26,19 @@ from pathlib import Path
 
 import torch
 
-from cadft.train.distributed import use_gloo_for_deepspeed_without_cuda
 from cadft.config.schema import Model, Zero
 from cadft.config.typecheck import plain
 from cadft.errors import CadftError
+from cadft.train.distributed import use_gloo_for_deepspeed_without_cuda
 from cadft.train.model import load_model, resolve_dtype
 
 AUTO = "auto"
 ZERO_KEYS = ("overlap_comm", "contiguous_gradients", "reduce_bucket_size")
-STAGE3_KEYS = ("stage3_prefetch_bucket_size", "stage3_param_persistence_threshold", "stage3_gather_16bit_weights_on_model_save")
+STAGE3_KEYS = (
+    "stage3_prefetch_bucket_size",
+    "stage3_param_persistence_threshold",
+    "stage3_gather_16bit_weights_on_model_save",
+)
 
 
 def deepspeed_config(zero_cfg: Zero, model: Model, device: str) -> dict | None:
@@ -59,7 +63,7 @@ def deepspeed_config(zero_cfg: Zero, model: Model, device: str) -> dict | None:
         "steps_per_print": 10**9,  # the Trainer logs progress; DeepSpeed's own prints would repeat it
     }
     if zero["offload_optimizer"] == "cpu":
-        config["optimizer"] = {"type": "AdamW", "params": {key: AUTO for key in ("lr", "betas", "eps", "weight_decay")}}
+        config["optimizer"] = {"type": "AdamW", "params": dict.fromkeys(("lr", "betas", "eps", "weight_decay"), AUTO)}
     return config
 
 
@@ -68,8 +72,10 @@ def check_device(zero: Mapping, model: Model, device: str) -> None:
     process sees and the dtypes on this device."""
     stage = zero["stage"]
     if device == "cpu" and torch.cuda.is_available():
-        raise CadftError("train.device=cpu with zero: DeepSpeed would still use the visible GPUs; "
-                         "hide them (CUDA_VISIBLE_DEVICES=) or use train.device=auto")
+        raise CadftError(
+            "train.device=cpu with zero: DeepSpeed would still use the visible GPUs; "
+            "hide them (CUDA_VISIBLE_DEVICES=) or use train.device=auto"
+        )
     _check_dtypes(stage, model, device)
 
 
@@ -85,8 +91,16 @@ def ready_process(uses_deepspeed: bool) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        os.environ.update(
+            {
+                "RANK": "0",
+                "LOCAL_RANK": "0",
+                "WORLD_SIZE": "1",
+                "LOCAL_WORLD_SIZE": "1",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            }
+        )
     use_gloo_for_deepspeed_without_cuda()
 
 

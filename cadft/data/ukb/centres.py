@@ -15,7 +15,7 @@ CENTRE_FIELD = 54
 COUNTRIES = ("England", "Scotland", "Wales")
 WALES_CENTRES = (11003, 11022, 11023)  # Cardiff, Swansea, Wrexham
 SCOTLAND_CENTRES = (11004, 11005)  # Glasgow, Edinburgh
-_NOT_ENGLAND = {code: "Wales" for code in WALES_CENTRES} | {code: "Scotland" for code in SCOTLAND_CENTRES}
+_NOT_ENGLAND = dict.fromkeys(WALES_CENTRES, "Wales") | dict.fromkeys(SCOTLAND_CENTRES, "Scotland")
 
 
 def centre_names() -> dict[int, str]:

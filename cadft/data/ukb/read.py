@@ -125,9 +125,13 @@ def _scan_text(path: Path, encoding: str) -> tuple[pl.LazyFrame, list[str], str]
     with path.open("rb") as fh:
         first = fh.readline()
     try:
-        line = first.decode("utf-8-sig" if encoding == "utf8" else "utf-8", errors="strict" if encoding == "utf8" else "replace")
+        line = first.decode(
+            "utf-8-sig" if encoding == "utf8" else "utf-8", errors="strict" if encoding == "utf8" else "replace"
+        )
     except UnicodeDecodeError as err:
-        raise ExtractError(f"{path}: the header is not valid UTF-8 (byte {err.start}); is this a UK Biobank extract?") from None
+        raise ExtractError(
+            f"{path}: the header is not valid UTF-8 (byte {err.start}); is this a UK Biobank extract?"
+        ) from None
     if not line.strip():
         raise ExtractError(f"{path}: the first line is empty; {FORMAT_HELP}")
     separator = "\t" if line.count("\t") > line.count(",") else ","
@@ -170,13 +174,19 @@ def _check_rows(path: Path, rows: Future | None) -> None:
     counts = f"{ragged.found} fields, expected {ragged.expected} as in the header"
     cut = "the file is cut off mid-row (an interrupted download or copy?); export or copy it again"
     if ragged.open_quote:
-        raise ExtractError(f"{where}: a quoted value opened here is never closed ({ragged.found} of the header's "
-                           f"{ragged.expected} fields so far): {cut}, or remove the stray quote")
+        raise ExtractError(
+            f"{where}: a quoted value opened here is never closed ({ragged.found} of the header's "
+            f"{ragged.expected} fields so far): {cut}, or remove the stray quote"
+        )
     if ragged.blank:
-        raise ExtractError(f"{where} is blank (1 field, expected {ragged.expected} as in the header); remove blank lines")
+        raise ExtractError(
+            f"{where} is blank (1 field, expected {ragged.expected} as in the header); remove blank lines"
+        )
     if ragged.at_end and ragged.found < ragged.expected:
         raise ExtractError(f"{where} (the last) has {counts}: {cut}")
-    raise ExtractError(f"{where} has {counts}; every row needs one value per header column (a separator inside an unquoted value?)")
+    raise ExtractError(
+        f"{where} has {counts}; every row needs one value per header column (a separator inside an unquoted value?)"
+    )
 
 
 def _naming(path: Path, header: list[str], fmt: str) -> str:
@@ -204,8 +214,10 @@ def _locate(path: Path, header: list[str], naming: str, fields: list[Field], opt
         key = parse_column(name, naming)
         if key is not None and key.field in wanted and key.instance in (None, 0):
             if key in seen:  # RAP `p31` and `participant.p31`: which one holds the value?
-                raise ExtractError(f"{path}: columns {seen[key]!r} and {name!r} both hold field {key.field} "
-                                   f"(instance {key.instance}, array {key.array}); keep one of them")
+                raise ExtractError(
+                    f"{path}: columns {seen[key]!r} and {name!r} both hold field {key.field} "
+                    f"(instance {key.instance}, array {key.array}); keep one of them"
+                )
             seen[key] = name
             found[key.field].append((name, key))
     missing = [wanted[fid] for fid, cols in found.items() if not cols and fid not in optional]
@@ -227,15 +239,19 @@ def _example_column(f: Field, naming: str) -> str:
 
 def _read_scalars(scan: pl.LazyFrame, eid: str, sources: list[_Source]):
     columns = {s.field.id: s.columns[0][0] for s in sources}
-    raw = scan.select([pl.col(eid).cast(pl.String).alias("eid")] + [pl.col(c).cast(pl.String) for c in columns.values()]).collect(
-        engine="streaming"
+    raw = scan.select(
+        [pl.col(eid).cast(pl.String).alias("eid")] + [pl.col(c).cast(pl.String) for c in columns.values()]
+    ).collect(engine="streaming")
+    raw = raw.with_columns(
+        pl.when(_missing(pl.col(c))).then(None).otherwise(pl.col(c).str.strip_chars()).alias(c) for c in raw.columns
     )
-    raw = raw.with_columns(pl.when(_missing(pl.col(c))).then(None).otherwise(pl.col(c).str.strip_chars()).alias(c) for c in raw.columns)
     eids = raw["eid"].cast(pl.Int64, strict=False)
     if eids.null_count():
         rows = (eids.is_null().arg_true() + 2).head(5).to_list()
         raise ExtractError(f"eid column {eid!r}: {eids.null_count()} rows without an integer eid (file lines {rows})")
-    parsed = raw.select([eids.alias("eid")] + [_parse(pl.col(col), get_field(fid)).alias(f"f{fid}") for fid, col in columns.items()])
+    parsed = raw.select(
+        [eids.alias("eid")] + [_parse(pl.col(col), get_field(fid)).alias(f"f{fid}") for fid, col in columns.items()]
+    )
     bad, unmapped = {}, {}
     for fid, col in columns.items():
         lost = int((raw[col].is_not_null() & parsed[f"f{fid}"].is_null()).sum())
@@ -246,7 +262,15 @@ def _read_scalars(scan: pl.LazyFrame, eid: str, sources: list[_Source]):
 
 def _read_entries(scan: pl.LazyFrame, eid: str, sources: list[_Source]):
     empty = pl.DataFrame(
-        schema={"eid": pl.Int64, "field": pl.Int32, "array": pl.Int32, "code": pl.String, "num": pl.Int64, "value": pl.Float64, "date": pl.Date}
+        schema={
+            "eid": pl.Int64,
+            "field": pl.Int32,
+            "array": pl.Int32,
+            "code": pl.String,
+            "num": pl.Int64,
+            "value": pl.Float64,
+            "date": pl.Date,
+        }
     )
     if not sources:
         return empty, {}, {}
@@ -276,7 +300,11 @@ def _read_entries(scan: pl.LazyFrame, eid: str, sources: list[_Source]):
         .filter(pl.col("raw").is_not_null())
     )
     columns = ["eid", "col", "field", "array", "raw"]
-    long = pl.concat([single.select(columns), cells.select(columns)]).filter(~_missing(pl.col("raw"))).with_columns(pl.col("raw").str.strip_chars())
+    long = (
+        pl.concat([single.select(columns), cells.select(columns)])
+        .filter(~_missing(pl.col("raw")))
+        .with_columns(pl.col("raw").str.strip_chars())
+    )
     parts, bad, unmapped = [], {}, {}
     for s in sources:
         part = long.filter(pl.col("field") == s.field.id)
@@ -332,7 +360,9 @@ def _parse(value: pl.Expr, f: Field) -> pl.Expr:
     numeric = value.cast(pl.Float64, strict=False)
     labels = {label.lower(): code for code, label in f.labels.items()}
     by_label = value.str.strip_chars().str.to_lowercase().replace_strict(labels, default=None, return_dtype=pl.Int64)
-    return pl.when(numeric.is_not_null() & (numeric == numeric.round(0))).then(numeric.cast(pl.Int64)).otherwise(by_label)
+    return (
+        pl.when(numeric.is_not_null() & (numeric == numeric.round(0))).then(numeric.cast(pl.Int64)).otherwise(by_label)
+    )
 
 
 def _check_eids(path: Path, scalars: pl.DataFrame) -> None:

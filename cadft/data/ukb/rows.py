@@ -60,7 +60,9 @@ def first_ragged_row(path: Path, separator: str) -> RaggedRow | None:
     if bad is not None:
         return RaggedRow(*bad, at_end=True, open_quote=False)
     if record and expected is not None:  # the file ends inside a quoted value
-        return RaggedRow(start, _field_count(record, quotes, sep, quoted_sep), expected, blank=False, at_end=True, open_quote=True)
+        return RaggedRow(
+            start, _field_count(record, quotes, sep, quoted_sep), expected, blank=False, at_end=True, open_quote=True
+        )
     return None
 
 
@@ -70,8 +72,14 @@ def _field_count(record: bytes, quotes: int, sep: bytes, quoted_sep: bytes) -> i
         return record.count(sep) + 1
     seps = record.count(sep)
     end = _content_end(record)
-    if (quotes == 2 * (seps + 1) and record.count(quoted_sep) == seps and end >= 2 and record[0] == record[end - 1] == _QUOTE
-            and record[1] != sep[0] and record[end - 2] != sep[0]):
+    if (
+        quotes == 2 * (seps + 1)
+        and record.count(quoted_sep) == seps
+        and end >= 2
+        and record[0] == record[end - 1] == _QUOTE
+        and record[1] != sep[0]
+        and record[end - 2] != sep[0]
+    ):
         # ukbconv CSV: every value quoted, none holding a quote or separator. The quotes are then exactly the
         # first and last byte and the two around each separator, so every separator lies between values.
         return seps + 1

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from cadft.errors import CadftError
 from cadft.data.ukb.read import Extract
+from cadft.errors import CadftError
 
 
 class WithdrawalsError(CadftError):
@@ -38,8 +38,10 @@ def read_withdrawals(path: str | Path | None) -> frozenset[int]:
                 eids.add(int(text))
             except ValueError:
                 shown = text if len(text) <= 40 else text[:40] + "..."
-                raise WithdrawalsError(f"data.withdrawals={path}: line {number}: {shown!r} is not an eid; the file has one "
-                                       "integer eid a line") from None
+                raise WithdrawalsError(
+                    f"data.withdrawals={path}: line {number}: {shown!r} is not an eid; the file has one "
+                    "integer eid a line"
+                ) from None
     return frozenset(eids)
 
 
@@ -61,4 +63,6 @@ def drop_withdrawn(extract: Extract, withdrawn: frozenset[int]) -> tuple[Extract
     if all(count == 0 for count in counts.values()):
         return extract, counts
     eids = extract.scalars.filter(keep).select("eid")
-    return replace(extract, scalars=extract.scalars.filter(keep), entries=extract.entries.join(eids, on="eid", how="semi")), counts
+    return replace(
+        extract, scalars=extract.scalars.filter(keep), entries=extract.entries.join(eids, on="eid", how="semi")
+    ), counts

@@ -42,14 +42,18 @@ def _check_trainable(splits: dict[str, pl.DataFrame]) -> None:
         raise CadftError("the run's training records have only one class: a baseline cannot be fitted on them")
 
 
-def _with_history_indicators(splits: dict[str, pl.DataFrame], feature_names: list[str]) -> tuple[dict[str, pl.DataFrame], list[str]]:
+def _with_history_indicators(
+    splits: dict[str, pl.DataFrame], feature_names: list[str]
+) -> tuple[dict[str, pl.DataFrame], list[str]]:
     """The history list column (text.history=on) as one 0/1 column per item that at least HISTORY_MIN_RECORDS of the
     training records have: the baselines see the history the language model reads. Items come from train alone."""
     if HISTORY_COLUMN not in feature_names:
         return splits, feature_names
     counts = splits["train"][HISTORY_COLUMN].explode().drop_nulls().value_counts()
     items = sorted(counts.filter(pl.col("count") >= HISTORY_MIN_RECORDS)[HISTORY_COLUMN].to_list())
-    indicators = [pl.col(HISTORY_COLUMN).list.contains(item).cast(pl.Int8).alias(f"{HISTORY_COLUMN}={item}") for item in items]
+    indicators = [
+        pl.col(HISTORY_COLUMN).list.contains(item).cast(pl.Int8).alias(f"{HISTORY_COLUMN}={item}") for item in items
+    ]
     names = [name for name in feature_names if name != HISTORY_COLUMN] + [f"{HISTORY_COLUMN}={item}" for item in items]
     return {split: rows.with_columns(indicators) for split, rows in splits.items()}, names
 
@@ -62,11 +66,21 @@ def logistic_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
     y_train, y_val = splits["train"]["label"].to_numpy(), splits["validation"]["label"].to_numpy()
     best = None
     for c in settings.logistic_c:
-        columns = ColumnTransformer([
-            ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()), numeric),
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
-        ])
-        model = make_pipeline(columns, LogisticRegression(C=c, max_iter=5000, random_state=seed)).fit(frames["train"], y_train)
+        columns = ColumnTransformer(
+            [
+                (
+                    "numeric",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+                    ),
+                    numeric,
+                ),
+                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ]
+        )
+        model = make_pipeline(columns, LogisticRegression(C=c, max_iter=5000, random_state=seed)).fit(
+            frames["train"], y_train
+        )
         loss = log_loss(y_val, model.predict_proba(frames["validation"])[:, 1], labels=[0, 1])
         if best is None or loss < best[0]:
             best = (loss, c, model)
@@ -94,13 +108,42 @@ def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
     best = None
     for leaves in grid.num_leaves:
         for rate in grid.learning_rate:
-            model = lightgbm.LGBMClassifier(n_estimators=grid.max_trees, num_leaves=leaves, learning_rate=rate,
-                                            min_child_samples=grid.min_child_samples, random_state=seed, **LIGHTGBM_FIXED)
-            stopping = [lightgbm.early_stopping(grid.early_stopping_rounds, verbose=False)] if grid.early_stopping_rounds else []
-            model.fit(x_train, y_train, eval_X=(x_val,), eval_y=(y_val,), eval_metric="binary_logloss",
-                      categorical_feature=list(range(len(numeric), len(feature_names))), callbacks=stopping)
-            loss = float(model.best_score_["valid_0"]["binary_logloss"]) if stopping else log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1])
+            model = lightgbm.LGBMClassifier(
+                n_estimators=grid.max_trees,
+                num_leaves=leaves,
+                learning_rate=rate,
+                min_child_samples=grid.min_child_samples,
+                random_state=seed,
+                **LIGHTGBM_FIXED,
+            )
+            stopping = (
+                [lightgbm.early_stopping(grid.early_stopping_rounds, verbose=False)]
+                if grid.early_stopping_rounds
+                else []
+            )
+            model.fit(
+                x_train,
+                y_train,
+                eval_X=(x_val,),
+                eval_y=(y_val,),
+                eval_metric="binary_logloss",
+                categorical_feature=list(range(len(numeric), len(feature_names))),
+                callbacks=stopping,
+            )
+            loss = (
+                float(model.best_score_["valid_0"]["binary_logloss"])
+                if stopping
+                else log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1])
+            )
             if best is None or loss < best[0]:
-                best = (loss, {"num_leaves": leaves, "learning_rate": rate, "trees": int(model.best_iteration_ or grid.max_trees)}, model)
+                best = (
+                    loss,
+                    {
+                        "num_leaves": leaves,
+                        "learning_rate": rate,
+                        "trees": int(model.best_iteration_ or grid.max_trees),
+                    },
+                    model,
+                )
     loss, tuned, model = best
     return (model.predict_proba(x_val)[:, 1], model.predict_proba(x_test)[:, 1]), tuned | {"validation_log_loss": loss}

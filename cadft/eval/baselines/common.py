@@ -41,11 +41,15 @@ def splits_of(table: pl.DataFrame) -> dict[str, pl.DataFrame]:
     splits = {name: table.filter(pl.col("split") == name) for name in SPLITS}
     empty = [name for name, rows in splits.items() if rows.height == 0]
     if empty:
-        raise CadftError(f"the prepared table has no {', '.join(empty)} rows; baselines need train, validation and test")
+        raise CadftError(
+            f"the prepared table has no {', '.join(empty)} rows; baselines need train, validation and test"
+        )
     if splits["train"]["label"].n_unique() < 2:
         raise CadftError("the train split has only one class: a baseline cannot be fitted")
     return splits
 
 
 def score_frame(rows: pl.DataFrame, prob: np.ndarray) -> pl.DataFrame:
-    return rows.select("eid", "label", *[c for c in SUBGROUP_COLUMNS if c in rows.columns]).with_columns(pl.Series("prob", prob, pl.Float64))
+    return rows.select("eid", "label", *[c for c in SUBGROUP_COLUMNS if c in rows.columns]).with_columns(
+        pl.Series("prob", prob, pl.Float64)
+    )

@@ -29,8 +29,10 @@ def oracle_scores(table: pl.DataFrame, oracle_path) -> tuple[pl.DataFrame, pl.Da
     parquet = path.suffix.lower() in (".parquet", ".pq")
     columns = pl.read_parquet_schema(path).names() if parquet else pl.read_csv(path, n_rows=0).columns
     if not {"eid", "risk"} <= set(columns):
-        raise CadftError(f"oracle file {path} has columns {', '.join(columns)}; expected eid and risk (written by cadft-synth)")
-    oracle = (pl.read_parquet(path, columns=["eid", "risk"]) if parquet else pl.read_csv(path, columns=["eid", "risk"]))
+        raise CadftError(
+            f"oracle file {path} has columns {', '.join(columns)}; expected eid and risk (written by cadft-synth)"
+        )
+    oracle = pl.read_parquet(path, columns=["eid", "risk"]) if parquet else pl.read_csv(path, columns=["eid", "risk"])
     oracle = oracle.select(pl.col("eid").cast(pl.Int64), pl.col("risk").cast(pl.Float64))
     if oracle["eid"].n_unique() != oracle.height:
         raise CadftError(f"oracle file {path} lists some eids more than once")
@@ -40,7 +42,9 @@ def oracle_scores(table: pl.DataFrame, oracle_path) -> tuple[pl.DataFrame, pl.Da
         rows = splits[name].join(oracle, on="eid", how="left")
         unscored = rows["risk"].null_count()
         if unscored:
-            raise CadftError(f"oracle file {path} has no risk for {unscored} of {rows.height} {name} participants; the oracle is the "
-                             f"incident risk of people free of CAD at baseline, so it only applies to incident tasks of the same cohort")
+            raise CadftError(
+                f"oracle file {path} has no risk for {unscored} of {rows.height} {name} participants; the oracle is the "
+                f"incident risk of people free of CAD at baseline, so it only applies to incident tasks of the same cohort"
+            )
         frames.append(score_frame(rows, rows["risk"].to_numpy()))
     return frames[0], frames[1]

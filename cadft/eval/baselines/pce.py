@@ -25,7 +25,13 @@ MG_DL_PER_MMOL_L = 38.67
 # Ethnicity labels (coding 1001) of the Black group; the mixed "White and Black ..." labels are not in it.
 BLACK_ETHNICITIES = ("Black or Black British", "Caribbean", "African", "Any other Black background")
 PCE_NUMERIC_INPUTS = ("age", "cholesterol", "hdl", "systolic_bp")  # imputed with train medians when missing
-PCE_LABEL_INPUTS = ("sex", "ethnicity", "bp_medication", "smoking", "diabetes")  # compared with labels; missing is "not"
+PCE_LABEL_INPUTS = (
+    "sex",
+    "ethnicity",
+    "bp_medication",
+    "smoking",
+    "diabetes",
+)  # compared with labels; missing is "not"
 
 GROUPS = ("white_women", "white_men", "black_women", "black_men")
 
@@ -60,10 +66,15 @@ def pce_group(female, black) -> np.ndarray:
     return (2 * black + ~female).astype(np.intp)
 
 
-def pce_linear_predictor(age, female, black, total_chol_mmol, hdl_mmol, sbp, bp_treated, smoker, diabetes) -> np.ndarray:
+def pce_linear_predictor(
+    age, female, black, total_chol_mmol, hdl_mmol, sbp, bp_treated, smoker, diabetes
+) -> np.ndarray:
     """The uncentred sum of beta * x of each participant's group equation."""
     age, female, black, tc, hdl, sbp, treated, smoker, diabetes = np.broadcast_arrays(
-        *(np.asarray(v, dtype=float) for v in (age, female, black, total_chol_mmol, hdl_mmol, sbp, bp_treated, smoker, diabetes))
+        *(
+            np.asarray(v, dtype=float)
+            for v in (age, female, black, total_chol_mmol, hdl_mmol, sbp, bp_treated, smoker, diabetes)
+        )
     )
     ln_age = np.log(age)
     ln_tc = np.log(tc * MG_DL_PER_MMOL_L)
@@ -99,28 +110,45 @@ def pce_risk(age, female, black, total_chol_mmol, hdl_mmol, sbp, bp_treated, smo
 def pce_scores(splits: dict[str, pl.DataFrame]):
     absent = [c for c in PCE_NUMERIC_INPUTS + PCE_LABEL_INPUTS if c not in splits["train"].columns]
     if absent:
-        raise CadftError(f"the Pooled Cohort Equations need feature column(s) {', '.join(absent)}, which the prepared table "
-                         f"lacks; add them to data.features or leave pce out of the baselines")
+        raise CadftError(
+            f"the Pooled Cohort Equations need feature column(s) {', '.join(absent)}, which the prepared table "
+            f"lacks; add them to data.features or leave pce out of the baselines"
+        )
     medians = {c: splits["train"][c].cast(pl.Float64).median() for c in PCE_NUMERIC_INPUTS}
     unmeasured = [c for c, median in medians.items() if median is None]
     if unmeasured:
-        raise CadftError(f"PCE input(s) {', '.join(unmeasured)} are missing for every train participant: no median to impute")
+        raise CadftError(
+            f"PCE input(s) {', '.join(unmeasured)} are missing for every train participant: no median to impute"
+        )
     return tuple(pce_risk_of(splits[name], medians, name) for name in ("validation", "test")), {}
 
 
 def pce_risk_of(rows: pl.DataFrame, medians: dict[str, float], split: str) -> np.ndarray:
     missing = {c: rows[c].null_count() for c in PCE_NUMERIC_INPUTS if rows[c].null_count()}
     if missing:
-        log.warning("PCE %s: %d of %d participants had missing inputs imputed with train medians (%s)", split,
-                    pce_imputed_participants(rows), rows.height, ", ".join(f"{c} {n}" for c, n in missing.items()))
+        log.warning(
+            "PCE %s: %d of %d participants had missing inputs imputed with train medians (%s)",
+            split,
+            pce_imputed_participants(rows),
+            rows.height,
+            ", ".join(f"{c} {n}" for c, n in missing.items()),
+        )
     number = {c: rows[c].cast(pl.Float64).fill_null(medians[c]).to_numpy() for c in PCE_NUMERIC_INPUTS}
 
     def equals(column: str, *labels: str) -> np.ndarray:
         return rows[column].cast(pl.String).is_in(labels).fill_null(False).to_numpy()
 
-    return pce_risk(age=number["age"], female=equals("sex", "Female"), black=equals("ethnicity", *BLACK_ETHNICITIES),
-                    total_chol_mmol=number["cholesterol"], hdl_mmol=number["hdl"], sbp=number["systolic_bp"],
-                    bp_treated=equals("bp_medication", "Yes"), smoker=equals("smoking", "Current"), diabetes=equals("diabetes", "Yes"))
+    return pce_risk(
+        age=number["age"],
+        female=equals("sex", "Female"),
+        black=equals("ethnicity", *BLACK_ETHNICITIES),
+        total_chol_mmol=number["cholesterol"],
+        hdl_mmol=number["hdl"],
+        sbp=number["systolic_bp"],
+        bp_treated=equals("bp_medication", "Yes"),
+        smoker=equals("smoking", "Current"),
+        diabetes=equals("diabetes", "Yes"),
+    )
 
 
 def pce_imputed_participants(rows: pl.DataFrame) -> int:

@@ -45,20 +45,30 @@ def terms_for_run(table: pl.DataFrame, config: Config, train_rows: pl.DataFrame)
     return Terms(text_feature_names(all_features, config.text.features), all_features, train_rows["eid"].to_numpy())
 
 
-def fit_baselines(table: pl.DataFrame, terms: Terms, settings: Baselines, *, seed: int, which=CLASSICAL) -> dict[str, Scored]:
+def fit_baselines(
+    table: pl.DataFrame, terms: Terms, settings: Baselines, *, seed: int, which=CLASSICAL
+) -> dict[str, Scored]:
     """name -> Scored, for each classical baseline in `which`."""
     unknown = sorted(set(which) - set(CLASSICAL))
     if unknown:
         raise CadftError(f"baselines.which names {', '.join(unknown)}; allowed here: {', '.join(CLASSICAL)}")
     if not terms.all_features:
-        raise CadftError("the prepared table has no feature columns (seed-JSON data carries only text): classical baselines need features")
+        raise CadftError(
+            "the prepared table has no feature columns (seed-JSON data carries only text): classical baselines need features"
+        )
     absent = [name for name in terms.all_features if name not in table.columns]
     if absent:
         raise CadftError(f"feature column(s) {', '.join(absent)} are not in the prepared table")
     splits = splits_of(table)
-    sample_rows = splits["train"] if terms.train_eids is None else splits["train"].filter(pl.col("eid").is_in(terms.train_eids.tolist()))
+    sample_rows = (
+        splits["train"]
+        if terms.train_eids is None
+        else splits["train"].filter(pl.col("eid").is_in(terms.train_eids.tolist()))
+    )
     if terms.train_eids is not None and sample_rows.height != len(terms.train_eids):
-        raise CadftError(f"{len(terms.train_eids) - sample_rows.height} of the run's training eids are not in the prepared table's training split")
+        raise CadftError(
+            f"{len(terms.train_eids) - sample_rows.height} of the run's training eids are not in the prepared table's training split"
+        )
     equal = {**splits, "train": sample_rows}
     fitters = {
         "logistic": lambda: logistic_scores(equal, terms.features, settings, seed),
@@ -76,22 +86,40 @@ def fit_baselines(table: pl.DataFrame, terms: Terms, settings: Baselines, *, see
             fitted[source] = fitters[source]()
         (validation_prob, test_prob), tuned = fitted[source]
         trained_on = splits["train"] if name.endswith("_all") or name.startswith("pce") else sample_rows
-        features = {"logistic": terms.features, "lightgbm": terms.features, "age": ["age"]}.get(name, terms.all_features)
-        info = {"name": name, "fitted_on": "nothing (published equations)" if name.startswith("pce") else "train",
-                "features": list(PCE_NUMERIC_INPUTS + PCE_LABEL_INPUTS) if name.startswith("pce") else list(features),
-                "train_records": 0 if name.startswith("pce") else trained_on.height, "tuned": tuned}
+        features = {"logistic": terms.features, "lightgbm": terms.features, "age": ["age"]}.get(
+            name, terms.all_features
+        )
+        info = {
+            "name": name,
+            "fitted_on": "nothing (published equations)" if name.startswith("pce") else "train",
+            "features": list(PCE_NUMERIC_INPUTS + PCE_LABEL_INPUTS) if name.startswith("pce") else list(features),
+            "train_records": 0 if name.startswith("pce") else trained_on.height,
+            "tuned": tuned,
+        }
         population = splits["train"]
         sample = TrainingSample(int(population["label"].sum()), population.height, float(trained_on["label"].mean()))
-        results[name] = Scored(score_frame(splits["validation"], validation_prob), score_frame(splits["test"], test_prob), info, sample)
+        results[name] = Scored(
+            score_frame(splits["validation"], validation_prob), score_frame(splits["test"], test_prob), info, sample
+        )
     return results
 
 
-def run_baselines(table: pl.DataFrame, terms: Terms, config: Config, out_dir: Path | None, *, which=CLASSICAL, context: dict | None = None,
-                  device: str | None = None) -> dict[str, tuple[dict, pl.DataFrame]]:
+def run_baselines(
+    table: pl.DataFrame,
+    terms: Terms,
+    config: Config,
+    out_dir: Path | None,
+    *,
+    which=CLASSICAL,
+    context: dict | None = None,
+    device: str | None = None,
+) -> dict[str, tuple[dict, pl.DataFrame]]:
     """Fit every baseline in `which` (and score the oracle when the config has one for its task) and evaluate each; with
     out_dir, write out_dir/<name>/. Returns name -> (metrics, test frame whose prob is the baseline's reported risk).
     zero_shot runs the backbone on `device` (None: train.device)."""
-    scores = fit_baselines(table, terms, config.baselines, seed=config.seed, which=[name for name in which if name in CLASSICAL])
+    scores = fit_baselines(
+        table, terms, config.baselines, seed=config.seed, which=[name for name in which if name in CLASSICAL]
+    )
     if "zero_shot" in which:
         from cadft.eval.baselines.zero_shot import zero_shot_scores
 
@@ -100,23 +128,40 @@ def run_baselines(table: pl.DataFrame, terms: Terms, config: Config, out_dir: Pa
     oracle_path = oracle_path_for(config)
     if oracle_path is not None:
         validation, test = oracle_scores(table, oracle_path)
-        scores["oracle"] = Scored(validation, test, {"name": "oracle", "fitted_on": "nothing (the simulator's true risk)"})
+        scores["oracle"] = Scored(
+            validation, test, {"name": "oracle", "fitted_on": "nothing (the simulator's true risk)"}
+        )
     results = {}
     for name, scored in scores.items():
         method = RECALIBRATION.get(name, config.eval.recalibration)
         if method == "prior_shift" and scored.sample is None:  # trained on no sample: nothing to undo
             method = "platt"
-        metrics = evaluate_scores(scored.validation, scored.test, replace(config.eval, recalibration=method), seed=config.seed, model=name,
-                                  sample=scored.sample)
+        metrics = evaluate_scores(
+            scored.validation,
+            scored.test,
+            replace(config.eval, recalibration=method),
+            seed=config.seed,
+            model=name,
+            sample=scored.sample,
+        )
         metrics["baseline"] = scored.info
         if name.startswith("pce"):
             metrics["baseline"]["imputed_participants"] = {
-                split: pce_imputed_participants(table.filter(pl.col("split") == split)) for split in ("validation", "test")}
+                split: pce_imputed_participants(table.filter(pl.col("split") == split))
+                for split in ("validation", "test")
+            }
         test = scored.test.sort("eid")
         results[name] = (metrics, test.with_columns(pl.Series("prob", recalibrated(metrics, test["prob"].to_numpy()))))
     if out_dir is not None:
         for name, (metrics, _) in results.items():
             others = {other: frame for other, (_, frame) in results.items() if other != name}
-            write_report(Path(out_dir) / name, scores[name].validation, scores[name].test, metrics, curves=others,
-                         plots=config.eval.plots, context=(context or {}) | {"title": f"cadft baseline: {name}"})
+            write_report(
+                Path(out_dir) / name,
+                scores[name].validation,
+                scores[name].test,
+                metrics,
+                curves=others,
+                plots=config.eval.plots,
+                context=(context or {}) | {"title": f"cadft baseline: {name}"},
+            )
     return results

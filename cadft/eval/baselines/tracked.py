@@ -24,20 +24,38 @@ def run_tracked_baselines(config: Config, run_dir: Path) -> dict[str, dict]:
     prepared = prepare(config)
     table = prepared.table()
     terms = terms_for_run(table, config, training_records(table, config))
-    results = run_baselines(table, terms, config, run_dir, which=tuple(config.baselines.which), context={"data": prepared.card})
+    results = run_baselines(
+        table, terms, config, run_dir, which=tuple(config.baselines.which), context={"data": prepared.card}
+    )
     for name, (metrics, _) in results.items():
         kind = names.KIND_ORACLE if name == "oracle" else names.KIND_BASELINE
-        tags = {names.KIND_TAG: kind, "baseline": name, "strategy": name, "task": config.task.name, "data_hash": prepared.key[:12],
-                names.RUN_DIR_TAG: str(run_dir / name)}
+        tags = {
+            names.KIND_TAG: kind,
+            "baseline": name,
+            "strategy": name,
+            "task": config.task.name,
+            "data_hash": prepared.key[:12],
+            names.RUN_DIR_TAG: str(run_dir / name),
+        }
         session.start_run(config.tracking, config.paths, run_dir / name, tags, run_name=f"{kind}-{name}")
         try:
-            session.log_params({"baseline": name, "task.name": config.task.name, "data.path": config.data.path, "seed": config.seed,
-                                "baseline.train_records": metrics["baseline"].get("train_records"),
-                                "baseline.features": metrics["baseline"].get("features"), "baseline.tuned": metrics["baseline"].get("tuned"),
-                                "eval.recalibration": metrics["recalibration"]["method"]})
+            session.log_params(
+                {
+                    "baseline": name,
+                    "task.name": config.task.name,
+                    "data.path": config.data.path,
+                    "seed": config.seed,
+                    "baseline.train_records": metrics["baseline"].get("train_records"),
+                    "baseline.features": metrics["baseline"].get("features"),
+                    "baseline.tuned": metrics["baseline"].get("tuned"),
+                    "eval.recalibration": metrics["recalibration"]["method"],
+                }
+            )
             session.log_metrics(names.flatten_metrics(metrics))
-            session.log_artifacts(shareable_files(run_dir / name, include_eids=store.may_log_eids(config.tracking, config.paths)),
-                                  artifact_path="eval")
+            session.log_artifacts(
+                shareable_files(run_dir / name, include_eids=store.may_log_eids(config.tracking, config.paths)),
+                artifact_path="eval",
+            )
         finally:
             session.end_run()
     return {name: metrics for name, (metrics, _) in results.items()}

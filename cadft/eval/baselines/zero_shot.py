@@ -45,23 +45,50 @@ def zero_shot_scores(splits: dict[str, pl.DataFrame], config: Config, device: st
     backbone = resolve_backbone(config.backbone, config.paths.cache_dir)
     max_length = config.train.max_length
     dtype = config.baselines.zero_shot_dtype
-    cache = Path(config.paths.prepared_dir) / "zero_shot" / f"{_cache_key(backbone, plain(head), max_length, dtype, splits)}.parquet"
+    cache = (
+        Path(config.paths.prepared_dir)
+        / "zero_shot"
+        / f"{_cache_key(backbone, plain(head), max_length, dtype, splits)}.parquet"
+    )
     if cache.is_file():
         cached = pl.read_parquet(cache)
-        frames = [score_frame(splits[name], cached.filter(pl.col("split") == name)["prob"].to_numpy()) for name in ("validation", "test")]
+        frames = [
+            score_frame(splits[name], cached.filter(pl.col("split") == name)["prob"].to_numpy())
+            for name in ("validation", "test")
+        ]
     else:
         device = device or resolve_device(config.train.device)
         tokenizer = load_tokenizer(config.backbone, config.paths.cache_dir)
-        model = zero_shot_model(backbone, tokenizer, head, device=device, dtype=dtype, trust_remote_code=config.backbone.trust_remote_code)
+        model = zero_shot_model(
+            backbone, tokenizer, head, device=device, dtype=dtype, trust_remote_code=config.backbone.trust_remote_code
+        )
         frames = []
         for name in ("validation", "test"):
-            probs = score_texts(model, tokenizer, splits[name]["text"].to_list(), head=head, batch_size=config.eval.batch_size,
-                                max_length=max_length, device=device, desc=f"zero-shot {name}")
+            probs = score_texts(
+                model,
+                tokenizer,
+                splits[name]["text"].to_list(),
+                head=head,
+                batch_size=config.eval.batch_size,
+                max_length=max_length,
+                device=device,
+                desc=f"zero-shot {name}",
+            )
             frames.append(score_frame(splits[name], probs))
         with atomic_file(cache) as partial:
-            pl.concat([frame.select(pl.lit(name).alias("split"), "prob") for name, frame in zip(("validation", "test"), frames)]).write_parquet(partial)
-    info = {"name": "zero_shot", "fitted_on": "nothing (the untrained backbone, asked in its chat template)",
-            "features": "the record text", "train_records": 0, "tuned": {"question": head.question}}
+            pl.concat(
+                [
+                    frame.select(pl.lit(name).alias("split"), "prob")
+                    for name, frame in zip(("validation", "test"), frames)
+                ]
+            ).write_parquet(partial)
+    info = {
+        "name": "zero_shot",
+        "fitted_on": "nothing (the untrained backbone, asked in its chat template)",
+        "features": "the record text",
+        "train_records": 0,
+        "tuned": {"question": head.question},
+    }
     return frames[0], frames[1], info
 
 
@@ -69,9 +96,12 @@ def _cache_key(backbone: str, head: dict, max_length: int, dtype: str, splits: d
     """What the scores depend on: the backbone's files (path, size, mtime), the prompt, the length cap, the precision
     and the records."""
     folder = Path(backbone)
-    files = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()) if folder.is_dir() else backbone
+    files = (
+        sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+        if folder.is_dir()
+        else backbone
+    )
     digest = hashlib.sha256(json.dumps([files, head, max_length, dtype], sort_keys=True).encode())
     for name in ("validation", "test"):
         digest.update(splits[name].select("eid", "text").write_csv().encode())
     return digest.hexdigest()[:24]
-
