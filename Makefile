@@ -8,7 +8,7 @@ PYTHON ?= python3
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: install test test-deps demo ui clean
+.PHONY: install test test-deps lint wheel-check demo ui clean
 
 install: $(STAMP)
 
@@ -40,17 +40,26 @@ test-deps:
 test: install test-deps
 	$(PY) -m pytest
 
+# ruff (configured in pyproject.toml): lint and format check, as CI runs them.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The built wheel in a fresh venv outside the clone trains on the tiny backbone (.ci/wheel_check; CI runs it).
+wheel-check:
+	.ci/wheel_check
+
 # The demo: an 8,000-participant synthetic cohort (kept if it exists), SmolLM2-135M + LoRA + weighted loss on
 # CPU (conf/experiment/demo.yaml); its report compares it with the classical baselines on the same participants.
 DEMO_EXTRACT := outputs/synthetic/ukb_synthetic.csv
 demo: install
-	@test -f $(DEMO_EXTRACT) || $(BIN)/cadft-synth --n 8000 --seed 0 --out $(DEMO_EXTRACT)
-	$(BIN)/cadft-train +experiment=demo
+	@test -f $(DEMO_EXTRACT) || $(BIN)/cadft synth --n 8000 --seed 0 --out $(DEMO_EXTRACT)
+	$(BIN)/cadft train +experiment=demo
 	@echo "Runs are in MLflow (outputs/mlflow.db): 'make ui' serves them at http://127.0.0.1:5000"
 
 # The MLflow UI on cadft's tracking store (outputs/mlflow.db; CADFT_OUTPUT_DIR moves it), on 127.0.0.1:UI_PORT.
 # It prints one URL per experiment, whose run table shows strategy, imbalance, ZeRO stage, backbone, swept values
-# and test metrics (cadft/ui.py). No install prerequisite: it only needs the venv.
+# and test metrics (cadft/tracking/ui.py). No install prerequisite: it only needs the venv.
 UI_PORT ?= 5000
 ui:
 	@test -x $(PY) || { echo "make ui: no $(PY): run 'make install' first" >&2; exit 1; }

@@ -40,7 +40,8 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 @contextlib.contextmanager
 def staging_dir(parent: Path, prefix: str = ".staging-") -> Iterator[Path]:
-    """A temporary folder in `parent` (the same filesystem as what it will replace), removed with whatever is left in it."""
+    """A temporary folder in `parent` (the same filesystem as what it will replace), removed with whatever is left in
+    it."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
@@ -55,10 +56,8 @@ def publish_dir(staging: Path, final: Path) -> None:
     """Rename a complete staging folder to `final`, moving an existing `final` aside first (then deleting it)."""
     if final.exists():
         aside = Path(tempfile.mkdtemp(prefix=".replaced-", dir=final.parent))
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another process moved it already
             final.rename(aside / final.name)
-        except FileNotFoundError:  # another process moved it already
-            pass
         shutil.rmtree(aside, ignore_errors=True)
     os.rename(staging, final)
 

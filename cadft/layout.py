@@ -4,7 +4,8 @@
       config.yaml        the composed config, resolved, absolute paths: eval and predict rebuild the run from it
       prepared.json      where the run's prepared table is (path and cache key)
       mlflow_run.json    the run's MLflow run id and store
-      model/             adapter + score head (lora, qlora) or all weights, tokenizer, cadft_model.json (how to rebuild),
+      model/             adapter + score head (lora, qlora) or all weights, tokenizer, cadft_model.json (how to
+      rebuild),
                          calibrator.json (recalibration fitted on validation), training_sample.json (case fraction,
                          class weights: counts only)
       checkpoints/checkpoint-N/

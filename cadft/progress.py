@@ -22,7 +22,8 @@ class _LogProgress(tqdm):
 
 
 def progress(iterable=None, **kwargs) -> tqdm:
-    """tqdm over `iterable` (or with total=...), never silent for long: a line per LOG_INTERVAL_S when not on a terminal."""
+    """tqdm over `iterable` (or with total=...), never silent for long: a line per LOG_INTERVAL_S when not on a
+    terminal."""
     if sys.stderr.isatty():
         return tqdm(iterable, **kwargs)
     return _LogProgress(iterable, mininterval=LOG_INTERVAL_S, delay=LOG_INTERVAL_S, **kwargs)

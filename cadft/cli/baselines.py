@@ -36,7 +36,8 @@ def _baselines(cfg) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     results = run_tracked_baselines(config, run_dir)
     print_summary(
-        f"{prog_name('baselines')} on {config.task.name} (recalibration: {config.eval.recalibration}; test scored once)",
+        f"{prog_name('baselines')} on {config.task.name} (recalibration: {config.eval.recalibration}; test "
+        "scored once)",
         results,
         footer=[f"reports: {run_dir.resolve()}/<model>/report.html"],
     )

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def check_arguments(parent_run_id: str | None, uri: str, out: Path | None) -> None:
-    """Before MLflow is asked (it would create an empty store at a mistyped path): the run id's form, the store, --out."""
+    """Before MLflow is asked (it would create an empty store at a mistyped path): the run id's form, the
+    store, --out."""
     if parent_run_id is not None and not RUN_ID.fullmatch(parent_run_id):
         raise CadftError(
             f"PARENT_RUN_ID={parent_run_id}: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)"
@@ -53,11 +54,13 @@ def check_arguments(parent_run_id: str | None, uri: str, out: Path | None) -> No
         store = Path(uri.removeprefix("sqlite:///").removeprefix("file://").removeprefix("file:"))
         if not store.exists():
             raise CadftError(
-                f"--tracking-uri {uri}: no MLflow store at {store} (cadft-train creates it; pass the store a run logged to)"
+                f"--tracking-uri {uri}: no MLflow store at {store} (cadft-train creates it; pass the store a "
+                "run logged to)"
             )
     elif not re.match(r"[a-z][a-z0-9+.-]*://|databricks", uri):
         raise CadftError(
-            f"--tracking-uri {uri}: not a tracking URI; allowed: sqlite:///FILE, file:DIR, http(s)://HOST:PORT, databricks"
+            f"--tracking-uri {uri}: not a tracking URI; allowed: sqlite:///FILE, file:DIR, "
+            "http(s)://HOST:PORT, databricks"
         )
     if out is not None and out.exists() and not out.is_dir():
         raise CadftError(f"--out {out}: is a file; give a folder for {CSV_FILE} and {PLOT_FILE}")

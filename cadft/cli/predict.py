@@ -86,7 +86,8 @@ def _main(prog: str, argv: list[str]) -> None:
     trained = TrainedRun(Path(args["run"]).expanduser().resolve(), args.get("device", "auto"))
     if args.get("task") and args["task"] != trained.config.task.name:
         raise CadftError(
-            f"task={args['task']}, but run={args['run']} predicts {trained.config.task.name} ({trained.config.task.description})"
+            f"task={args['task']}, but run={args['run']} predicts {trained.config.task.name} "
+            f"({trained.config.task.description})"
         )
     withdrawals = Path(args["data.withdrawals"]).expanduser().resolve() if args.get("data.withdrawals") else None
     records = trained.records(Path(args["data.path"]).resolve(), args.get("data.format", "auto"), withdrawals)

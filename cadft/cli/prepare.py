@@ -1,4 +1,5 @@
-"""cadft prepare: extract -> labels -> baseline features -> text -> split, as Parquet plus a data card (cadft.data.prepare).
+"""cadft prepare: extract -> labels -> baseline features -> text -> split, as Parquet plus a data card
+(cadft.data.prepare).
 
     cadft prepare data.path=FILE [data.format=auto|showcase|tab|rap|parquet|seed_json] [task=hard_cad]
                   [text=text|list] [paths.prepared_dir=DIR]

@@ -37,12 +37,15 @@ def _main(prog: str, argv: list[str]) -> None:
     record = read_record(args.run_dir)
     if sent is None:
         print(
-            f"{args.run_dir}: already synced to run {record['offline']['server_run_id']} at {record['offline']['synced_to']}; nothing to do"
+            f"{args.run_dir}: already synced to run {record['offline']['server_run_id']} at "
+            f"{record['offline']['synced_to']}; nothing to do"
         )
         return
     print(
-        f"synced {args.run_dir} to {'new ' if sent['new_run'] else ''}run {sent['run_id']} at {record['tracking_uri']}: "
-        f"{sent['params']} params, {sent['metric_values']} metric values, {sent['artifacts']} artifact files, {sent['status']}"
+        f"synced {args.run_dir} to {'new ' if sent['new_run'] else ''}run {sent['run_id']} at "
+        f"{record['tracking_uri']}: "
+        f"{sent['params']} params, {sent['metric_values']} metric values, {sent['artifacts']} artifact files, "
+        f"{sent['status']}"
     )
 
 

@@ -1,8 +1,10 @@
 """cadft train: fine-tune a backbone to predict CAD from records as text; one Hydra app for every strategy.
 
-    cadft train [model=qlora|lora|full] [head=classifier|verbalizer] [imbalance=weighted|oversample|none] [zero=none|2|3]
+    cadft train [model=qlora|lora|full] [head=classifier|verbalizer] [imbalance=weighted|oversample|none]
+    [zero=none|2|3]
                 [backbone=smollm2_135m|tiny|hf|llama3_8b|mistral_7b|qwen2_5_7b|qwen2_5_1_5b backbone.path=ID_OR_DIR]
-                [data=synthetic|ukb|seed_json data.path=FILE] [task=hard_cad|hard_cad_prevalent|broad_chd|mi|hard_cad_no_prior_cvd]
+                [data=synthetic|ukb|seed_json data.path=FILE]
+                [task=hard_cad|hard_cad_prevalent|broad_chd|mi|hard_cad_no_prior_cvd]
                 [text=text|list] [train.KEY=VALUE ...] [tracking.uri=http://127.0.0.1:5000] [--cfg job] [-m (sweep)]
 
 Every key of the config can be overridden (`--cfg job` prints the composed config; docs/configuration.md lists them).
@@ -29,7 +31,8 @@ log = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> None:
     # Before Hydra parses the command line: launcher flags, the config checked (before torch is imported: a mistake
-    # stops in seconds), one run dir for all ranks, SIGTERM (kill, torchrun, sbatch) ending the run KILLED as Ctrl-C does.
+    # stops in seconds), one run dir for all ranks, SIGTERM (kill, torchrun, sbatch) ending the run KILLED as Ctrl-C
+    # does.
     argv = sys.argv[1:] if argv is None else list(argv)
     distributed.accept_local_rank_flag(argv)
     signal.signal(signal.SIGTERM, _stop)

@@ -33,7 +33,8 @@ def quote_stage_choices(argv: list[str]) -> None:
 
 def check_command_line(prog: str, config_name: str, argv: list[str]) -> None:
     """Compose the config of a Hydra app's command line (argv without the program) and validate it; exit 2 with one
-    line on a mistake, or when data.path is not a file. A sweep (-m, or a template's hydra.mode=MULTIRUN) has every job composed (an unknown option
+    line on a mistake, or when data.path is not a file. A sweep (-m, or a template's hydra.mode=MULTIRUN) has every job
+    composed (an unknown option
     or key stops it here), but its values are validated when each job runs, so that a bad job is recorded FAILED
     and the others run (cadft.train.run). --help, --cfg, --info and shell completion are Hydra's own."""
     try:
@@ -91,7 +92,7 @@ def _check_command_line(config_name: str, argv: list[str]) -> None:
             _check_data_file(cfg)
             return
         for job in _sweep_jobs(cfg):
-            _composed(lambda: hydra.config_loader.load_sweep_config(cfg, job))
+            _composed(lambda job=job: hydra.config_loader.load_sweep_config(cfg, job))
     finally:
         GlobalHydra.instance().clear()
 
@@ -157,7 +158,8 @@ def _refuse_repeated_groups(overrides: list[str], cfg) -> None:
 
 
 def _check_data_file(cfg) -> None:
-    """The extract every Hydra app prepares from (a sweep's jobs may each name their own: they check it when they run)."""
+    """The extract every Hydra app prepares from (a sweep's jobs may each name their own: they check it when
+    they run)."""
     if not Path(str(cfg.data.path)).expanduser().is_file():
         raise CadftError(f"data.path={cfg.data.path}: no such file")
 

@@ -9,8 +9,9 @@ absent) and returns it as a `Config`, which is what every stage receives. Groups
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from cadft.config.typecheck import Describe, Range, Rule, Variants
 
@@ -18,7 +19,7 @@ from cadft.config.typecheck import Describe, Range, Rule, Variants
 
 
 def _increasing(values: list) -> bool:
-    return all(a < b for a, b in zip(values, values[1:]))
+    return all(a < b for a, b in itertools.pairwise(values))
 
 
 def _decision_curve(values: list) -> bool:
@@ -43,7 +44,7 @@ NonEmpty = Rule(bool, "not empty")
 Increasing = Rule(_increasing, "strictly increasing")
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 Offload = Literal["none", "cpu"]
-BucketSize = Union[Literal["auto"], Annotated[float, Range(low=0, low_open=True)]]
+BucketSize = Literal["auto"] | Annotated[float, Range(low=0, low_open=True)]
 Placement = Literal["drop", "state"]
 
 

@@ -63,7 +63,8 @@ class Variants:
 
 
 def hint_at(root: type, key: str):
-    """The type hint of a dotted key below the dataclass `root` (the first variant's when variants differ); CadftError for an unknown part."""
+    """The type hint of a dotted key below the dataclass `root` (the first variant's when variants differ); CadftError
+    for an unknown part."""
     hint, path = root, []
     for part in key.split("."):
         classes = _classes(hint)

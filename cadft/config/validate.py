@@ -35,7 +35,8 @@ def validate(cfg) -> Config:
 
 
 def validate_group(cfg, name: str):
-    """One group of a composed config, typed (for Hydra callbacks and failed sweep jobs, whose other groups may be wrong)."""
+    """One group of a composed config, typed (for Hydra callbacks and failed sweep jobs, whose other groups may be
+    wrong)."""
     return _typed_group(_plain(cfg).get(name), name)
 
 
@@ -145,7 +146,8 @@ def _check_rules(c: Config) -> None:
         )
     if (model.lora is not None) != adapters:
         raise CadftError(
-            f"model.lora must be {'set' if adapters else 'null'} for model.name={model.name} (model={model.name} sets it)"
+            f"model.lora must be {'set' if adapters else 'null'} for model.name={model.name} "
+            f"(model={model.name} sets it)"
         )
     if imbalance.method == "oversample" and imbalance.positive_fraction is None:
         raise CadftError("imbalance.positive_fraction=null: imbalance=oversample needs a number in (0, 1), e.g. 0.25")

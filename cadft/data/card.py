@@ -98,7 +98,8 @@ def summary_lines(prepared: Prepared) -> list[str]:
     if "history" in card:
         written = ", ".join(f"{source} {count}" for source, count in card["history"]["items_written"].items())
         lines.append(
-            f"history (text.history=on): {card['history']['participants_with_history']} participants with items; items {written}"
+            f"history (text.history=on): {card['history']['participants_with_history']} participants with "
+            f"items; items {written}"
         )
     tokens = card["text"]["tokens"]
     lines.append(

@@ -96,7 +96,8 @@ def _parse_one(name: str, item) -> Feature:
     unknown = set(item) - SPEC_KEYS
     if unknown:  # also catches an unquoted comma in a YAML flow mapping, which splits a title into a key
         raise FeatureConfigError(
-            f"data.features.{name} has unknown key(s) {sorted(map(str, unknown))}; allowed: {', '.join(sorted(SPEC_KEYS))}"
+            f"data.features.{name} has unknown key(s) {sorted(map(str, unknown))}; allowed: "
+            f"{', '.join(sorted(SPEC_KEYS))}"
         )
     kind = item.get("kind", "field")
     if kind not in KINDS:
@@ -165,8 +166,10 @@ def check_no_leakage(features: list[Feature], definition: Definition) -> None:
             overlap = set(definition.self_report.get(field, ())) & set(feature.codes or ())
             if overlap or (feature.kind != "flag" and field in definition.self_report):
                 raise FeatureConfigError(
-                    f"data.features.{feature.name} reads codes {sorted(overlap) or 'all'} of field {field}, which the task "
-                    f"{definition.name} uses to define its outcome; the label would leak. Use other codes of that field."
+                    f"data.features.{feature.name} reads codes {sorted(overlap) or 'all'} of field {field}, "
+                    "which the task "
+                    f"{definition.name} uses to define its outcome; the label would leak. Use other codes of "
+                    "that field."
                 )
 
 
@@ -175,7 +178,8 @@ def check_no_treatment_proxies(features: list[Feature], definition: Definition, 
     treatments = [f.name for f in features if f.treatment]
     if definition.outcome == "prevalent" and treatments and not allowed:
         raise FeatureConfigError(
-            f"data.features {', '.join(treatments)} are treatments (treatment: true), proxies of the prevalent outcome of task "
+            f"data.features {', '.join(treatments)} are treatments (treatment: true), proxies of the "
+            "prevalent outcome of task "
             f"{definition.name} (people with the disease are treated for it): remove them "
             f"({' '.join('~data.features.' + name for name in treatments)}) or set data.allow_treatment_features=true"
         )

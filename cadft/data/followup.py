@@ -1,7 +1,8 @@
 """Follow-up of an incident analysis: the country's end of complete hospital data, death, loss to follow-up, and the
 cohort counts of each labelling step (the data card's `cohort_steps`).
 
-- Country: from the assessment centre (54, coding 10; cadft.data.ukb.centres). A participant without a known centre gets the
+- Country: from the assessment centre (54, coding 10; cadft.data.ukb.centres). A participant without a known centre
+gets the
   earliest of the three dates (complete follow-up is only certain up to it) and is counted as `unknown`.
 - Censor date: `task.censor_dates[country]`, the date up to which that country's hospital data are complete in the
   user's release (UK Biobank publishes them per release as guidance, and never trims the data).
@@ -34,7 +35,8 @@ STEPS = (
 
 
 def follow_up(extract: Extract, censor_dates: dict[str, dt.date], horizon_years: float) -> pl.DataFrame:
-    """One row per participant: eid, baseline, country, censor_date, death, lost, lost_reason, horizon_end, followup_end."""
+    """One row per participant: eid, baseline, country, censor_date, death, lost, lost_reason, horizon_end,
+    followup_end."""
     s = extract.scalars
     optional = {"death": f"f{DEATH_DATE_FIELD}", "lost": f"f{LOST_FIELD}", "lost_reason": f"f{LOST_REASON_FIELD}"}
     dtypes = {"death": pl.Date, "lost": pl.Date, "lost_reason": pl.Int64}
@@ -76,7 +78,8 @@ def censoring(event_in_followup: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
 def cohort_steps(
     labels: pl.DataFrame, outcome: str, policies: dict[str, str], lost_reasons: dict[int, str]
 ) -> list[dict]:
-    """Counts at each step of label(), in order: read, each exclusion (participants it concerns, how many it removed, how
+    """Counts at each step of label(), in order: read, each exclusion (participants it concerns, how many it removed,
+    how
     many remain), then cases and controls. Aggregate numbers only."""
     n = labels.height
     countries = labels.group_by(pl.col("country").fill_null("unknown")).len().sort("country")

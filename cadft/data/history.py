@@ -73,7 +73,8 @@ def name_column(source: Source) -> str:
 def check_no_treatment_history(definition: Definition, allowed: bool) -> None:
     if definition.outcome == "prevalent" and not allowed:
         raise HistoryConfigError(
-            f"text.history=on writes the medications taken (field 20003), proxies of the prevalent outcome of task {definition.name} "
+            "text.history=on writes the medications taken (field 20003), proxies of the prevalent outcome of "
+            f"task {definition.name} "
             f"(people with the disease are treated for it): set text.history=off or data.allow_treatment_features=true"
         )
 

@@ -51,7 +51,8 @@ def read_seed_json(
     duplicated = table["eid"].is_duplicated()
     if duplicated.any():
         raise ExtractError(
-            f"{path}: {int(duplicated.sum())} records share an id in {id_key!r} (records {(duplicated.arg_true() + 1).head(5).to_list()})"
+            f"{path}: {int(duplicated.sum())} records share an id in {id_key!r} (records "
+            f"{(duplicated.arg_true() + 1).head(5).to_list()})"
         )
     return table
 

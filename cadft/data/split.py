@@ -52,7 +52,8 @@ def held_out_groups(split) -> list:
     if by == "eid":
         if groups:
             raise SplitConfigError(
-                f"data.split.test_groups={groups} needs data.split.by=centre or country (data.split.by=eid splits by hash)"
+                f"data.split.test_groups={groups} needs data.split.by=centre or country (data.split.by=eid "
+                "splits by hash)"
             )
         return []
     if not groups:

@@ -14,7 +14,8 @@ no usable date and make a prevalent case. Two code lists: `definition` (the even
   (`history_code`), treat them as prevalent, or count the code as the event on its date (the old behaviour).
 - incident: not prevalent, and the first qualifying `definition` record falls after baseline and on or before the end
   of follow-up: the earliest of baseline + horizon_years, the censor date of the participant's country
-  (`censor_dates`, the country from the assessment centre, field 54), death (40000) and the date lost to follow-up (191);
+  (`censor_dates`, the country from the assessment centre, field 54), death (40000) and the date lost to follow-up
+  (191);
   cadft.data.followup has the rules.
 - competing death: a death within the horizon with no event on or before it (a non-qualifying cause, or any cause when
   deaths do not count). `competing_death`: a control (default: the usual fixed-horizon binary label) or excluded.

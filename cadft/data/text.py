@@ -83,13 +83,15 @@ def _item(feature: Feature, text_cfg: Text, columns: list[str]) -> pl.Expr:
 
 
 def _history_items(text_cfg: Text, columns: list[str]) -> list[pl.Expr]:
-    """One item per history source that has a name (cadft/history.py), e.g. `The list of medications taken is aspirin.`"""
+    """One item per history source that has a name (cadft/history.py), e.g. `The list of medications taken is
+    aspirin.`"""
     from cadft.data.history import SOURCES, name_column
 
     absent = [name_column(source) for source in SOURCES if name_column(source) not in columns]
     if absent:
         raise TextConfigError(
-            f"text.history=on, but the table lacks the history column(s) {', '.join(absent)} (cadft.data.history.build_history makes them)"
+            f"text.history=on, but the table lacks the history column(s) {', '.join(absent)} "
+            "(cadft.data.history.build_history makes them)"
         )
     items = []
     for source in SOURCES:

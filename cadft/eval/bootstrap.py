@@ -42,12 +42,14 @@ class ResampledMetrics:
         self.pos_order, self.neg_order = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
         positives, negatives = pos[self.pos_order], neg[self.neg_order]
         self.n_pos, self.n_neg = len(positives), len(negatives)
-        # AUROC: for each positive, the drawn negatives below it (ties count half), from cumulative counts over sorted negatives.
+        # AUROC: for each positive, the drawn negatives below it (ties count half), from cumulative counts over sorted
+        # negatives.
         self.below, self.not_above = (
             np.searchsorted(negatives, positives, "left"),
             np.searchsorted(negatives, positives, "right"),
         )
-        # AUPRC = mean over drawn positives of the precision at their score (all tied scores counted), as sklearn's step sum.
+        # AUPRC = mean over drawn positives of the precision at their score (all tied scores counted), as sklearn's
+        # step sum.
         scores = np.concatenate([positives, negatives])
         self.order = np.argsort(-scores, kind="stable")
         self.is_case = (self.order < self.n_pos).astype(np.float64)

@@ -17,7 +17,8 @@ from cadft.eval.metrics import recalibrated
 def compare_with_baselines(
     metrics: dict, test: pl.DataFrame, baselines: dict[str, tuple[dict, pl.DataFrame]], settings: Eval, *, seed: int
 ) -> dict:
-    """baseline -> {auroc, brier (its test values), delta_auroc, delta_brier ({value, low, high}: model minus baseline)}.
+    """baseline -> {auroc, brier (its test values), delta_auroc, delta_brier ({value, low, high}: model minus
+    baseline)}.
     `test` holds the model's raw scores; each baseline frame holds its reported risk (cadft.eval.baselines)."""
     test = test.sort("eid")
     label = test["label"].to_numpy()

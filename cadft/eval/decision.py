@@ -24,7 +24,8 @@ def treat_all_net_benefit(prevalence: float, threshold: float) -> float:
 
 
 def at_risk_thresholds(label: np.ndarray, risk: np.ndarray, thresholds) -> list[dict]:
-    """One row per threshold: flagged share, sensitivity, specificity, PPV, NPV, net benefit (model, treat-all), counts."""
+    """One row per threshold: flagged share, sensitivity, specificity, PPV, NPV, net benefit (model,
+    treat-all), counts."""
     n, cases = len(label), int(label.sum())
     rows = []
     for threshold in thresholds:

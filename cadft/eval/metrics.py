@@ -80,14 +80,16 @@ def evaluate_scores(
         raise CadftError(f"{len(shared)} participant(s) are in both validation and test: the splits must be disjoint")
     if not 0 < y_test.sum() < len(y_test):
         raise CadftError(
-            f"the test split has {int(y_test.sum())} cases among {len(y_test)} participants: discrimination needs cases and controls"
+            f"the test split has {int(y_test.sum())} cases among {len(y_test)} participants: discrimination "
+            "needs cases and controls"
         )
     validation_usable = 0 < y_val.sum() < len(y_val)
     method, notes = _threshold_method(settings, y_val) if not validation_usable else (settings.threshold, [])
     if recalibrator is None:
         if not validation_usable and settings.recalibration in ("platt", "isotonic"):
             notes.append(
-                f"eval.recalibration={settings.recalibration} was not fitted: validation lacks cases or controls; risks are the raw scores"
+                f"eval.recalibration={settings.recalibration} was not fitted: validation lacks cases or "
+                "controls; risks are the raw scores"
             )
             recalibrator = recalibration.fit("none", y_val, raw_val)
         else:
@@ -163,7 +165,8 @@ def frame_scores(frame: pl.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray
             )
     if frame["eid"].n_unique() != frame.height:
         raise CadftError(
-            f"{name} scores: {frame.height - frame['eid'].n_unique()} duplicate eid(s); one row per participant expected"
+            f"{name} scores: {frame.height - frame['eid'].n_unique()} duplicate eid(s); one row per "
+            "participant expected"
         )
     return check_scores(frame["label"].to_numpy(), frame["prob"].to_numpy(), name)
 
@@ -183,7 +186,8 @@ def check_scores(label, prob, name: str) -> tuple[np.ndarray, np.ndarray]:
     nan, outside = int(np.isnan(prob).sum()), int(np.sum((prob < 0) | (prob > 1)))
     if nan or outside:
         raise CadftError(
-            f"{name}: {nan} NaN and {outside} out-of-range probabilities among {prob.size}; probabilities must lie in [0, 1]"
+            f"{name}: {nan} NaN and {outside} out-of-range probabilities among {prob.size}; probabilities "
+            "must lie in [0, 1]"
         )
     return label.astype(np.int64), prob
 

@@ -51,7 +51,8 @@ def write_report(
         if len(split_lines) != metrics[split]["n"]:
             raise CadftError(
                 f"predictions.jsonl would have {len(split_lines)} {split} lines but metrics.json counts "
-                f"n={metrics[split]['n']} {split} participants: the metrics were computed on other scores; nothing was written"
+                f"n={metrics[split]['n']} {split} participants: the metrics were computed on other scores; "
+                "nothing was written"
             )
     _check_curves(test, curves or {})
     contents = {
@@ -109,7 +110,8 @@ def _check_curves(test: pl.DataFrame, curves: Mapping[str, pl.DataFrame]) -> Non
         mine = frame.select("eid", pl.col("label").cast(expected["label"].dtype)).sort("eid")
         if mine.height != expected.height or not mine["eid"].equals(expected["eid"]):
             raise CadftError(
-                f"curve {name!r} scores {mine.height} participants, not the {expected.height} test participants of the model"
+                f"curve {name!r} scores {mine.height} participants, not the {expected.height} test "
+                "participants of the model"
             )
         if not mine["label"].equals(expected["label"]):
             raise CadftError(f"curve {name!r} has labels that differ from the model's test labels for the same eids")

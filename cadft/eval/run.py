@@ -38,7 +38,8 @@ def evaluate_model(
     recalibrator: Recalibrator | None = None,
     card: dict | None = None,
 ) -> tuple[dict, dict]:
-    """metrics.json, predictions.jsonl, plots and report.html in out_dir; returns (metrics, the baselines' metrics by name).
+    """metrics.json, predictions.jsonl, plots and report.html in out_dir; returns (metrics, the baselines' metrics by
+    name).
     `train_rows` are the records the model was trained on (the equal-terms baselines get exactly these);
     `recalibrator` is a saved one (else fitted on validation here)."""
     scored = {}
@@ -112,8 +113,10 @@ def config_summary(config: Config, train_rows: pl.DataFrame) -> dict[str, str]:
         "task": f"{config.task.name}: {config.task.description}",
         "text template": config.text.name,
         "text features": ", ".join(config.text.features or ["all data.features"]),
-        "training records": f"{train_rows.height} ({int(train_rows['label'].sum())} cases; train.subsample={train.subsample})",
-        "steps": f"max_steps={train.max_steps}, epochs={train.epochs}, batch {train.batch_size} x {train.gradient_accumulation_steps}",
+        "training records": f"{train_rows.height} ({int(train_rows['label'].sum())} cases; "
+        f"train.subsample={train.subsample})",
+        "steps": f"max_steps={train.max_steps}, epochs={train.epochs}, batch {train.batch_size} x "
+        f"{train.gradient_accumulation_steps}",
         "learning rate": str(config.model.learning_rate),
         "recalibration": config.eval.recalibration,
         "threshold choice": config.eval.threshold,

@@ -55,7 +55,8 @@ def _local_target(path: Path) -> Target:
         run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
         return Target(run_dir, path, path / EVAL_DIR)
     raise CadftError(
-        f"{path}: no adapter or model here: expected {MODEL_DIR}/{CHECKPOINT_INFO} (a run dir) or {CHECKPOINT_INFO} (a checkpoint)"
+        f"{path}: no adapter or model here: expected {MODEL_DIR}/{CHECKPOINT_INFO} (a run dir) or "
+        f"{CHECKPOINT_INFO} (a checkpoint)"
     )
 
 
@@ -96,7 +97,8 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> Config:
 
 
 def load_prepared_table(run_dir: Path, config: Config) -> tuple[pl.DataFrame, dict | None]:
-    """(table, data card): the run's own prepared table if it is still there, else rebuilt from data.path (through the cache)."""
+    """(table, data card): the run's own prepared table if it is still there, else rebuilt from data.path (through the
+    cache)."""
     record = run_dir / PREPARED_RECORD
     if record.is_file():
         table_path = Path(json.loads(record.read_text())["table"])
@@ -105,7 +107,8 @@ def load_prepared_table(run_dir: Path, config: Config) -> tuple[pl.DataFrame, di
             return prepared.table(), prepared.card if prepared.card_path.is_file() else None
     if not Path(config.data.path).is_file():
         raise CadftError(
-            f"the prepared data of {run_dir} is gone and cannot be rebuilt: data.path={config.data.path} does not exist "
+            f"the prepared data of {run_dir} is gone and cannot be rebuilt: data.path={config.data.path} does "
+            "not exist "
             "(pass data.path=FILE to rebuild it from a copy of the extract)"
         )
     from cadft.data.prepare import prepare
@@ -115,7 +118,8 @@ def load_prepared_table(run_dir: Path, config: Config) -> tuple[pl.DataFrame, di
 
 
 def saved_recalibrator(model_dir: Path, method: str):
-    """The calibrator saved beside the model when it is the configured method (else None: fitted again on validation)."""
+    """The calibrator saved beside the model when it is the configured method (else None: fitted again on
+    validation)."""
     from cadft.eval.recalibration import Recalibrator
 
     path = model_dir / CALIBRATOR_FILE
@@ -126,7 +130,8 @@ def saved_recalibrator(model_dir: Path, method: str):
 
 
 def evaluate(target: Target, config: Config, *, device_setting: str = "auto") -> tuple[dict, dict]:
-    """(metrics, the baselines' metrics); the calibrator saved with the model is reused when eval.recalibration matches."""
+    """(metrics, the baselines' metrics); the calibrator saved with the model is reused when eval.recalibration
+    matches."""
     from transformers import AutoTokenizer
 
     from cadft.eval.recalibration import TrainingSample

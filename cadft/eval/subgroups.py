@@ -8,6 +8,7 @@ Q1 least deprived ... Q5 most deprived.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -20,7 +21,8 @@ ETHNICITY_FIELD = 21000
 
 
 def ethnic_group_labels() -> dict[str, str]:
-    """Ethnic background label -> its group's label ("Indian" -> "Asian or Asian British"); special answers -> "Unknown"."""
+    """Ethnic background label -> its group's label ("Indian" -> "Asian or Asian British"); special answers ->
+    "Unknown"."""
     labels = get_field(ETHNICITY_FIELD).labels
     return {
         label: labels[code // 1000 if code >= 1000 else code] if code > 0 else "Unknown"
@@ -29,14 +31,15 @@ def ethnic_group_labels() -> dict[str, str]:
 
 
 def subgroup_masks(frame: pl.DataFrame, age_bands: tuple[float, ...]) -> dict[str, dict[str, np.ndarray]]:
-    """group -> {name: boolean mask over the frame's rows}, for the subgroup columns the frame has; empty groups left out."""
+    """group -> {name: boolean mask over the frame's rows}, for the subgroup columns the frame has; empty groups left
+    out."""
     groups = {}
     if "sex" in frame.columns:
         groups["sex"] = _by_value(frame["sex"].cast(pl.String))
     if "age" in frame.columns and age_bands:
         age = frame["age"].cast(pl.Float64).fill_null(np.nan).to_numpy()
         edges = (-math.inf, *age_bands, math.inf)
-        groups["age"] = {_band_name(low, high): (age >= low) & (age < high) for low, high in zip(edges[:-1], edges[1:])}
+        groups["age"] = {_band_name(low, high): (age >= low) & (age < high) for low, high in itertools.pairwise(edges)}
     if "ethnicity" in frame.columns:
         groups["ethnicity"] = _by_value(
             frame["ethnicity"].cast(pl.String).replace_strict(ethnic_group_labels(), default="Unknown")

@@ -6,7 +6,8 @@ admissions, and qualifying death causes. Background codes that never qualify (an
 pain, hypertension, diabetes, hernias, ...) come from codes.yaml, angina and chest pain rising with CAD risk.
 Stable angina, peripheral vascular disease and rheumatoid arthritis, which raise the CAD hazard (hazards.py), are mostly
 coded before baseline.
-Nothing is recorded after death, loss to follow-up or the record end of the participant's country (hazards.RECORD_END); ICD-10 starts in 1997, earlier
+Nothing is recorded after death, loss to follow-up or the record end of the participant's country (hazards.RECORD_END);
+ICD-10 starts in 1997, earlier
 admissions of Scottish and Welsh participants are in ICD-9.
 """
 

@@ -1,5 +1,6 @@
 """Touchscreen and interview answers at baseline: multi-answer fields 6150, 20002, 20004, 6153/6177 and
-family history 20107/20110/20111, medications by name 20003, with UKB's special answers (-7 none of the above, -1 do not know,
+family history 20107/20110/20111, medications by name 20003, with UKB's special answers (-7 none of the above, -1 do
+not know,
 -3 prefer not to answer; -11/-13/-17 and -21/-23/-27 for the two family-history groups).
 
 Most prevalent hard-CAD participants report it (6150 = 1, 20002 = 1075, 20004 = 1070/1095/1523); those
@@ -26,8 +27,8 @@ STATINS = {
     1140888648: 0.05,
     1141192410: 0.05,
 }  # coding 4: simvastatin, atorvastatin, ...
-MEDICATION_CODES = [*STATINS, 1140868226, 1140879802, 1141194794, 1140860696, 1140879760, 1140884600, 1140883066, 1140865634,
-                    1140864752, 1140871310]  # fmt: skip
+MEDICATION_CODES = [*STATINS, 1140868226, 1140879802, 1141194794, 1140860696, 1140879760, 1140884600, 1140883066,
+                    1140865634, 1140864752, 1140871310]  # fmt: skip
 FAMILY_GROUP_1 = [1, 2, 6, 8, 9, 10, 11, 12, -17, -11, -13]
 FAMILY_GROUP_2 = [3, 4, 5, 13, 14, -27, -21, -23]
 # Chance that a father / mother / sibling had each illness other than heart disease (coding 1010).

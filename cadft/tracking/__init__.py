@@ -1,1 +1,2 @@
-"""Tracking (MLflow): names, store, run record, the logging session with its offline failover, sync, sweeps, the leaderboard, learning curves, the logged model and the UI."""
+"""Tracking (MLflow): names, store, run record, the logging session with its offline failover, sync, sweeps, the
+leaderboard, learning curves, the logged model and the UI."""

@@ -210,7 +210,8 @@ def forest_plot(board: pl.DataFrame, path: Path, title: str) -> Path:
 def publish(
     board: pl.DataFrame, client, parent_id: str | None, out_dir: Path, title: str = "test AUROC", html: bool = False
 ) -> list[Path]:
-    """leaderboard.csv, the forest plot (and leaderboard.html) in out_dir; logged to the sweep's parent run when there is one."""
+    """leaderboard.csv, the forest plot (and leaderboard.html) in out_dir; logged to the sweep's parent run when there
+    is one."""
     out_dir.mkdir(parents=True, exist_ok=True)
     board.write_csv(out_dir / CSV_FILE)
     files = [out_dir / CSV_FILE, forest_plot(board, out_dir / PLOT_FILE, title)]
@@ -219,8 +220,10 @@ def publish(
 
         identity = identity_columns(board)
         notes = [
-            "Ranked by validation AUROC: the choice is made on validation; the test columns are reported beside it, never used to choose.",
-            "Test AUROC intervals are per run; whether two runs differ needs their paired difference (each run's report.html has it "
+            "Ranked by validation AUROC: the choice is made on validation; the test columns are reported "
+            "beside it, never used to choose.",
+            "Test AUROC intervals are per run; whether two runs differ needs their paired difference (each "
+            "run's report.html has it "
             "against the baselines).",
         ]
         files.append(

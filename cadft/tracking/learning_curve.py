@@ -1,5 +1,6 @@
 """Learning curves: test AUROC and Brier against the number of training records, the language model beside the
-classical baselines trained on exactly the same records and the zero-shot backbone (multirun_templates/learning_curve.yaml).
+classical baselines trained on exactly the same records and the zero-shot backbone
+(multirun_templates/learning_curve.yaml).
 
 Each training run's report already holds the equal-terms baselines fitted on its own records, so a sweep over
 train.max_train_examples (x seeds) is all a curve needs. Per number of records and model: the runs, the mean test

@@ -11,6 +11,8 @@ in the cadft cache, a hub id or a local folder), so it must be available where t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -53,14 +55,33 @@ def log_risk_model(run_dir: Path, tracking_uri: str, run_id: str, register_as: s
         bundle.mkdir()
         shutil.copy(layout.config, bundle / RESOLVED_CONFIG)
         shutil.copytree(layout.model_dir, bundle / MODEL_DIR)
-        info = Model.log(
-            artifact_path=None,
-            name=ARTIFACT,
-            flavor=mlflow.pyfunc,
-            run_id=run_id,
-            registered_model_name=register_as,
-            python_model=CadftRiskModel(),
-            artifacts={RUN_ARTIFACT: str(bundle)},
-            pip_requirements=["cadft"],
-        )
+        with _without_signature_warning():
+            info = Model.log(
+                artifact_path=None,
+                name=ARTIFACT,
+                flavor=mlflow.pyfunc,
+                run_id=run_id,
+                registered_model_name=register_as,
+                python_model=str(Path(__file__).with_name("risk_model_code.py")),  # models-from-code: nothing pickled
+                artifacts={RUN_ARTIFACT: str(bundle)},
+                pip_requirements=["cadft"],
+            )
     return info.model_uri
+
+
+class _SignatureWarning(logging.Filter):
+    """MLflow's warning that it cannot infer a signature from the DataFrame type hints. The input is an extract in any
+    of the supported namings (Showcase, .tab, RAP), so no fixed column schema describes it: there is nothing to fix."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to infer model signature: Type hint")
+
+
+@contextlib.contextmanager
+def _without_signature_warning():
+    logger, quiet = logging.getLogger("mlflow.pyfunc"), _SignatureWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)

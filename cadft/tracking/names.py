@@ -46,7 +46,8 @@ def flat_config(values: dict) -> dict[str, object]:
 
 
 def cohort_params(card: dict) -> dict[str, int]:
-    """The data card's cohort_steps as params: cohort/<step> (the participants a step concerns, or the count read, cases,
+    """The data card's cohort_steps as params: cohort/<step> (the participants a step concerns, or the count read,
+    cases,
     controls) and cohort/<step>.excluded. Aggregate counts only."""
     params = {}
     for step in card.get("cohort_steps", []):

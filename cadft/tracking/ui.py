@@ -32,7 +32,8 @@ HEADLINE_METRICS = (
 
 
 def view_state(swept_tags: list[str]) -> dict:
-    """The run-table columns (the UI's column keys: `tags.\\`name\\``, `metrics.\\`name\\``), best validation AUROC first."""
+    """The run-table columns (the UI's column keys: `tags.\\`name\\``, `metrics.\\`name\\``), best validation AUROC
+    first."""
     columns = [f"tags.`{tag}`" for tag in [*names.RUN_TAGS, *swept_tags]] + [
         f"metrics.`{metric}`" for metric in HEADLINE_METRICS
     ]
@@ -53,5 +54,6 @@ def add_views(client) -> dict[str, str]:
 
 
 def experiment_url(base: str, experiment_id: str) -> str:
-    # workflowType: the UI opens experiments in GenAI mode otherwise; /runs: the bare experiment route drops the view key
+    # workflowType: the UI opens experiments in GenAI mode otherwise; /runs: the bare experiment route drops the view
+    # key
     return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"

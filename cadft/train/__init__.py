@@ -1,1 +1,2 @@
-"""Training: backbone, head, model (strategy), imbalance, zero (DeepSpeed), the trainer and its checkpoints, several processes (distributed); run.py is one training run."""
+"""Training: backbone, head, model (strategy), imbalance, zero (DeepSpeed), the trainer and its checkpoints, several
+processes (distributed); run.py is one training run."""

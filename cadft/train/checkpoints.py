@@ -58,7 +58,8 @@ def last_complete(folder: Path) -> Path:
     )
     if not found:
         raise CadftError(
-            f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as hydra.run.dir=DIR"
+            f"train.resume=true but there is no checkpoint under {folder}; pass the earlier run's dir as "
+            "hydra.run.dir=DIR"
         )
     staging = folder / STAGING_DIR
     for leftover in sorted(staging.iterdir()) if staging.is_dir() else []:

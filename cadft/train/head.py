@@ -61,7 +61,8 @@ def encode(texts: list[str], tokenizer, head: Head, max_length: int) -> Encoded:
 
 def prompt_ids(tokenizer, head: HeadVerbalizer) -> tuple[list[int], list[int]]:
     """(ids before the record, ids after it) of the verbalizer prompt. With a chat template: a user turn holding the
-    record and the question, then the generation prompt; without one (tiny test tokenizers): 'record\\nquestion\\nAnswer:'."""
+    record and the question, then the generation prompt; without one (tiny test tokenizers):
+    'record\\nquestion\\nAnswer:'."""
     content = f"{_RECORD}\n\n{head.question}"
     if tokenizer.chat_template:
         messages = [{"role": "system", "content": head.system}] if head.system is not None else []

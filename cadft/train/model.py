@@ -4,13 +4,18 @@ save it, and load it back for inference.
 One code path; the config decides three things: whether the frozen backbone is 4-bit (qlora), whether LoRA
 adapters are added (lora, qlora) and so which parameters train. With adapters, the `score` head is trained in
 full and saved with them (`modules_to_save`); it starts random (head=classifier) or as the language-model head's
-answer rows (head=verbalizer, cadft.train.head), and `zero_shot_model` is the untrained backbone with the latter. A checkpoint folder also holds `cadft_model.json`, which says how
+answer rows (head=verbalizer, cadft.train.head), and `zero_shot_model` is the untrained backbone with the latter. A
+checkpoint folder also holds `cadft_model.json`, which says how
 to rebuild the model (strategy, base folder, dtype, quantization), so loading needs no config.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -66,17 +71,18 @@ def build_model(
 
         lora = model_cfg.lora
         _check_target_modules(model, lora.target_modules)
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                task_type="SEQ_CLS",
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                modules_to_save=[HEAD],
-            ),
-        )
+        with _peft_reads_deprecated_property():
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    task_type="SEQ_CLS",
+                    r=lora.r,
+                    lora_alpha=lora.alpha,
+                    lora_dropout=lora.dropout,
+                    target_modules=lora.target_modules,
+                    modules_to_save=[HEAD],
+                ),
+            )
     setattr(model, BUILD_INFO_ATTR, info)
     return model
 
@@ -90,7 +96,8 @@ def zero_shot_model(
     dtype: str = "fp32",
     trust_remote_code: bool = False,
 ) -> torch.nn.Module:
-    """The backbone as it is, its score head set from the answer words (cadft.train.head), frozen: the zero-shot baseline,
+    """The backbone as it is, its score head set from the answer words (cadft.train.head), frozen: the zero-shot
+    baseline,
     in `dtype` (baselines.zero_shot_dtype)."""
     info = {
         "strategy": "full",
@@ -116,7 +123,8 @@ def write_checkpoint_info(model: torch.nn.Module, out_dir: str | Path) -> None:
 
 
 def load_model(checkpoint_dir: str | Path, *, device: str = "cpu", dtype: str | None = None) -> torch.nn.Module:
-    """A saved model (weights + CHECKPOINT_INFO, as cadft-train saves it), frozen and in eval mode. `dtype` (auto | bf16 | fp16 | fp32) overrides the trained one."""
+    """A saved model (weights + CHECKPOINT_INFO, as cadft-train saves it), frozen and in eval mode. `dtype` (auto | bf16
+    | fp16 | fp32) overrides the trained one."""
     checkpoint = Path(checkpoint_dir)
     info_file = checkpoint / CHECKPOINT_INFO
     if not info_file.is_file():
@@ -128,7 +136,9 @@ def load_model(checkpoint_dir: str | Path, *, device: str = "cpu", dtype: str | 
     else:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(_load_base(info, device, dtype_name), checkpoint)
+        base = _load_base(info, device, dtype_name)
+        with _peft_reads_deprecated_property():
+            model = PeftModel.from_pretrained(base, checkpoint)
     setattr(model, BUILD_INFO_ATTR, info)
     model.requires_grad_(False)  # for inference; resuming training goes through the Trainer's own checkpoints
     return merged_for_scoring(model.eval())
@@ -170,14 +180,15 @@ def _load_base(info: Mapping, device: str, dtype_name: str) -> torch.nn.Module:
         _require_bitsandbytes(device)
     # No device_map even for 4-bit: DeepSpeed ZeRO-3 must place the weights itself (transformers then
     # quantizes on the current CUDA device, or on the CPU without CUDA).
-    model = AutoModelForSequenceClassification.from_pretrained(
-        info["base_model"],
-        num_labels=NUM_LABELS,
-        dtype=dtype,
-        quantization_config=_bnb_config(quant, device) if quant else None,
-        trust_remote_code=info["trust_remote_code"],
-        use_kernels=False,  # transformers >= 5.25 defaults to True: layers replaced by code fetched from the Hub
-    )
+    with _head_left_to_cadft():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            info["base_model"],
+            num_labels=NUM_LABELS,
+            dtype=dtype,
+            quantization_config=_bnb_config(quant, device) if quant else None,
+            trust_remote_code=info["trust_remote_code"],
+            use_kernels=False,  # transformers >= 5.25 defaults to True: layers replaced by code fetched from the Hub
+        )
     model.config.pad_token_id = info["pad_token_id"]
     model.config.use_cache = False  # a classifier never generates; also silences the checkpointing warning
     if quant:
@@ -238,3 +249,40 @@ def _check_target_modules(model: torch.nn.Module, targets: str | list[str]) -> N
 def _check_choice(key: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise CadftError(f"{key}={value!r} is not one of: {', '.join(map(str, allowed))}")
+
+
+class _NewHeadReport(logging.Filter):
+    """transformers' load report when a causal language model is loaded as a sequence classifier and the report lists
+    only its two expected differences: the 2-label score head is missing (cadft sets it right after loading: random
+    for head=classifier, the answer words' rows for head=verbalizer, so "newly initialized ... consider training" says
+    nothing a user can act on) and an untied language-model head goes unused. Any other key keeps the report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage())
+        if "LOAD REPORT" not in message:
+            return True
+        rows = re.findall(r"^(\S+)\s*\|\s*(\w+)", message, re.M)
+        keys = [(key, status) for key, status in rows if key != "Key"]
+        expected = {(f"{HEAD}.", "MISSING"), ("lm_head.", "UNEXPECTED")}
+        return not keys or any(
+            not any(key.startswith(prefix) and status == state for prefix, state in expected) for key, status in keys
+        )
+
+
+@contextlib.contextmanager
+def _head_left_to_cadft():
+    logger, quiet = logging.getLogger("transformers.modeling_utils"), _NewHeadReport()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def _peft_reads_deprecated_property():
+    """peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5.25 deprecates with a FutureWarning on
+    every adapter model: an upstream mismatch, not something a cadft user can change."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield

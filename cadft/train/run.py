@@ -59,7 +59,8 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
     device = resolve_device(config.train.device)
     _reset_peak_memory(device)
     resume_from = _resume_checkpoint(config, run_dir)
-    # Built into the cache on first use before DeepSpeed is configured: under ZeRO-3 a model is partitioned as it is made,
+    # Built into the cache on first use before DeepSpeed is configured: under ZeRO-3 a model is partitioned as it is
+    # made,
     # a collective that only the building rank would join (every rank hung on a fresh cache).
     backbone_path = resolve_backbone(config.backbone, config.paths.cache_dir)
     args = build_training_arguments(config, run.checkpoints, device)  # before the model: ZeRO-3 partitions at load
@@ -78,7 +79,8 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
     val_rows = subsample(table.filter(pl.col("split") == "validation"), config.train.max_eval_examples, config.seed)
     if int(val_rows["label"].sum()) == 0:
         raise CadftError(
-            "the validation split has no cases: model selection needs them; use a larger cohort or other data.split.fractions"
+            "the validation split has no cases: model selection needs them; use a larger cohort or other "
+            "data.split.fractions"
         )
     train_set = tokenize_split(train_rows, "train", tokenizer, max_length, config.head)
     val_set = tokenize_split(val_rows, "validation", tokenizer, max_length, config.head)
@@ -144,7 +146,8 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
             sample = training_sample(table, train_rows, applied)
             sample.save(run.model_dir / TRAINING_SAMPLE_FILE)
             # Under ZeRO-3 the trained weights are spread over the ranks: rank 0 scores the saved model instead.
-            # Scored as cadft eval and cadft predict score the saved model: with the adapters merged (trainable no more).
+            # Scored as cadft eval and cadft predict score the saved model: with the adapters merged (trainable no
+            # more).
             model = (
                 load_unpartitioned(run.model_dir, device)
                 if config.zero.stage == 3

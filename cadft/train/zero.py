@@ -6,7 +6,8 @@ scheduler stay the Trainer's (model.optim, train.lr_scheduler), except that offl
 own CPU AdamW (DeepSpeed refuses other optimizers there), given the Trainer's learning rate, betas, eps and weight
 decay. Stage 3 gathers the partitioned weights when the model is saved, so the saved adapter or model is complete.
 
-Combinations that cannot work are refused before data or model are loaded: by the config check (cadft.config.schema, on the
+Combinations that cannot work are refused before data or model are loaded: by the config check (cadft.config.schema, on
+the
 command line) offload_param with stage 2, stage 3 without gathering weights on save and offloading the optimizer with a
 non-AdamW model.optim; by `deepspeed_config`, which knows the device, qlora + stage 3 with quant_storage other than the
 compute dtype, 16-bit weights outside DeepSpeed's bf16 mode (fp16 anywhere, bf16 without CUDA) and train.device=cpu
@@ -68,7 +69,8 @@ def deepspeed_config(zero_cfg: Zero, model: Model, device: str) -> dict | None:
 
 
 def check_device(zero: Mapping, model: Model, device: str) -> None:
-    """What the config alone cannot tell (its keys and their combinations are checked by cadft.config.schema): the GPUs this
+    """What the config alone cannot tell (its keys and their combinations are checked by cadft.config.schema): the GPUs
+    this
     process sees and the dtypes on this device."""
     stage = zero["stage"]
     if device == "cpu" and torch.cuda.is_available():
@@ -84,6 +86,10 @@ def ready_process(uses_deepspeed: bool) -> None:
     when no launcher made one (DeepSpeed always runs in a process group, and would otherwise look for MPI) and the
     accelerate fix for CPUs; without, accelerate's switch ACCELERATE_USE_DEEPSPEED off, which a zero=2|3 job earlier
     in this process (a sweep) leaves on, so that TrainingArguments would run DeepSpeed with default settings."""
+    if not torch.cuda.is_available():
+        # DeepSpeed, imported by accelerate either way, warns that it "was unable to detect" an accelerator when it
+        # falls back to the CPU; without CUDA the CPU is the accelerator, which naming it says without a warning.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if not uses_deepspeed:
         os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
         return
@@ -145,7 +151,8 @@ def load_unpartitioned(model_dir: Path, device: str) -> torch.nn.Module:
 
 
 def _check_dtypes(stage: int, model: Model, device: str) -> None:
-    """16-bit weights train correctly under ZeRO only in DeepSpeed's bf16 mode, which cadft turns on for bf16 on CUDA."""
+    """16-bit weights train correctly under ZeRO only in DeepSpeed's bf16 mode, which cadft turns on for bf16
+    on CUDA."""
     allowed = (torch.float32, torch.bfloat16) if device == "cuda" else (torch.float32,)
     names = "fp32 or bf16" if device == "cuda" else "fp32 (DeepSpeed's bf16 mode needs CUDA)"
     dtypes = {"model.dtype": resolve_dtype(model.dtype, device)}

@@ -225,7 +225,8 @@ def _locate(path: Path, header: list[str], naming: str, fields: list[Field], opt
         listing = "; ".join(f"{f.id} ({f.title}), e.g. column {_example_column(f, naming)}" for f in missing)
         raise ExtractError(
             f"{path}: missing required fields for this task and feature set: {listing}. "
-            f"Add them to the extract, or remove the features/outcome sources that need them from the config. {FORMAT_HELP}"
+            "Add them to the extract, or remove the features/outcome sources that need them from the config. "
+            f"{FORMAT_HELP}"
         )
     return [_Source(wanted[fid], tuple(cols)) for fid, cols in found.items() if cols]
 

@@ -1,1 +1,2 @@
-"""Baselines on the language model's terms (baselines group): classical models, clinical scores, zero-shot, the oracle."""
+"""Baselines on the language model's terms (baselines group): classical models, clinical scores, zero-shot, the
+oracle."""

@@ -43,8 +43,10 @@ def oracle_scores(table: pl.DataFrame, oracle_path) -> tuple[pl.DataFrame, pl.Da
         unscored = rows["risk"].null_count()
         if unscored:
             raise CadftError(
-                f"oracle file {path} has no risk for {unscored} of {rows.height} {name} participants; the oracle is the "
-                f"incident risk of people free of CAD at baseline, so it only applies to incident tasks of the same cohort"
+                f"oracle file {path} has no risk for {unscored} of {rows.height} {name} participants; the "
+                "oracle is the "
+                "incident risk of people free of CAD at baseline, so it only applies to incident tasks of "
+                "the same cohort"
             )
         frames.append(score_frame(rows, rows["risk"].to_numpy()))
     return frames[0], frames[1]

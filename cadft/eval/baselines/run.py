@@ -40,7 +40,8 @@ RECALIBRATION = {"pce": "none", "pce_recalibrated": "platt", "oracle": "none"}
 
 
 def terms_for_run(table: pl.DataFrame, config: Config, train_rows: pl.DataFrame) -> Terms:
-    """A run's terms: its text features and training records (equal terms), and every feature column (the *_all ones)."""
+    """A run's terms: its text features and training records (equal terms), and every feature column (the *_all
+    ones)."""
     all_features = feature_columns(table)
     return Terms(text_feature_names(all_features, config.text.features), all_features, train_rows["eid"].to_numpy())
 
@@ -54,7 +55,8 @@ def fit_baselines(
         raise CadftError(f"baselines.which names {', '.join(unknown)}; allowed here: {', '.join(CLASSICAL)}")
     if not terms.all_features:
         raise CadftError(
-            "the prepared table has no feature columns (seed-JSON data carries only text): classical baselines need features"
+            "the prepared table has no feature columns (seed-JSON data carries only text): classical "
+            "baselines need features"
         )
     absent = [name for name in terms.all_features if name not in table.columns]
     if absent:
@@ -67,7 +69,8 @@ def fit_baselines(
     )
     if terms.train_eids is not None and sample_rows.height != len(terms.train_eids):
         raise CadftError(
-            f"{len(terms.train_eids) - sample_rows.height} of the run's training eids are not in the prepared table's training split"
+            f"{len(terms.train_eids) - sample_rows.height} of the run's training eids are not in the prepared "
+            "table's training split"
         )
     equal = {**splits, "train": sample_rows}
     fitters = {
