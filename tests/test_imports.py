@@ -1,10 +1,13 @@
-"""Structure: no import cycles between cadft's modules, and the README's group-to-module map holds."""
+"""Structure: no import cycles between cadft's modules, the README's group-to-module map holds, the wheel lists every
+package and the tests mirror the packages."""
 
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "cadft"
@@ -53,9 +56,9 @@ def test_no_import_cycles():
 
 
 def test_every_config_group_has_the_module_the_readme_names():
-    table = re.search(r"## Configuration reference\n\n(\| group.*?)\n\n", (REPO / "README.md").read_text(), re.S).group(
-        1
-    )
+    """Each config group is a module (or package) of the same name inside its stage, as the README's table says."""
+    readme = (REPO / "README.md").read_text()
+    table = re.search(r"## Configuration at a glance\n.*?\n(\| group.*?)\n\n", readme, re.S).group(1)
     rows = {row.split("|")[1].strip(" `"): row.split("|")[3] for row in table.splitlines()[2:]}
     groups = {
         path.name for path in (REPO / "conf").iterdir() if path.is_dir() and path.name not in ("hydra", "experiment")
@@ -65,5 +68,20 @@ def test_every_config_group_has_the_module_the_readme_names():
         named = re.findall(r"`(cadft/[\w/]+(?:\.py)?)`", modules)
         assert named, group
         assert all((REPO / module).exists() for module in named), (group, named)
-        if group != "data":  # the data group spans the readers (cadft/ukb/) and the feature builder
-            assert any(Path(module).stem == group or Path(module).name == group for module in named), (group, named)
+        assert any(Path(module).stem == group for module in named), (group, named)
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject.toml lists cadft's packages (conf/ is mapped into the wheel as cadft.conf): none may be missing."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    # cadft.eval.templates holds the report's templates (no Python); cadft.conf is conf/, mapped in.
+    on_disk = {module_name(path.parent) for path in PACKAGE.rglob("*.py")} | {"cadft.eval.templates"}
+    assert set(config["packages"]) == on_disk | {"cadft.conf"}
+    assert config["package-dir"] == {"cadft.conf": "conf"}
+
+
+def test_tests_mirror_the_packages():
+    folders = {path.name for path in (REPO / "tests").iterdir() if path.is_dir() and (path / "__init__.py").is_file()}
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    assert folders == packages, f"tests/ folders {sorted(folders)} and cadft/ packages {sorted(packages)} differ"

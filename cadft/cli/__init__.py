@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 
+from cadft.train.distributed import accept_local_rank_flag
+
 # command -> (module in cadft.cli, one line of what it does)
 COMMANDS = {
     "synth": ("synth", "write a synthetic UK Biobank-like extract and its oracle (the true risk per person)"),
@@ -52,6 +54,8 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # The deepspeed launcher puts --local_rank=N right after the module, before the command (`--module cadft train`).
+    accept_local_rank_flag(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return

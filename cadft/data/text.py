@@ -4,9 +4,9 @@
 template at least as good as lists or LLM rewrites; `list` writes "- Age at recruitment: 63 years" lines.
 Values are decoded labels with their units; missing values and special answers ("Prefer not to answer",
 "Do not know") are dropped or stated, by option (`text.missing`, `text.special`), for numeric features too:
-a numeric feature's special answer comes from its `<name>:special` column (cadft/features.py), and a NaN is
+a numeric feature's special answer comes from its `<name>:special` column (cadft/data/features.py), and a NaN is
 missing, so neither is ever written as a number. With `text.history=on` the medical history follows the features,
-one item per source, as names (cadft/history.py). Texts are built column-wise with polars, so a full
+one item per source, as names (cadft/data/history.py). Texts are built column-wise with polars, so a full
 cohort (502k records) takes seconds.
 """
 
@@ -83,7 +83,7 @@ def _item(feature: Feature, text_cfg: Text, columns: list[str]) -> pl.Expr:
 
 
 def _history_items(text_cfg: Text, columns: list[str]) -> list[pl.Expr]:
-    """One item per history source that has a name (cadft/history.py), e.g. `The list of medications taken is
+    """One item per history source that has a name (cadft/data/history.py), e.g. `The list of medications taken is
     aspirin.`"""
     from cadft.data.history import SOURCES, name_column
 

@@ -21,7 +21,7 @@ metrics.json, schema_version 2 (floats are plain numbers; an undefined metric, e
   treat_none, model) and `subgroups` (group -> name -> {n, cases, prevalence, mean_risk, oe_ratio, auroc, brier,
   ci, note}; groups sex, age, ethnicity, townsend where the table has them; AUROC is null below
   eval.min_subgroup_cases cases).
-- `comparison` (training runs; cadft.eval.compare_models): baseline -> {auroc, brier, delta_auroc, delta_brier},
+- `comparison` (training runs; cadft.eval.comparison): baseline -> {auroc, brier, delta_auroc, delta_brier},
   each delta {value, low, high}: this model minus the baseline on the same test participants (paired bootstrap).
 """
 

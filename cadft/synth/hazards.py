@@ -18,7 +18,7 @@ from cadft.synth.treatment import Treatment
 
 HORIZON_YEARS = 10.0
 # Hospital and death records end per country (the centre's, field 54) on the default task.censor_dates of
-# conf/task/hard_cad.yaml (tests/test_synth.py checks they agree): Wales' early end leaves late-recruited Welsh
+# conf/task/hard_cad.yaml (tests/synth/test_synth.py checks they agree): Wales' early end leaves late-recruited Welsh
 # participants under 10 years of follow-up, as a real release can.
 RECORD_END = {"England": "2022-10-31", "Scotland": "2022-08-31", "Wales": "2018-02-28"}
 CAD_RATE_SCALE = 0.43  # PCE hazard x this lands incident 10-y hard CAD near 4%

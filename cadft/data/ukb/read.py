@@ -14,7 +14,7 @@ as two tables:
 RAP multi-select cells (`["I251","E119"]` or `I251|E119`) become entries with their position as the
 slot; REPLACE labels (`Female`, `I25.2 Old myocardial infarction`) are mapped back to codes.
 
-A text file must be whole: every row has the header's field count (cadft/ukb/rows.py, checked alongside the
+A text file must be whole: every row has the header's field count (cadft/data/ukb/rows.py, checked alongside the
 parse, since polars would fill a short row with nulls) and no column name repeats. A blank or NaN cell is
 missing; `inf` in a number field is an unparseable value.
 """

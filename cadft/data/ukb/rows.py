@@ -1,4 +1,4 @@
-"""Check that every row of a text extract has as many fields as its header (cadft/ukb/read.py runs it while
+"""Check that every row of a text extract has as many fields as its header (cadft/data/ukb/read.py runs it while
 polars parses the file, and reports it first).
 
 polars fills a short row with nulls and, when columns are selected, ignores a long one, so a file cut off
