@@ -54,7 +54,7 @@ def check_arguments(parent_run_id: str | None, uri: str, out: Path | None) -> No
         store = Path(uri.removeprefix("sqlite:///").removeprefix("file://").removeprefix("file:"))
         if not store.exists():
             raise CadftError(
-                f"--tracking-uri {uri}: no MLflow store at {store} (cadft-train creates it; pass the store a "
+                f"--tracking-uri {uri}: no MLflow store at {store} (cadft train creates it; pass the store a "
                 "run logged to)"
             )
     elif not re.match(r"[a-z][a-z0-9+.-]*://|databricks", uri):

@@ -41,9 +41,16 @@ def validate_group(cfg, name: str):
 
 
 def load_group_file(path: Path, name: str):
-    """A config group's option file (conf/<group>/<option>.yaml) on its own, typed."""
+    """A config group's option file, typed: a shipped option (conf/<group>/<option>.yaml) composed as a command would
+    compose it (its defaults list and interpolations resolved), any other file read on its own."""
     from omegaconf import OmegaConf
 
+    from cadft.config import CONF_DIR
+    from cadft.config.compose import compose
+
+    path = Path(path)
+    if path.parent.resolve() == (CONF_DIR / name).resolve():
+        return validate_group(compose("config", [f"{name}={path.stem}"]), name)
     return _typed_group(OmegaConf.to_container(OmegaConf.load(path), resolve=True), name)
 
 

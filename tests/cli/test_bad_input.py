@@ -1,14 +1,17 @@
-"""Config mistakes through the real entry points (`python -m` of each console script): each stops with exit status 2
-and one line on stderr naming the key, the value and what is allowed, no traceback, nothing written, within 15 s
-(before data is read or a model is loaded)."""
+"""Config mistakes through the real entry points (the front door `python -m cadft <command>`, and the `cadft-<command>`
+aliases): each stops with exit status 2 and one line on stderr naming the key, the value and what is allowed, no
+traceback, nothing written, within 15 s (before data is read or a model is loaded)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+
+from tests.conftest import CADFT
 
 TIME_LIMIT_S = 15
 OUT = "OUT"  # replaced by the test's output dir, which must stay absent
@@ -44,98 +47,102 @@ TRAIN_CASES = [
     ),
 ]
 CASES = [
-    *[("cadft.train.run", [*args, f"paths.output_dir={OUT}"], "cadft-train", message) for args, message in TRAIN_CASES],
+    *[("train", [*args, f"paths.output_dir={OUT}"], message) for args, message in TRAIN_CASES],
     (
-        "cadft.train.run",
+        "train",
         ["data.path=no_such_extract.csv", f"paths.output_dir={OUT}"],
-        "cadft-train",
         "data.path=no_such_extract.csv: no such file",
     ),
     (
-        "cadft.data.prepare",
+        "prepare",
         ["data.format=csv", f"paths.output_dir={OUT}"],
-        "cadft-prepare",
         "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json",
     ),
     (
-        "cadft.data.prepare",
+        "prepare",
         ["task=hard_cad", "task.censor_dates.Wales=soon", f"paths.output_dir={OUT}"],
-        "cadft-prepare",
         "task.censor_dates.Wales=soon: expected an ISO date such as 2022-10-31",
     ),
     *[
         (
-            module,
+            command,
             ["task=hard_cad_prevalent", f"paths.output_dir={OUT}"],
-            prog,
-            "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of the prevalent outcome of "
-            "task hard_cad_prevalent (people with the disease are treated for it): remove them (~data.features.cholesterol_medication "
-            "~data.features.bp_medication) or set data.allow_treatment_features=true",
+            "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of the "
+            "prevalent outcome of task hard_cad_prevalent (people with the disease are treated for it): remove them "
+            "(~data.features.cholesterol_medication ~data.features.bp_medication) or set "
+            "data.allow_treatment_features=true",
         )
-        for module, prog in (("cadft.data.prepare", "cadft-prepare"), ("cadft.train.run", "cadft-train"))
+        for command in ("prepare", "train")
     ],
     (
-        "cadft.data.prepare",
+        "prepare",
         ["data.split.by=country", "data.split.test_groups=[Wales,Ireland]", f"paths.output_dir={OUT}"],
-        "cadft-prepare",
         "data.split.test_groups: ['Ireland'] are not countries; allowed: England, Scotland, Wales",
     ),
     (
-        "cadft.cli.baselines",
+        "baselines",
         ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"],
-        "cadft-baselines",
-        "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, lightgbm_all, pce, "
-        "pce_recalibrated, age, zero_shot (pcee: did you mean pce?)",
+        "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
+        "lightgbm_all, pce, pce_recalibrated, age, zero_shot (pcee: did you mean pce?)",
     ),
     (
-        "cadft.cli.baselines",
+        "baselines",
         ["eval.decision_curve=[0.3,0.1,0.01]", f"paths.output_dir={OUT}"],
-        "cadft-baselines",
         "eval.decision_curve=[0.3, 0.1, 0.01]: expected [low, high, step] with 0 < low < high < 1 and step > 0",
     ),
     (
-        "cadft.cli.eval",
+        "eval",
         ["no_such_run", "eval.threshold=youdn", "--out", OUT],
-        "cadft-eval",
         "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)",
     ),
     (
-        "cadft.cli.eval",
+        "eval",
         ["no_such_run", "eval.thresold=max_f1", "--out", OUT],
-        "cadft-eval",
         "eval.thresold: unknown key; did you mean eval.threshold?",
     ),
     (
-        "cadft.cli.eval",
+        "eval",
         ["no_such_run", "--out", OUT, "--device"],
-        "cadft-eval",
-        "argument --device: expected one argument (see cadft-eval --help)",
+        "argument --device: expected one argument (see cadft eval --help)",
     ),
     (
-        "cadft.tracking.leaderboard",
+        "compare",
         ["not-a-run-id", "--out", OUT],
-        "cadft-compare",
         "PARENT_RUN_ID=not-a-run-id: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)",
     ),
     (
-        "cadft.tracking.leaderboard",
+        "compare",
         ["--tracking-uri", f"sqlite:///{OUT}/mlflow.db", "--out", OUT],
-        "cadft-compare",
-        f"--tracking-uri sqlite:///{OUT}/mlflow.db: no MLflow store at {OUT}/mlflow.db (cadft-train creates it; pass the store a run logged to)",
+        f"--tracking-uri sqlite:///{OUT}/mlflow.db: no MLflow store at {OUT}/mlflow.db (cadft train creates it; pass "
+        "the store a run logged to)",
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("module", "args", "prog", "message"), CASES, ids=[f"{c[0]}:{' '.join(c[1][:3])}" for c in CASES]
-)
-def test_a_config_mistake_stops_up_front_with_one_line(tmp_path, module, args, prog, message):
+ALIAS_CASES = [  # the same program through its alias script: the error names the alias
+    (
+        "train",
+        ["eval.threshold=youdn", f"paths.output_dir={OUT}"],
+        "eval.threshold=youdn: expected one of youden, max_f1, sensitivity, fixed (did you mean youden?)",
+    ),
+    (
+        "prepare",
+        ["data.format=csv", f"paths.output_dir={OUT}"],
+        "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json",
+    ),
+    (
+        "eval",
+        ["no_such_run", "--out", OUT, "--device"],
+        "argument --device: expected one argument (see cadft-eval --help)",
+    ),
+]
+
+
+def _stops_up_front(tmp_path: Path, command: list[str], args: list[str], prog: str, message: str) -> None:
     out = tmp_path / "outputs"
     args = [arg.replace(OUT, str(out)) for arg in args]
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
+    done = subprocess.run([*command, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     seconds = time.perf_counter() - started
     print(f"{seconds:5.1f} s  {prog} {' '.join(args)}")
     assert done.returncode == 2, done.stderr[-3000:]
@@ -143,3 +150,18 @@ def test_a_config_mistake_stops_up_front_with_one_line(tmp_path, module, args, p
     assert done.stderr.splitlines() == [f"{prog}: error: {message.replace(OUT, str(out))}"]
     assert list(tmp_path.iterdir()) == []  # no output dir, no run dir, no MLflow store, nothing in the working dir
     assert seconds < TIME_LIMIT_S
+
+
+@pytest.mark.parametrize(("command", "args", "message"), CASES, ids=[f"{c[0]}:{' '.join(c[1][:3])}" for c in CASES])
+def test_a_config_mistake_stops_up_front_with_one_line(tmp_path, command, args, message):
+    _stops_up_front(tmp_path, [*CADFT, command], args, f"cadft {command}", message)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"), ALIAS_CASES, ids=[f"cadft-{c[0]}:{' '.join(c[1][:3])}" for c in ALIAS_CASES]
+)
+def test_an_alias_names_itself_in_the_error(tmp_path, command, args, message):
+    script = Path(sys.executable).with_name(f"cadft-{command}")
+    if not script.exists():
+        pytest.skip(f"the cadft-{command} script is not installed next to this Python")
+    _stops_up_front(tmp_path, [str(script)], args, f"cadft-{command}", message)

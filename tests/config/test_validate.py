@@ -1,24 +1,38 @@
-"""The config check (cadft/config.py, cadft/cli.py): every shipped config passes it (every option of every group in
-every app's config, every experiment, every multirun template with each of its swept values, the SLURM launcher),
-and each kind of mistake is one line naming the key, the value and what is allowed."""
+"""The config check (cadft.config.validate, cadft.config.compose): every shipped config passes it (every option of
+every group in every app's config, every experiment, every multirun template with each of its swept values, the SLURM
+launcher) and comes back as the typed Config (cadft.config.schema), and each kind of mistake is one line naming the
+key, the value and what is allowed."""
 
 from __future__ import annotations
+
+from dataclasses import FrozenInstanceError, replace
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from cadft.cli.common import check_command_line
-from cadft.config.schema import check_overrides, validate
+from cadft.config import CONF_DIR, schema
+from cadft.config.compose import check_command_line
+from cadft.config.schema import Config
+from cadft.config.typecheck import plain
+from cadft.config.validate import (
+    check_overrides,
+    load,
+    to_yaml,
+    validate,
+    validate_group,
+    with_absolute_paths,
+)
 from cadft.errors import CadftError
-from tests.conftest import CONF_DIR, TEMPLATES_DIR
+from tests.conftest import TEMPLATES_DIR
 
 APPS = (
     "config",
     "prepare",
     "baselines_cli",
-)  # the configs of cadft-train (and cadft-eval's runs), -prepare, -baselines
+)  # the configs of cadft train (and cadft eval's runs), cadft prepare, cadft baselines
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -31,6 +45,33 @@ REQUIRED = {
     # a prevalent outcome refuses treatment features (proxies of the label): the shipped feature set has two
     ("task", "hard_cad_prevalent"): ["~data.features.cholesterol_medication", "~data.features.bp_medication"],
 }
+# The typed group each option gives (groups whose options differ in shape pick their dataclass by a key).
+GROUP_TYPES = {
+    "data": schema.Data,
+    "task": schema.Task,
+    "text": schema.Text,
+    "model": schema.Model,
+    "imbalance": schema.Imbalance,
+    "train": schema.Train,
+    "eval": schema.Eval,
+    "baselines": schema.Baselines,
+    "tracking": schema.Tracking,
+}
+VARIANT_TYPES = {
+    ("backbone", "tiny"): schema.BackboneTiny,
+    ("backbone", "smollm2_135m"): schema.BackboneGguf,  # every other backbone option is a Hugging Face model
+    ("head", "classifier"): schema.HeadClassifier,
+    ("head", "verbalizer"): schema.HeadVerbalizer,
+    ("zero", "none"): schema.ZeroNone,
+    ("zero", "2"): schema.Zero2,
+    ("zero", "3"): schema.Zero3,
+}
+
+
+def _typed_group(group: str, option: str) -> type:
+    if group == "backbone":
+        return VARIANT_TYPES.get((group, option), schema.BackboneHf)
+    return VARIANT_TYPES.get((group, option)) or GROUP_TYPES[group]
 
 
 def _compose(*overrides: str, config_name: str = "config"):
@@ -71,16 +112,21 @@ def test_the_groups_are_all_covered():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_every_option_of_every_group_passes(group, option):
-    choice = f"'{option}'" if option.isdigit() else option  # zero=2: as cadft.cli.common.quote_stage_choices writes it
+    # zero=2: as cadft.config.compose.quote_stage_choices writes it
+    choice = f"'{option}'" if option.isdigit() else option
     cfg = _compose(f"{group}={choice}", *REQUIRED.get((group, option), []))
     assert cfg.hydra.runtime.choices[group] == option
-    validate(cfg)
+    config = validate(cfg)
+    assert isinstance(config, Config)
+    assert type(getattr(config, group)) is _typed_group(group, option)  # exactly: Zero3 is a Zero2 too
+    assert validate_group(cfg, group) == getattr(config, group)  # the group on its own types the same
 
 
 @pytest.mark.parametrize("app", APPS)
 @pytest.mark.parametrize("experiment", [None, *EXPERIMENTS])
 def test_every_app_and_experiment_passes(app, experiment):
-    validate(_compose(*([f"+experiment={experiment}"] if experiment else []), config_name=app))
+    config = validate(_compose(*([f"+experiment={experiment}"] if experiment else []), config_name=app))
+    assert isinstance(config, Config) and isinstance(config.data, schema.Data)
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
@@ -88,13 +134,72 @@ def test_every_template_and_each_of_its_jobs_passes(template):
     jobs = _jobs(_compose_template(template, []))
     assert len(jobs) > 1
     for job in jobs:
-        validate(_compose_template(template, job))
+        assert isinstance(validate(_compose_template(template, job)), Config)
     # The command-line check composes each job too, also with the SLURM launcher.
     check_command_line(
-        "cadft-train",
+        "cadft train",
         "config",
         ["-m", "--config-dir", str(TEMPLATES_DIR), "--config-name", template, "hydra/launcher=slurm"],
     )
+
+
+def test_validate_gives_the_typed_frozen_config_and_plain_gives_its_values_back():
+    cfg = _compose("backbone=tiny", "head=verbalizer", "zero='3'", "model=qlora", "data.split.by=country",
+                   "data.split.test_groups=[Wales]")  # fmt: skip
+    config = validate(cfg)
+    assert isinstance(config, Config)
+    assert type(config.backbone) is schema.BackboneTiny and type(config.head) is schema.HeadVerbalizer
+    assert type(config.zero) is schema.Zero3 and isinstance(config.model, schema.Model)
+    assert isinstance(config.model.quantization, schema.Quantization) and isinstance(config.model.lora, schema.Lora)
+    assert isinstance(config.data.split, schema.Split) and isinstance(config.task.censor_dates, schema.CensorDates)
+    assert config.backbone.hidden_size == cfg.backbone.hidden_size and config.head.question == cfg.head.question
+    assert config.data.split.test_groups == ["Wales"] and config.eval.threshold == cfg.eval.threshold
+    with pytest.raises(FrozenInstanceError):
+        config.eval.bootstrap = 5  # a change is a new config: dataclasses.replace
+    assert replace(config, eval=replace(config.eval, bootstrap=5)).eval.bootstrap == 5 and config.eval.bootstrap != 5
+    assert validate(plain(config)) == config  # the plain values (as YAML holds them) type back to the same config
+
+
+def test_with_absolute_paths_resolves_the_file_paths_against_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    here = Path.cwd().resolve()
+    config = validate(
+        _compose(
+            "paths.output_dir=out",
+            "paths.prepared_dir=out/prepared",
+            "paths.cache_dir='~/cadft-cache'",
+            "data.path=extract.csv",
+            "data.oracle_path=null",
+            "+data.withdrawals=../w.csv",
+        )
+    )
+    absolute = with_absolute_paths(config)
+    assert absolute.paths == schema.Paths(
+        output_dir=str(here / "out"),
+        prepared_dir=str(here / "out" / "prepared"),
+        cache_dir=str((Path.home() / "cadft-cache").resolve()),
+    )
+    assert (absolute.data.path, absolute.data.oracle_path, absolute.data.withdrawals) == (
+        str(here / "extract.csv"),
+        None,
+        str(here.parent / "w.csv"),
+    )
+    assert replace(absolute, paths=config.paths, data=config.data) == config  # nothing else changes
+    assert with_absolute_paths(absolute) == absolute  # absolute paths stay as they are
+
+
+def test_a_saved_config_loads_back_the_same(tmp_path):
+    config = validate(_compose("head=verbalizer", "model=qlora"))
+    saved = tmp_path / "config.yaml"
+    saved.write_text(to_yaml(config))
+    assert load(saved) == config
+    assert load(saved, ["eval.threshold=max_f1"]) == replace(config, eval=replace(config.eval, threshold="max_f1"))
+    with pytest.raises(CadftError, match=r"eval.threshold=youdn: expected one of youden"):
+        load(saved, ["eval.threshold=youdn"])
+    # saved before the head group existed: those runs used the classifier
+    old = tmp_path / "old.yaml"
+    old.write_text(to_yaml(validate(_compose())).replace("head:\n  name: classifier\n", ""))
+    assert "\nhead:" not in old.read_text() and load(old).head == schema.CLASSIFIER
 
 
 def test_the_slurm_launcher_passes():
@@ -122,8 +227,8 @@ def test_the_slurm_launcher_passes():
         (
             ["+eval.temperature_scaling=true"],
             "eval.temperature_scaling: unknown key; eval has: batch_size, recalibration, threshold, "
-            "target_sensitivity, fixed_threshold, on_no_validation_cases, risk_thresholds, decision_curve, bootstrap, ci_level, "
-            "calibration_bins, min_subgroup_cases, age_bands, plots",
+            "target_sensitivity, fixed_threshold, on_no_validation_cases, risk_thresholds, decision_curve, bootstrap, "
+            "ci_level, calibration_bins, min_subgroup_cases, age_bands, plots",
         ),
         (["+tracking.urii=x"], "tracking.urii: unknown key; did you mean tracking.uri?"),
         (["~eval.plots"], "eval.plots: missing; expected true or false"),
@@ -164,7 +269,8 @@ def test_the_slurm_launcher_passes():
         (["zero='2'", "zero.offload_optimizer=nvme"], "zero.offload_optimizer=nvme: expected one of none, cpu"),
         (
             ["zero='3'", "zero.stage3_gather_16bit_weights_on_model_save=false"],
-            "zero.stage3_gather_16bit_weights_on_model_save=false: expected true (the saved model needs the whole weights)",
+            "zero.stage3_gather_16bit_weights_on_model_save=false: expected true (the saved model needs the whole "
+            "weights)",
         ),
         (
             ["zero='2'", "zero.offload_optimizer=cpu", "model.optim=sgd"],
@@ -210,7 +316,8 @@ def test_the_slurm_launcher_passes():
             ["task=hard_cad_no_prior_cvd", "task.outcome=prevalent"],
             (
                 "task hard_cad_no_prior_cvd_incident10: task.exclude applies to incident "
-                "outcomes only; set task.exclude=null for task.outcome=prevalent (task.definition is the prevalent condition)"
+                "outcomes only; set task.exclude=null for task.outcome=prevalent (task.definition is the prevalent "
+                "condition)"
             ),
         ),
         (
@@ -224,15 +331,17 @@ def test_the_slurm_launcher_passes():
         (["data.max_bad_fraction=2"], "data.max_bad_fraction=2: expected a number in [0, 1] or null"),
         (
             ["data.split.fractions.train=0.9"],
-            "data.split.fractions={'train': 0.9, 'validation': 0.15, 'test': 0.15}: each must be > 0 and they must sum to 1",
+            "data.split.fractions={'train': 0.9, 'validation': 0.15, 'test': 0.15}: each must be > 0 and they must sum "
+            "to 1",
         ),
         (["+data.features.age.kind=average"], "data.features.age.kind='average'; allowed: field, mean, flag"),
         (["+data.features.age.treatment=yes"], "data.features.age.treatment='yes'; allowed: true, false"),
         (
             ["task=hard_cad_prevalent"],
             "data.features cholesterol_medication, bp_medication are treatments (treatment: true), proxies of "
-            "the prevalent outcome of task hard_cad_prevalent (people with the disease are treated for it): remove them "
-            "(~data.features.cholesterol_medication ~data.features.bp_medication) or set data.allow_treatment_features=true",
+            "the prevalent outcome of task hard_cad_prevalent (people with the disease are treated for it): remove "
+            "them (~data.features.cholesterol_medication ~data.features.bp_medication) or set "
+            "data.allow_treatment_features=true",
         ),
         (["data.allow_treatment_features=maybe"], "data.allow_treatment_features=maybe: expected true or false"),
         (["data.split.by=region"], "data.split.by=region: expected one of eid, centre, country"),
@@ -380,20 +489,20 @@ def test_a_feature_that_holds_the_outcome_is_refused():
 )
 def test_command_line_mistakes_exit_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        check_command_line("cadft-train", "config", argv)
-    assert exit_info.value.code == 2 and capsys.readouterr().err == f"cadft-train: error: {message}\n"
+        check_command_line("cadft train", "config", argv)
+    assert exit_info.value.code == 2 and capsys.readouterr().err == f"cadft train: error: {message}\n"
 
 
 def test_a_sweeps_values_are_checked_by_each_job_not_up_front():
     """A bad swept value is a FAILED job of the sweep (cadft.train.run), not a refused command line."""
-    check_command_line("cadft-train", "config", ["-m", "imbalance=oversample", "imbalance.positive_fraction=0.5,2"])
-    with pytest.raises(CadftError, match="imbalance.positive_fraction=2: expected a number in"):
+    check_command_line("cadft train", "config", ["-m", "imbalance=oversample", "imbalance.positive_fraction=0.5,2"])
+    with pytest.raises(CadftError, match=r"imbalance.positive_fraction=2: expected a number in"):
         validate(_compose("imbalance=oversample", "imbalance.positive_fraction=2"))
 
 
 def test_help_and_cfg_are_left_to_hydra():
     for argv in (["--help"], ["--cfg", "job", "data=ukb"], ["--info"]):
-        check_command_line("cadft-train", "config", argv)
+        check_command_line("cadft train", "config", argv)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Bad input through the real `cadft-prepare` command line: every refused file is one `cadft-prepare: error:` line
+"""Bad input through the real `cadft prepare` command line: every refused file is one `cadft prepare: error:` line
 naming the file and the line or column, exit status 2, no traceback and nothing left behind; the handled cases
 (NaN values, special answers, a damaged cache entry) succeed with the right output."""
 
@@ -8,16 +8,16 @@ import csv
 import io
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.conftest import CADFT
 from tests.edge_cases import people
 from tests.extracts import base_person, write_rap, write_showcase
 
-CLI = [sys.executable, "-m", "cadft.data.prepare"]
+CLI = [*CADFT, "prepare"]
 
 
 def _cohort() -> list[dict]:
@@ -50,9 +50,9 @@ def truncated_showcase(tmp_path: Path) -> tuple[list[str], str]:
     path, line = _cut_off(write_showcase(tmp_path / "cohort.csv", _cohort()), after=b'"2008-0')  # inside a quoted date
     width = _header_width(path, ",")
     return [f"data.path={path}"], (
-        rf"{re.escape(str(path))}: line {line}: a quoted value opened here is never closed \(\d+ of the header's {width} "
-        r"fields so far\): the file is cut off mid-row \(an interrupted download or copy\?\); export or copy it again, "
-        "or remove the stray quote"
+        rf"{re.escape(str(path))}: line {line}: a quoted value opened here is never closed "
+        rf"\(\d+ of the header's {width} fields so far\): the file is cut off mid-row "
+        r"\(an interrupted download or copy\?\); export or copy it again, or remove the stray quote"
     )
 
 
@@ -93,7 +93,8 @@ def duplicated_column(tmp_path: Path) -> tuple[list[str], str]:
     path.write_text(path.read_text().replace('"21001-0.0"', '"48-0.0"', 1))
     return (
         [f"data.path={path}"],
-        rf"{re.escape(str(path))}: column '48-0.0' appears 2 times in the header \(columns \[\d+, \d+\]\); each column name must be unique",
+        rf"{re.escape(str(path))}: column '48-0.0' appears 2 times in the header \(columns \[\d+, \d+\]\); each column "
+        r"name must be unique",
     )
 
 
@@ -109,7 +110,7 @@ def output_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
 
 
 def sweep_output_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
-    """A sweep (-m) checks before Hydra makes its sweep dir, as cadft-train -m does (the same callback)."""
+    """A sweep (-m) checks before Hydra makes its sweep dir, as cadft train -m does (the same callback)."""
     overrides, message = output_dir_unwritable(tmp_path)
     return ["-m", *overrides, "seed=1,2"], message
 
@@ -119,7 +120,8 @@ def prepared_dir_unwritable(tmp_path: Path) -> tuple[list[str], str]:
     blocker.write_text("")
     path = write_showcase(tmp_path / "cohort.csv", _cohort())
     return [f"data.path={path}", f"paths.prepared_dir={blocker}/prepared"], (
-        rf"prepared data folder \(paths.prepared_dir\) {re.escape(str(blocker))}/prepared is not writable \(Not a directory\)"
+        rf"prepared data folder \(paths.prepared_dir\) {re.escape(str(blocker))}/prepared is not writable "
+        r"\(Not a directory\)"
     )
 
 
@@ -136,7 +138,8 @@ def withdrawals_not_an_eid(tmp_path: Path) -> tuple[list[str], str]:
     withdrawals = tmp_path / "w.csv"
     withdrawals.write_text("1000001\n\n1000002 x\n")
     return [f"data.path={path}", f"data.withdrawals={withdrawals}"], (
-        rf"data.withdrawals={re.escape(str(withdrawals))}: line 3: '1000002 x' is not an eid; the file has one integer eid a line"
+        rf"data.withdrawals={re.escape(str(withdrawals))}: line 3: '1000002 x' is not an eid; the file has one integer "
+        r"eid a line"
     )
 
 
@@ -173,7 +176,7 @@ def test_refused_with_one_line_and_nothing_left(tmp_path, case):
     assert "Traceback" not in done.stderr + done.stdout
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert re.fullmatch(f"cadft-prepare: error: {message}", lines[0]), lines[0]
+    assert re.fullmatch(f"cadft prepare: error: {message}", lines[0]), lines[0]
     assert (
         not list(tmp_path.rglob("prepared"))
         and not list(tmp_path.rglob(".staging-*"))
@@ -222,8 +225,8 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
     done = _run(tmp_path, f"data.path={path}")
     assert _prepared_table(done) == table_path
     assert (
-        f"prepared data in {table_path.parent} is damaged (data.parquet does not match its size and SHA-256 in manifest.json)"
-        in done.stdout
+        f"prepared data in {table_path.parent} is damaged (data.parquet does not match its size and SHA-256 in "
+        "manifest.json)" in done.stdout
     )
     assert pl.read_parquet(table_path).equals(expected)
     assert [p.name for p in table_path.parent.parent.iterdir()] == [table_path.parent.name]

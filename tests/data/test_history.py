@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from omegaconf import OmegaConf
 
-from cadft.config.schema import validate
+from cadft.config.validate import validate
 from cadft.data.features import build_features, parse_features, required_fields
 from cadft.data.history import HISTORY_COLUMN, build_history, history_fields, icd10_title
 from cadft.data.task import Definition
 from cadft.data.text import render_texts
 from cadft.data.ukb.read import read_extract
 from cadft.errors import CadftError
-from cadft.eval.baselines.run import HISTORY_MIN_RECORDS, _with_history_indicators
+from cadft.eval.baselines.classical import HISTORY_MIN_RECORDS, _with_history_indicators
 from tests.extracts import base_person, write_showcase
 
 BASELINE = "2008-06-15"
@@ -22,7 +21,8 @@ BASELINE = "2008-06-15"
 
 def _people() -> list[dict]:
     rich = base_person(1000001) | {
-        20002: [1065, 1075, 1473, 1074, 9999],  # hypertension, heart attack (the outcome), high cholesterol, angina, no label
+        # hypertension, heart attack (the outcome), high cholesterol, angina, no label
+        20002: [1065, 1075, 1473, 1074, 9999],
         20004: [1326],  # appendicectomy
         20003: [1140861958, 1140868226, -1],  # simvastatin, aspirin, "do not know"
         41270: [("I10", "2001-03-02"), ("I209", "2007-11-30"), ("I214", "2005-01-01"), ("E119", "2012-05-05"),
@@ -88,9 +88,12 @@ def test_record_text(extract, definition, make_config):
     table = build_features(read_extract(extract.path, required_fields(features)), features).join(history, on="eid")
     texts = dict(zip(table["eid"], render_texts(table, features, cfg.text)))
     assert texts[1000001] == (
-        "The age at recruitment is 60 years. The list of self-reported illnesses is hypertension; high cholesterol; angina. "
-        "The list of self-reported operations is appendicectomy. The list of medications taken is simvastatin; aspirin. "
-        "The list of hospital diagnoses before the assessment is Rheumatoid arthritis, unspecified; Angina pectoris, unspecified; "
+        "The age at recruitment is 60 years. The list of self-reported illnesses is hypertension; high cholesterol; "
+        "angina. "
+        "The list of self-reported operations is appendicectomy. The list of medications taken is simvastatin; "
+        "aspirin. "
+        "The list of hospital diagnoses before the assessment is Rheumatoid arthritis, unspecified; Angina pectoris, "
+        "unspecified; "
         "Coxarthrosis, unspecified; Essential (primary) hypertension."
     )
     assert texts[1000002] == "The age at recruitment is 60 years."  # nothing to report: no history items
@@ -107,21 +110,21 @@ def test_icd10_titles():
     )  # a chapter; no dots; unknown
 
 
-def test_prevalent_task_refuses_medications_and_seed_json_refuses_history(make_config):
+def test_prevalent_task_refuses_medications_and_seed_json_refuses_history(compose_config):
     prevalent = (
         "task.outcome=prevalent",
         "task.exclude=null",
         "~data.features.cholesterol_medication",
         "~data.features.bp_medication",
     )
-    cfg = make_config("text.history=on", *prevalent)
+    cfg = compose_config("text.history=on", *prevalent)
     with pytest.raises(
         CadftError, match=r"text.history=on writes the medications taken .* data.allow_treatment_features=true"
     ):
         validate(cfg)
-    validate(make_config("text.history=on", *prevalent, "data.allow_treatment_features=true"))
-    with pytest.raises(CadftError, match="text.history"):
-        validate(make_config("text.history=yes"))
+    validate(compose_config("text.history=on", *prevalent, "data.allow_treatment_features=true"))
+    with pytest.raises(CadftError, match=r"text.history"):
+        validate(compose_config("text.history=yes"))
 
 
 def test_baselines_get_indicators_from_train_alone():
@@ -142,4 +145,4 @@ def test_baselines_get_indicators_from_train_alone():
 
 def test_config_default_is_off(make_config):
     cfg = make_config()
-    assert cfg.text.history == "off" and OmegaConf.select(cfg, "text.history_max_items") == 8
+    assert cfg.text.history == "off" and cfg.text.history_max_items == 8

@@ -1,11 +1,10 @@
-"""cadft-prepare: the prepared table, the data card, the cache, atomic output, and bad input."""
+"""cadft prepare: the prepared table, the data card, the cache, atomic output, and bad input."""
 
 from __future__ import annotations
 
 import json
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +12,7 @@ import pytest
 
 from cadft.data.prepare import prepare
 from cadft.errors import CadftError
+from tests.conftest import CADFT
 from tests.edge_cases import EDGE_CASES, people
 from tests.extracts import base_person, write_rap, write_showcase
 
@@ -38,7 +38,8 @@ def test_table_and_card(make_config, extract):
     assert set(table.filter(pl.col("label") == 1)["eid"]) == cases
     card = prepared.card
     assert card["included"] == table.height and card["cases"] == len(cases)
-    # incomplete_followup, lost_to_followup and history_code: the default censoring and history_policy (tests/edge_cases.py)
+    # incomplete_followup, lost_to_followup and history_code: the default censoring and history_policy
+    # (tests/edge_cases.py)
     assert card["exclusions"] == {
         "history_code": 1,
         "incomplete_followup": 1,
@@ -95,7 +96,7 @@ def test_seed_json(make_config, tmp_path):
 
 
 def test_cli_prints_where_the_table_went_and_fails_cleanly(tmp_path, extract):
-    base = [sys.executable, "-m", "cadft.data.prepare", f"paths.output_dir={tmp_path / 'out'}", "backbone=tiny"]
+    base = [*CADFT, "prepare", f"paths.output_dir={tmp_path / 'out'}", "backbone=tiny"]
     done = subprocess.run(base + [f"data.path={extract}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "prepared table: " in done.stdout and str(tmp_path / "out" / "prepared") in done.stdout
@@ -105,7 +106,7 @@ def test_cli_prints_where_the_table_went_and_fails_cleanly(tmp_path, extract):
     assert failed.returncode == 2
     assert (
         failed.stderr.strip().splitlines()[-1]
-        == f"cadft-prepare: error: data.path={tmp_path / 'missing.csv'}: no such file"
+        == f"cadft prepare: error: data.path={tmp_path / 'missing.csv'}: no such file"
     )
     assert "Traceback" not in failed.stderr
 
@@ -122,7 +123,7 @@ def test_cli_prints_where_the_table_went_and_fails_cleanly(tmp_path, extract):
     ids=["rap_raw", "rap_replace", "rap_replace_pipe", "tab", "parquet_rap_replace"],
 )
 def test_synthetic_cohort_prepares_identically_in_every_layout(make_config, synthetic_cohort, tmp_path, layout):
-    """cadft-synth writes one cohort in several layouts; labels, texts, features and splits must not change."""
+    """cadft synth writes one cohort in several layouts; labels, texts, features and splits must not change."""
     from cadft.cli.synth import main as synth
 
     extract, _ = synthetic_cohort
@@ -135,9 +136,10 @@ def test_synthetic_cohort_prepares_identically_in_every_layout(make_config, synt
 
 
 def test_history_holds_only_what_came_before_the_assessment(make_config, synthetic_cohort, prepared_dir):
-    """text.history=on on the synthetic cohort, checked against the extract itself; cadft-predict writes the same texts."""
+    """text.history=on on the synthetic cohort, checked against the extract itself; cadft predict writes the same
+    texts."""
     from cadft.data.history import HISTORY_COLUMN
-    from cadft.data.prepare import records_from_extract
+    from cadft.data.records import records_from_extract
     from cadft.data.ukb.read import read_extract
 
     extract, _ = synthetic_cohort
@@ -267,7 +269,8 @@ def test_split_by_country_puts_exactly_the_welsh_centres_in_test(make_config, tm
     cohort = _with_centres(_cohort(200))
     centre = {p["eid"]: p[54] for p in cohort}
     path = write_showcase(tmp_path / "cohort.csv", cohort)
-    # Wales' hospital data end earliest: censoring=control keeps its late recruits, so the test is about the split alone.
+    # Wales' hospital data end earliest: censoring=control keeps its late recruits, so the test is about the split
+    # alone.
     prepared = prepare(
         make_config(
             f"data.path={path}", "data.split.by=country", "data.split.test_groups=[Wales]", "task.censoring=control"

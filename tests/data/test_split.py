@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from omegaconf import OmegaConf
 
+from cadft.config import CONF_DIR
+from cadft.config.schema import Split
 from cadft.data.prepare import prepare
 from cadft.data.split import (
     SplitConfigError,
@@ -17,7 +18,6 @@ from cadft.data.split import (
     split_cohort,
 )
 from cadft.data.ukb.centres import centre_names, country_of_centre
-from tests.conftest import CONF_DIR
 
 FRACTIONS = {"train": 0.7, "validation": 0.15, "test": 0.15}
 TASKS = sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml"))
@@ -34,7 +34,7 @@ def _table(n=10_000, seed=0):
 
 
 def _split(**keys):
-    return OmegaConf.create({"fractions": FRACTIONS, "salt": "s", "by": "eid", "test_groups": None} | keys)
+    return Split(**({"fractions": FRACTIONS, "salt": "s", "by": "eid", "test_groups": None} | keys))
 
 
 def test_position_is_the_hash_cut_at_the_fractions():
@@ -76,7 +76,7 @@ def test_salt_changes_the_split():
     ],
 )
 def test_bad_fractions(fractions):
-    with pytest.raises(SplitConfigError, match="data.split.fractions"):
+    with pytest.raises(SplitConfigError, match=r"data.split.fractions"):
         assign_splits(_table(100), fractions, "s")
 
 
@@ -112,7 +112,8 @@ def test_held_out_place_is_the_test_split_and_the_rest_is_cut_train_validation()
     [
         (
             {"by": "country"},
-            "data.split.by=country needs data.split.test_groups: the country group(s) that form the test split, e.g. [Wales]",
+            "data.split.by=country needs data.split.test_groups: the country group(s) that form the test split, e.g. "
+            "[Wales]",
         ),
         ({"by": "country", "test_groups": []}, "data.split.by=country needs data.split.test_groups"),
         (

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from cadft.config.compose import compose
+from cadft.config.schema import Codes
+from cadft.config.validate import validate_group
 from cadft.data.task import OPTIONAL_FIELDS, Definition, TaskConfigError, label
 from cadft.data.ukb.read import read_extract
-from cadft.tracking import session as tracking
+from cadft.tracking.names import cohort_params
 from tests.edge_cases import EDGE_CASES, people
 from tests.extracts import base_person, write_showcase
 
@@ -21,12 +26,7 @@ def extract(tmp_path):
 
 
 def _definition(task: str) -> Definition:
-    from hydra import compose, initialize_config_dir
-
-    from tests.conftest import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return Definition.from_config(compose("config", overrides=[f"task={task}"]).task)
+    return Definition.from_config(validate_group(compose("config", [f"task={task}"]), "task"))
 
 
 @pytest.mark.parametrize(("task", "column"), [("hard_cad", 1), ("hard_cad_prevalent", 2), ("broad_chd", 3)])
@@ -87,14 +87,13 @@ def test_new_phenotype_in_yaml_alone(extract, make_config):
 
 
 def test_a_task_without_codes_is_refused(make_config):
-    """The keys' types and choices are checked with the config (tests/test_config.py); the codes here."""
-    task = make_config().task
-    task.definition = {"icd10": [], "icd9": [], "opcs4": [], "self_report": {6150: []}}
-    with pytest.raises(TaskConfigError, match="task.definition lists no codes"):
+    """The keys' types and choices are checked with the config (tests/config/test_validate.py); the codes here."""
+    task = replace(make_config().task, definition=Codes(icd10=[], icd9=[], opcs4=[], self_report={6150: []}))
+    with pytest.raises(TaskConfigError, match=r"task.definition lists no codes"):
         Definition.from_config(task)
 
 
-# --- follow-up, competing deaths, history codes, exclusion lists (cadft.data.followup) ----------------------------------
+# --- follow-up, competing deaths, history codes, exclusion lists (cadft.data.followup) --------------------------------
 # Hand-made participants with known answers. Default baseline 2008-06-15 in Leeds (England, censor date 2022-10-31);
 # Wales' default censor date is 2018-02-28, Scotland's 2022-08-31 (conf/task/hard_cad.yaml).
 CARDIFF, SWANSEA, GLASGOW = 11003, 11022, 11004
@@ -215,7 +214,14 @@ def test_history_codes(follow_up_extract, make_config):
     assert str(event["event_date"]) == "2012-02-02" and event["event_source"] == "icd10"
     # no history codes: I25.2 is an ordinary event code again
     assert _outcome(_rows(follow_up_extract, make_config, "task.history_codes=[]")["i252_after_baseline"]) == 1
-    prevalent = _rows(follow_up_extract, make_config, "task.history_policy=prevalent", task="hard_cad_prevalent")
+    # (the treatment features a prevalent task refuses do not change the labels)
+    prevalent = _rows(
+        follow_up_extract,
+        make_config,
+        "task.history_policy=prevalent",
+        "data.allow_treatment_features=true",
+        task="hard_cad_prevalent",
+    )
     assert _outcome(prevalent["i252_after_baseline"]) == 1
 
 
@@ -233,12 +239,13 @@ def test_exclude_list_differs_from_event_list(follow_up_extract, make_config):
 
 
 def test_exclude_list_only_for_incident_outcomes(make_config):
-    with pytest.raises(TaskConfigError, match="task.exclude applies to incident outcomes only"):
-        Definition.from_config(make_config("task=hard_cad_no_prior_cvd", "task.outcome=prevalent").task)
+    task = replace(make_config("task=hard_cad_no_prior_cvd").task, outcome="prevalent")
+    with pytest.raises(TaskConfigError, match=r"task.exclude applies to incident outcomes only"):
+        Definition.from_config(task)
 
 
 def test_cohort_counts_in_the_card(make_config, tmp_path):
-    """cadft-prepare's data card counts each step; the numbers follow from FOLLOW_UP (plus 40 plain controls)."""
+    """cadft prepare's data card counts each step; the numbers follow from FOLLOW_UP (plus 40 plain controls)."""
     from cadft.data.prepare import prepare
 
     controls = [base_person(4000000 + i, sex=i % 2, age=40 + i % 30) for i in range(40)]
@@ -299,7 +306,7 @@ def test_cohort_counts_in_the_card(make_config, tmp_path):
         "lost_to_followup": 1,
     }
     assert card["task"]["censor_dates"] == {"England": "2022-10-31", "Scotland": "2022-08-31", "Wales": "2018-02-28"}
-    params = tracking.cohort_params(card)  # what a training run logs to MLflow
+    params = cohort_params(card)  # what a training run logs to MLflow
     assert params["cohort/read"] == n and params["cohort/censored"] == 2 and params["cohort/censored.excluded"] == 2
     assert params["cohort/cases"] == 5 and "cohort/cases.excluded" not in params
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import polars as pl
 import pytest
 
@@ -69,7 +71,7 @@ def test_text_features_subset(make_config):
     first, _ = _render(make_config, "text.features=[sex,age]")
     assert first == "The sex is Male. The age at recruitment is 63 years."
     with pytest.raises(TextConfigError, match=r"text.features names \['bmi'\]"):
-        _render(make_config, "text.features=[bmi]")
+        render_texts(TABLE, parse_features(SPEC), replace(make_config().text, features=["bmi"]))
 
 
 NUMBERS = {
@@ -100,7 +102,8 @@ RECORDS = pl.DataFrame(
             [
                 "The smoking status is Previous.",
                 "The waist circumference is 92 cm.",
-                "The pack years of smoking is 21.3 pack-years. The systolic blood pressure is 150 mmHg. The smoking status is Current.",
+                "The pack years of smoking is 21.3 pack-years. The systolic blood pressure is 150 mmHg. The smoking "
+                "status is Current.",
             ],
         ),
         (
@@ -108,8 +111,10 @@ RECORDS = pl.DataFrame(
             "state",
             [
                 "The smoking status is Previous.",
-                "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The smoking status is Prefer not to answer.",
-                "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
+                "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The smoking "
+                "status is Prefer not to answer.",
+                "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic "
+                "blood pressure is 150 mmHg. "
                 "The smoking status is Current.",
             ],
         ),
@@ -117,11 +122,14 @@ RECORDS = pl.DataFrame(
             "state",
             "drop",
             [
-                "The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
+                "The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic "
+                "blood pressure is not recorded. "
                 "The smoking status is Previous.",
-                "The pack years of smoking is not recorded. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
+                "The pack years of smoking is not recorded. The waist circumference is 92 cm. The systolic blood "
+                "pressure is not recorded. "
                 "The smoking status is not recorded.",
-                "The pack years of smoking is 21.3 pack-years. The waist circumference is not recorded. The systolic blood pressure is 150 mmHg. "
+                "The pack years of smoking is 21.3 pack-years. The waist circumference is not recorded. The systolic "
+                "blood pressure is 150 mmHg. "
                 "The smoking status is Current.",
             ],
         ),
@@ -129,11 +137,14 @@ RECORDS = pl.DataFrame(
             "state",
             "state",
             [
-                "The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic blood pressure is not recorded. "
+                "The pack years of smoking is not recorded. The waist circumference is not recorded. The systolic "
+                "blood pressure is not recorded. "
                 "The smoking status is Previous.",
-                "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The systolic blood pressure is not recorded. "
+                "The pack years of smoking is Prefer not to answer. The waist circumference is 92 cm. The systolic "
+                "blood pressure is not recorded. "
                 "The smoking status is Prefer not to answer.",
-                "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic blood pressure is 150 mmHg. "
+                "The pack years of smoking is 21.3 pack-years. The waist circumference is Do not know. The systolic "
+                "blood pressure is 150 mmHg. "
                 "The smoking status is Current.",
             ],
         ),

@@ -174,8 +174,8 @@ def test_row_with_more_or_fewer_fields(tmp_path, layout):
     long[3] += f"{separator}5.6"
     path.write_text("\n".join(long) + "\n")
     assert _message(path) == (
-        f"{path}: line 4 has {header + 1} fields, expected {header} as in the header; every row needs one value per header "
-        "column (a separator inside an unquoted value?)"
+        f"{path}: line 4 has {header + 1} fields, expected {header} as in the header; every row needs one value per "
+        "header column (a separator inside an unquoted value?)"
     )
     short = lines.copy()
     short[2] = short[2].rsplit(separator, 2)[0]
@@ -200,14 +200,16 @@ def test_duplicated_column(tmp_path):
     positions = [i + 1 for i, name in enumerate(header) if name == "48-0.0"]
     assert (
         _message(path)
-        == f"{path}: column '48-0.0' appears 2 times in the header (columns {positions}); each column name must be unique"
+        == f"{path}: column '48-0.0' appears 2 times in the header (columns {positions}); each column name must be "
+        "unique"
     )
     rap = write_rap(tmp_path / "rap.csv", people()[:3])
     frame = pl.read_csv(rap, infer_schema=False)
     frame.with_columns(pl.col("p31").alias("participant.p31")).write_csv(rap)
     assert (
         _message(rap)
-        == f"{rap}: columns 'p31' and 'participant.p31' both hold field 31 (instance None, array None); keep one of them"
+        == f"{rap}: columns 'p31' and 'participant.p31' both hold field 31 (instance None, array None); keep one of "
+        "them"
     )
 
 
