@@ -1,5 +1,6 @@
-"""Shared fixtures: composed Hydra configs over the shipped conf/, isolated output/cache dirs, and real sweeps
-over multirun_templates/ on the tiny backbone."""
+"""Shared fixtures: configs composed over the shipped conf/ (raw, as Hydra composes them, or validated and typed, as
+the stages receive them), isolated output/cache dirs, a session cohort and tiny run, and real sweeps over
+multirun_templates/ on the tiny backbone through the front door (`python -m cadft train -m ...`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from cadft.config import CONF_DIR
+from cadft.config.compose import compose
+from cadft.config.validate import validate, with_absolute_paths
 
 REPO = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO / "conf"
 TEMPLATES_DIR = REPO / "multirun_templates"
+CADFT = [sys.executable, "-m", "cadft"]  # the front door: CADFT + ["train", ...]
 # Training sized for seconds per run on the tiny backbone (a few steps, small subsamples, few bootstrap draws, one baseline).
 TINY_TRAINING = (
     "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
@@ -45,13 +48,23 @@ def cache_dir() -> Path:
 
 
 @pytest.fixture
-def make_config(tmp_path, cache_dir):
-    """compose('config', overrides) with outputs under this test's tmp dir and the session cache."""
+def compose_config(tmp_path, cache_dir):
+    """The raw composed config (a DictConfig, as Hydra gives it, not validated) of overrides, with outputs under this
+    test's tmp dir, the session cache and the tiny backbone."""
 
     def make(*overrides: str, config_name: str = "config"):
         base = [f"paths.output_dir={tmp_path / 'outputs'}", f"paths.cache_dir={cache_dir}", "backbone=tiny"]
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name, overrides=base + list(overrides), return_hydra_config=False)
+        return compose(config_name, base + list(overrides))
+
+    return make
+
+
+@pytest.fixture
+def make_config(compose_config):
+    """The typed config of overrides, validated with absolute paths: what `cadft train` hands its stages."""
+
+    def make(*overrides: str, config_name: str = "config"):
+        return with_absolute_paths(validate(compose_config(*overrides, config_name=config_name)))
 
     return make
 
@@ -98,21 +111,20 @@ def tiny_run(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir) -> Pat
 
     extract, oracle = synthetic_cohort
     root = tmp_path_factory.mktemp("tiny-run")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                f"paths.output_dir={root / 'outputs'}",
-                f"paths.cache_dir={cache_dir}",
-                "backbone=tiny",
-                f"data.path={extract}",
-                f"data.oracle_path={oracle}",
-                f"paths.prepared_dir={prepared_dir}",
-                *TINY_TRAINING,
-                "tracking.log_model=pyfunc",
-            ],
-        )
-    run_training(cfg, root / "run")
+    cfg = compose(
+        "config",
+        [
+            f"paths.output_dir={root / 'outputs'}",
+            f"paths.cache_dir={cache_dir}",
+            "backbone=tiny",
+            f"data.path={extract}",
+            f"data.oracle_path={oracle}",
+            f"paths.prepared_dir={prepared_dir}",
+            *TINY_TRAINING,
+            "tracking.log_model=pyfunc",
+        ],
+    )
+    run_training(with_absolute_paths(validate(cfg)), root / "run")
     return root / "run"
 
 
@@ -124,15 +136,14 @@ def copy_run(tiny_run, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def run_sweep(synthetic_cohort):
-    """run_sweep(out_dir, template, *overrides): the real `cadft-train -m` over a multirun template on the tiny
+    """run_sweep(out_dir, template, *overrides): the real `cadft train -m` over a multirun template on the tiny
     backbone and the session cohort, with its own output dir (MLflow store, prepared cache, sweep dirs)."""
     extract, oracle = synthetic_cohort
 
     def run(out_dir: Path, template: str, *overrides: str) -> subprocess.CompletedProcess:
         command = [
-            sys.executable,
-            "-m",
-            "cadft.train.run",
+            *CADFT,
+            "train",
             "-m",
             "--config-dir",
             str(TEMPLATES_DIR),

@@ -1,4 +1,4 @@
-"""TrainerCallbacks the fault tests (test_tracking.py) load into cadft-train through CADFT_EXTRA_CALLBACKS: at the
+"""TrainerCallbacks the fault tests (test_tracking.py) load into cadft-train through tests/probed_cli.py (CADFT_TEST_CALLBACKS): at the
 end of training step CADFT_FAULT_STEP (default 2) something goes wrong.
 
 - KillServer: SIGKILLs the process group CADFT_SERVER_PID (the MLflow tracking server the run logs to);
