@@ -5,7 +5,7 @@
 Issue 12 asks the demo's headline test mean risk to be 0.8-1.25x the test prevalence. With ~1,100 people and ~50
 cases per validation and test split, the two case rates differ by chance, and any recalibration fitted on validation
 carries validation's rate to test. This measures that chance on demo-sized cohorts other than the demo's (seed 0):
-for each seed, `cadft-synth --n N --seed S`, the demo's configuration (+experiment=demo: its text features and
+for each seed, `cadft synth --n N --seed S`, the demo's configuration (+experiment=demo: its text features and
 training records), and the models that cost seconds, not the language model:
   logistic   equal-terms logistic regression (cadft.eval.baselines.run), recalibrated on validation (platt, the default)
   age        age alone, the same
@@ -36,49 +36,41 @@ def seeds_of(text: str) -> list[int]:
 
 
 def config(workdir: Path, extract: Path, oracle: Path):
-    from hydra import compose, initialize_config_dir
+    """The demo's typed config (what the stages take) for one cohort."""
+    from cadft.config.compose import compose
+    from cadft.config.validate import validate, with_absolute_paths
 
-    from cadft.cli.common import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                "+experiment=demo",
-                f"paths.output_dir={workdir}",
-                f"data.path={extract}",
-                f"data.oracle_path={oracle}",
-                "tracking.enabled=false",
-            ],
-        )
+    overrides = [
+        "+experiment=demo",
+        f"paths.output_dir={workdir}",
+        f"data.path={extract}",
+        f"data.oracle_path={oracle}",
+        "tracking.enabled=false",
+    ]
+    return with_absolute_paths(validate(compose("config", overrides)))
 
 
 def one_cohort(seed: int, n: int, workdir: Path) -> dict:
     from cadft.cli.synth import main as synth
     from cadft.data.prepare import prepare
-    from cadft.data.text import text_feature_names
+    from cadft.data.subsample import training_records
     from cadft.eval import recalibration
-    from cadft.eval.baselines.run import Terms, fit_baselines, oracle_scores
-    from cadft.eval.run import NON_FEATURE_COLUMNS
-    from cadft.train.dataset import training_records
+    from cadft.eval.baselines.oracle import oracle_scores
+    from cadft.eval.baselines.run import fit_baselines, terms_for_run
 
     folder = workdir / "cohorts" / f"seed{seed}"
     extract, oracle = folder / "ukb_synthetic.csv", folder / "ukb_synthetic.oracle.csv"
     if not extract.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         if synth(["--n", str(n), "--seed", str(seed), "--out", str(extract)]) != 0:
-            raise SystemExit(f"calibration_chance: cadft-synth failed for seed {seed}")
+            raise SystemExit(f"calibration_chance: cadft synth failed for seed {seed}")
     cfg = config(workdir / "outputs", extract, oracle)
     table = prepare(cfg).table()
-    all_features = [c for c in table.columns if c not in NON_FEATURE_COLUMNS]
-    terms = Terms(
-        text_feature_names(all_features, cfg.text.get("features")),
-        all_features,
-        training_records(table, cfg)["eid"].to_numpy(),
-    )
+    # the run's text features and training records (equal terms), as cadft train gives its baselines
+    terms = terms_for_run(table, cfg, training_records(table, cfg))
     scored = {
         name: (s.validation, s.test)
-        for name, s in fit_baselines(table, terms, cfg.baselines, seed=int(cfg.seed), which=("logistic", "age")).items()
+        for name, s in fit_baselines(table, terms, cfg.baselines, seed=cfg.seed, which=("logistic", "age")).items()
     }
     scored["oracle"] = oracle_scores(table, oracle)
     counts = {split: [int(rows.height), int(rows["label"].sum())] for (split,), rows in table.group_by("split")}

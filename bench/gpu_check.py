@@ -3,8 +3,8 @@
     python bench/gpu_check.py [--workdir outputs/bench/gpu] [--parallel 3] [--tokenizer DIR]
 
 Part 1, tiny backbone on a 2,000-participant synthetic cohort: model=lora|qlora|full x zero=none|2|3, each a real
-`cadft-train` run on train.device=cuda (lora/full: bf16 weights; qlora: NF4 with bf16 compute and
-paged_adamw_32bit; zero=2|3: torchrun with one process over nccl), a few steps; then `cadft-eval` rescoring the
+`cadft train` run on train.device=cuda (lora/full: bf16 weights; qlora: NF4 with bf16 compute and
+paged_adamw_32bit; zero=2|3: torchrun with one process over nccl), a few steps; then `cadft eval` rescoring the
 saved model, whose probabilities must equal the ones the run wrote (save -> reload keeps the logits).
 Part 2, SmolLM2-135M's architecture with random weights (the real ones are a 100 MB+ download the device machine
 cannot fetch) and its tokenizer (--tokenizer: a folder with tokenizer.json and config.json, by default the
@@ -37,6 +37,11 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def cadft(command: str, *args: str) -> list[str]:
+    """`cadft COMMAND ARGS` through the front door, in this interpreter."""
+    return python_module("cadft", command, *args)
+
+
 def run(cmd: list[str], log: Path) -> tuple[int, float, str]:
     started = time.perf_counter()
     with log.open("w") as out:
@@ -55,9 +60,9 @@ def tiny_run(strategy: str, stage: str, common: list[str], workdir: Path, port: 
     overrides = [*common, f"model={strategy}", f"zero={stage}", f"hydra.run.dir={run_dir}"]
     launcher = (
         python_module("torch.distributed.run")
-        + ["--nproc_per_node", "1", "--master_port", str(port), "-m", "cadft.train.run"]
+        + ["--nproc_per_node", "1", "--master_port", str(port), "-m", "cadft", "train"]
         if stage != "none"
-        else python_module("cadft.train.run")
+        else cadft("train")
     )
     rc, seconds, output = run([*launcher, *overrides], workdir / f"tiny-{strategy}-zero{stage}.log")
     result = {"part": "tiny", "strategy": strategy, "zero": stage, "rc": rc, "seconds": round(seconds, 1)}
@@ -70,7 +75,7 @@ def tiny_run(strategy: str, stage: str, common: list[str], workdir: Path, port: 
     result["saved"] = sorted(p.name for p in (run_dir / "model").iterdir())
     result["checkpoint_info"] = json.loads((run_dir / "model" / "cadft_model.json").read_text())
     rc, _, output = run(
-        python_module("cadft.cli.eval", str(run_dir), "--out", str(run_dir / "reeval"), "--device", "cuda"),
+        cadft("eval", str(run_dir), "--out", str(run_dir / "reeval"), "--device", "cuda"),
         workdir / f"tiny-{strategy}-zero{stage}.eval.log",
     )
     if rc != 0:
@@ -84,7 +89,7 @@ def tiny_run(strategy: str, stage: str, common: list[str], workdir: Path, port: 
 
 
 def _peak_memory(output: str) -> float | None:
-    found = re.findall(r"peak memory\s*│\s*([\d.]+) GiB", output)
+    found = re.findall(r"peak memory\s*│?\s*([\d.]+) GiB", output)  # cadft train's summary: "peak memory 1.23 GiB"
     return float(found[-1]) if found else None
 
 
@@ -127,18 +132,15 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     results = [{"device": torch.cuda.get_device_name(0), "torch": torch.__version__}]
 
-    def record(
-        rows: list[dict],
-    ) -> None:  # written as it goes: a check cut short by a time limit keeps what it measured
+    def record(rows: list[dict]) -> None:
+        """Written as it goes: a check cut short by a time limit keeps what it measured."""
         results.extend(rows)
         (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
     cohorts = {n: workdir / f"cohort{n}.csv" for n in (2000, 8000)}
     for n, path in cohorts.items():
         if not path.exists():
-            subprocess.run(
-                python_module("cadft.cli.synth", "--n", str(n), "--seed", "0", "--out", str(path)), cwd=ROOT, check=True
-            )
+            subprocess.run(cadft("synth", "--n", str(n), "--seed", "0", "--out", str(path)), cwd=ROOT, check=True)
     base = [f"paths.output_dir={workdir}/outputs", "tracking.enabled=false", "train.device=cuda", "data=synthetic"]
 
     if not args.skip_tiny:
@@ -154,9 +156,7 @@ def main() -> None:
             "eval.plots=false",
         ]
         subprocess.run(
-            python_module(
-                "cadft.data.prepare", *[o for o in common if not o.startswith(("train.", "eval.", "tracking."))]
-            ),
+            cadft("prepare", *[o for o in common if not o.startswith(("train.", "eval.", "tracking."))]),
             cwd=ROOT,
             check=True,
         )  # once, before the parallel runs read the cache
@@ -184,7 +184,7 @@ def main() -> None:
             "train.save_steps=128",
             f"hydra.run.dir={run_dir}",
         ]
-        rc, seconds, output = run(python_module("cadft.train.run", *overrides), workdir / f"smollm2-{strategy}.log")
+        rc, seconds, output = run(cadft("train", *overrides), workdir / f"smollm2-{strategy}.log")
         result = {
             "part": "smollm2_135m_random",
             "strategy": strategy,

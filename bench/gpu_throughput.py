@@ -7,7 +7,7 @@
 
 Records: the demo's text (9 features) inside the verbalizer prompt, from the 8,000-participant demo cohort.
 Scoring: cadft.eval.score.score_texts (length-sorted batches) on the LoRA model with its adapters merged
-(cadft.train.model.merged_for_scoring), as cadft-train, cadft-eval and cadft-predict score, at each batch size, with
+(cadft.train.model.merged_for_scoring), as cadft train, cadft eval and cadft predict score, at each batch size, with
   bf16  weights in bf16 (model.dtype=auto on CUDA),
   fp32  weights in fp32,
   fp32+autocast  fp32 weights under bf16 autocast (what score_texts did on CUDA before 2026-12-04).
@@ -26,6 +26,7 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,42 +52,49 @@ def reset_peak() -> None:
 
 
 def demo_config(*overrides: str):
-    from hydra import compose, initialize_config_dir
-
+    """The demo's typed config (what the stages take) on the 8,000-participant demo cohort."""
     from cadft.cli.synth import main as synth
+    from cadft.config.compose import compose
+    from cadft.config.validate import validate, with_absolute_paths
 
     extract = WORK / "ukb_synthetic.csv"
     if not extract.is_file():
         synth(["--n", "8000", "--seed", "0", "--out", str(extract)])
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"data.path={extract}",
-                f"paths.output_dir={WORK}",
-                "+experiment=demo",
-                "tracking.enabled=false",
-                f"train.device={DEVICE}",
-                *overrides,
-            ],
-        )
+    composed = compose(
+        "config",
+        [
+            f"data.path={extract}",
+            f"paths.output_dir={WORK}",
+            "+experiment=demo",
+            "tracking.enabled=false",
+            f"train.device={DEVICE}",
+            *overrides,
+        ],
+    )
+    return with_absolute_paths(validate(composed))
 
 
-def build(cfg, tokenizer, dtype: str):
-    from omegaconf import OmegaConf
+def build(config, tokenizer, dtype: str):
+    """The demo's LoRA model as cadft train builds it, its weights in `dtype`."""
     from transformers import set_seed
 
     from cadft.train.backbone import resolve_backbone
     from cadft.train.model import build_model
 
     set_seed(0)
-    model_cfg = {**OmegaConf.to_container(cfg.model, resolve=True), "dtype": dtype}
     return build_model(
-        model_cfg, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, head_cfg=cfg.head, device=DEVICE
+        replace(config.model, dtype=dtype),
+        resolve_backbone(config.backbone, config.paths.cache_dir),
+        tokenizer,
+        head=config.head,
+        device=DEVICE,
+        trust_remote_code=config.backbone.trust_remote_code,
     )
 
 
-def timed_scores(model, tokenizer, cfg, texts: list[str], batch_size: int, autocast: bool) -> tuple[np.ndarray, float]:
+def timed_scores(
+    model, tokenizer, config, texts: list[str], batch_size: int, autocast: bool
+) -> tuple[np.ndarray, float]:
     from contextlib import nullcontext
 
     from cadft.eval.score import score_texts
@@ -97,9 +105,9 @@ def timed_scores(model, tokenizer, cfg, texts: list[str], batch_size: int, autoc
             model,
             tokenizer,
             texts[:batch_size],
-            head_cfg=cfg.head,
+            head=config.head,
             batch_size=batch_size,
-            max_length=int(cfg.train.max_length),
+            max_length=config.train.max_length,
             device=DEVICE,
         )  # warm-up: kernels, allocator
         synchronize()
@@ -108,26 +116,26 @@ def timed_scores(model, tokenizer, cfg, texts: list[str], batch_size: int, autoc
             model,
             tokenizer,
             texts,
-            head_cfg=cfg.head,
+            head=config.head,
             batch_size=batch_size,
-            max_length=int(cfg.train.max_length),
+            max_length=config.train.max_length,
             device=DEVICE,
         )
         synchronize()
     return probs, time.perf_counter() - started
 
 
-def scoring(cfg, tokenizer, texts: list[str], batches: list[int]) -> list[dict]:
+def scoring(config, tokenizer, texts: list[str], batches: list[int]) -> list[dict]:
     from scipy.stats import spearmanr
 
     from cadft.train.model import merged_for_scoring
 
     rows, reference = [], None
     for name, dtype, autocast in (("fp32", "fp32", False), ("bf16", "bf16", False), ("fp32+autocast", "fp32", True)):
-        model = merged_for_scoring(build(cfg, tokenizer, dtype).eval())
+        model = merged_for_scoring(build(config, tokenizer, dtype).eval())
         for batch_size in batches:
             reset_peak()
-            probs, seconds = timed_scores(model, tokenizer, cfg, texts, batch_size, autocast)
+            probs, seconds = timed_scores(model, tokenizer, config, texts, batch_size, autocast)
             reference = probs if reference is None else reference
             rows.append(
                 {
@@ -145,12 +153,12 @@ def scoring(cfg, tokenizer, texts: list[str], batches: list[int]) -> list[dict]:
     return rows
 
 
-def training(cfg, tokenizer, table, batch_size: int, steps: int, warmup: int) -> dict:
+def training(config, tokenizer, table, batch_size: int, steps: int, warmup: int) -> dict:
     import polars as pl
     from transformers import DataCollatorWithPadding, TrainerCallback
 
-    from cadft.train import imbalance
     from cadft.train.dataset import tokenize_split
+    from cadft.train.imbalance import resolve_imbalance
     from cadft.train.model import resolve_dtype
     from cadft.train.trainer import CadftTrainer, build_training_arguments
 
@@ -169,11 +177,11 @@ def training(cfg, tokenizer, table, batch_size: int, steps: int, warmup: int) ->
     n = batch_size * (steps + warmup)
     cases = table.filter(pl.col("label") == 1).head(n // 2)  # case-enriched, like the demo's all_cases sample
     rows = pl.concat([cases, table.filter(pl.col("label") == 0).head(n - cases.height)])
-    train_set = tokenize_split(rows, "train", tokenizer, int(cfg.train.max_length), cfg.head)
+    train_set = tokenize_split(rows, "train", tokenizer, config.train.max_length, config.head)
     clock = StepClock()
     reset_peak()
     with tempfile.TemporaryDirectory() as folder:
-        args = build_training_arguments(cfg, Path(folder), DEVICE)
+        args = build_training_arguments(config, Path(folder), DEVICE)
         args.per_device_train_batch_size, args.max_steps = batch_size, steps + warmup
         args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.logging_steps = (
             "no",
@@ -182,12 +190,12 @@ def training(cfg, tokenizer, table, batch_size: int, steps: int, warmup: int) ->
             10**6,
         )
         trainer = CadftTrainer(
-            model=build(cfg, tokenizer, "auto"),
+            model=build(config, tokenizer, "auto"),
             args=args,
             train_dataset=train_set,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
-            imbalance=imbalance.resolve(cfg.imbalance, train_set.labels),
+            imbalance=resolve_imbalance(config.imbalance, train_set.labels),
             sampler_seed=0,
             callbacks=[clock],
         )
@@ -211,12 +219,12 @@ def strategies_score_without_autocast(texts: list[str]) -> list[dict]:
 
     rows = []
     for strategy in ("lora", "qlora", "full"):
-        cfg = demo_config("backbone=tiny", f"model={strategy}")
-        tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
+        config = demo_config("backbone=tiny", f"model={strategy}")
+        tokenizer = load_tokenizer(config.backbone, config.paths.cache_dir)
         try:
-            model = merged_for_scoring(build(cfg, tokenizer, "auto").eval())
+            model = merged_for_scoring(build(config, tokenizer, "auto").eval())
             probs = score_texts(
-                model, tokenizer, texts[:64], head_cfg=cfg.head, batch_size=32, max_length=128, device=DEVICE
+                model, tokenizer, texts[:64], head=config.head, batch_size=32, max_length=128, device=DEVICE
             )
             rows.append({"part": "dtype_check", "strategy": strategy, "ok": bool(np.isfinite(probs).all())})
         except Exception as err:
@@ -260,14 +268,14 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
-    cfg = demo_config(f"backbone={args.backbone}")
-    tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
-    table = prepare(cfg).table().filter(pl.col("split") != "test").sample(fraction=1.0, shuffle=True, seed=0)
+    config = demo_config(f"backbone={args.backbone}")
+    tokenizer = load_tokenizer(config.backbone, config.paths.cache_dir)
+    table = prepare(config).table().filter(pl.col("split") != "test").sample(fraction=1.0, shuffle=True, seed=0)
     texts = table["text"].head(args.records).to_list()
     record(strategies_score_without_autocast(texts))
-    record(scoring(cfg, tokenizer, texts, args.score_batches))
+    record(scoring(config, tokenizer, texts, args.score_batches))
     for batch_size in args.train_batches:
-        record([training(cfg, tokenizer, table, batch_size, args.train_steps, args.warmup)])
+        record([training(config, tokenizer, table, batch_size, args.train_steps, args.warmup)])
         print(results[-1], flush=True)
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: cadft-prepare on a full-size (502,000 participants, full array widths) Showcase extract,
+"""Benchmark: `cadft prepare` on a full-size (502,000 participants, full array widths) Showcase extract,
 against a naive `pandas.read_csv` of the whole file, measured side by side in one run.
 
     .venv/bin/python bench/prepare.py [--n 502000] [--workdir outputs/bench/prepare] [--naive-memory-gb 16]
@@ -23,6 +23,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+CADFT = [PY, "-m", "cadft"]  # the front door: `cadft <command>`
+# The backbone of the shipped config (the one whose tokenizer the data card uses), resolved into the cache.
+WARM_BACKBONE = """
+from cadft.config.compose import compose
+from cadft.config.validate import validate
+from cadft.train.backbone import resolve_backbone
+
+config = validate(compose("config"))
+resolve_backbone(config.backbone, config.paths.cache_dir)
+"""
 
 
 def run_child(args: list[str], env: dict | None = None, memory_gb: float | None = None) -> dict:
@@ -58,24 +68,17 @@ def main() -> None:
     extract = work / f"ukb_{opts.n}.csv"
     if not extract.is_file():
         print(f"generating {opts.n} participants -> {extract}")
-        synth = run_child([PY, "-m", "cadft.cli.synth", "--n", str(opts.n), "--seed", "1", "--out", str(extract)])
-        print(f"  cadft-synth: {synth['seconds']} s, peak {synth['peak_rss_gb']} GB")
+        synth = run_child([*CADFT, "synth", "--n", str(opts.n), "--seed", "1", "--out", str(extract)])
+        print(f"  cadft synth: {synth['seconds']} s, peak {synth['peak_rss_gb']} GB")
     size_gb = extract.stat().st_size / 2**30
     env = {"CADFT_OUTPUT_DIR": str(work / "outputs")}
     # The backbone conversion (first use only) and the tokenizer are not what this measures: warm them first.
-    run_child(
-        [
-            PY,
-            "-c",
-            "from cadft.train.backbone import resolve_backbone; from omegaconf import OmegaConf; "
-            f"resolve_backbone(OmegaConf.load('{ROOT}/conf/backbone/smollm2_135m.yaml'), "
-            "__import__('os').environ.get('CADFT_CACHE_DIR', __import__('os').path.expanduser('~/.cache/cadft')))",
-        ],
-        env,
-    )
+    warm = run_child([PY, "-c", WARM_BACKBONE], env)
+    if warm["returncode"] != 0:
+        raise SystemExit("prepare: warming the backbone failed:\n" + "\n".join(warm["tail"]))
     subprocess.run(["rm", "-rf", str(work / "outputs" / "prepared")], check=True)
     prepare = run_child(
-        [PY, "-m", "cadft.data.prepare", f"data.path={extract}", "hydra.run.dir=" + str(work / "outputs" / "hydra")],
+        [*CADFT, "prepare", f"data.path={extract}", "hydra.run.dir=" + str(work / "outputs" / "hydra")],
         env,
     )
     naive = run_child(

@@ -3,8 +3,8 @@
     .venv/bin/python bench/step_overhead.py [--backbone smollm2_135m|tiny] [--steps 12] [--warmup 3] [--rounds 2]
 
 Both sides build the same LoRA model (cadft.train.model.build_model, the demo's settings: r=16 on every linear layer,
-fp32 on CPU) from the same seed and train on the same 8 demo records (9 features, the demo's text) for the same
-number of steps:
+fp32 on CPU; the classifier head, which reads the record text as it is) from the same seed and train on the same 8
+demo records (9 features, the demo's text) for the same number of steps:
 - bare: a plain loop: pad the batch, forward, cross-entropy, backward, AdamW step, zero_grad;
 - cadft: CadftTrainer (class-weighted loss normalised over the accumulated batch, the length-grouping sampler,
   the logging of the unweighted loss and examples/s), driven by trainer.train() with evaluation and saving off.
@@ -18,6 +18,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,50 +29,49 @@ DEMO_FEATURES = "[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medica
 
 
 def demo_config(backbone: str, steps: int):
-    from hydra import compose, initialize_config_dir
-
+    """The demo's typed config (what the stages take) with the classifier head on both sides: the bare loop feeds the
+    record text as it is, which is what cadft's classifier head trains on."""
     from cadft.cli.synth import main as synth
+    from cadft.config.compose import compose
+    from cadft.config.schema import CLASSIFIER
+    from cadft.config.validate import validate, with_absolute_paths
 
     work = ROOT / "outputs" / "bench" / "step_overhead"
     extract = work / "ukb_synthetic.csv"
     if not extract.is_file():
         synth(["--n", "2000", "--seed", "4", "--out", str(extract)])
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"data.path={extract}",
-                f"paths.output_dir={work}",
-                f"backbone={backbone}",
-                "+experiment=demo",
-                f"text.features={DEMO_FEATURES}",
-                f"train.max_steps={steps}",
-                "tracking.enabled=false",
-            ],
-        )
+    overrides = [
+        f"data.path={extract}",
+        f"paths.output_dir={work}",
+        f"backbone={backbone}",
+        "+experiment=demo",
+        f"text.features={DEMO_FEATURES}",
+        f"train.max_steps={steps}",
+        "tracking.enabled=false",
+    ]
+    return replace(with_absolute_paths(validate(compose("config", overrides))), head=CLASSIFIER)
 
 
-def fresh_model(cfg, tokenizer):
+def fresh_model(config, tokenizer):
     from transformers import set_seed
 
     from cadft.train.backbone import resolve_backbone
     from cadft.train.model import build_model
 
     set_seed(0)
-    return build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, device="cpu")
+    backbone_path = resolve_backbone(config.backbone, config.paths.cache_dir)
+    return build_model(config.model, backbone_path, tokenizer, head=config.head, device="cpu")
 
 
-def bare_steps(cfg, tokenizer, texts: list[str], labels: np.ndarray, steps: int) -> list[float]:
-    model = fresh_model(cfg, tokenizer)
+def bare_steps(config, tokenizer, texts: list[str], labels: np.ndarray, steps: int) -> list[float]:
+    model = fresh_model(config, tokenizer)
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=float(cfg.model.learning_rate))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.model.learning_rate)
     target = torch.as_tensor(labels, dtype=torch.long)  # the prepared table stores labels as Int8
     times = []
     for _ in range(steps):
         started = time.perf_counter()
-        batch = tokenizer(
-            texts, padding=True, truncation=True, max_length=int(cfg.train.max_length), return_tensors="pt"
-        )
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=config.train.max_length, return_tensors="pt")
         loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), target)
         loss.backward()
         optimizer.step()
@@ -80,11 +80,11 @@ def bare_steps(cfg, tokenizer, texts: list[str], labels: np.ndarray, steps: int)
     return times
 
 
-def cadft_steps(cfg, tokenizer, table, steps: int) -> list[float]:
+def cadft_steps(config, tokenizer, table, steps: int) -> list[float]:
     from transformers import DataCollatorWithPadding, TrainerCallback
 
-    from cadft.train import imbalance
     from cadft.train.dataset import tokenize_split
+    from cadft.train.imbalance import resolve_imbalance
     from cadft.train.trainer import CadftTrainer, build_training_arguments
 
     class StepClock(TrainerCallback):
@@ -97,18 +97,18 @@ def cadft_steps(cfg, tokenizer, table, steps: int) -> list[float]:
         def on_step_end(self, args, state, control, **kwargs):
             self.times.append(time.perf_counter() - self.started)
 
-    train_set = tokenize_split(table, "train", tokenizer, int(cfg.train.max_length))
+    train_set = tokenize_split(table, "train", tokenizer, config.train.max_length, config.head)
     clock = StepClock()
     with tempfile.TemporaryDirectory() as folder:
-        args = build_training_arguments(cfg, Path(folder), "cpu")
+        args = build_training_arguments(config, Path(folder), "cpu")
         args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.logging_steps = "no", "no", False, 10
         trainer = CadftTrainer(
-            model=fresh_model(cfg, tokenizer),
+            model=fresh_model(config, tokenizer),
             args=args,
             train_dataset=train_set,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
-            imbalance=imbalance.resolve(cfg.imbalance, train_set.labels),
+            imbalance=resolve_imbalance(config.imbalance, train_set.labels),
             sampler_seed=0,
             callbacks=[clock],
         )
@@ -129,18 +129,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     total = args.steps + args.warmup
-    cfg = demo_config(args.backbone, total)
-    tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
-    train = prepare(cfg).table().filter(pl.col("split") == "train")
+    config = demo_config(args.backbone, total)
+    tokenizer = load_tokenizer(config.backbone, config.paths.cache_dir)
+    train = prepare(config).table().filter(pl.col("split") == "train")
     batch = pl.concat([train.filter(pl.col("label") == 1).head(2), train.filter(pl.col("label") == 0).head(6)])
     table = pl.concat([batch] * total)  # the same 8 records every step (the sampler only reorders them)
     bare, cadft = [], []
     for _ in range(args.rounds):
-        bare += bare_steps(cfg, tokenizer, batch["text"].to_list(), batch["label"].to_numpy(), total)[args.warmup :]
-        cadft += cadft_steps(cfg, tokenizer, table, total)[args.warmup :]
+        bare += bare_steps(config, tokenizer, batch["text"].to_list(), batch["label"].to_numpy(), total)[args.warmup :]
+        cadft += cadft_steps(config, tokenizer, table, total)[args.warmup :]
     b, c = statistics.median(bare), statistics.median(cadft)
     print(
-        f"backbone {args.backbone}, batch 8 demo records, {args.steps} timed steps x {args.rounds} rounds, torch threads {torch.get_num_threads()}"
+        f"backbone {args.backbone}, batch 8 demo records, {args.steps} timed steps x {args.rounds} rounds, "
+        f"torch threads {torch.get_num_threads()}"
     )
     print(f"bare transformers+peft loop: {b:.3f} s/step (median)")
     print(f"cadft CadftTrainer:          {c:.3f} s/step (median)")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -38,10 +37,17 @@ SEED_PROMPT = (
 )
 
 
-def records(n: int, features: list[str] | None) -> tuple[list[str], np.ndarray]:
-    """n records of a synthetic cohort, prepared with the default config (text template; all features or the given ones)."""
-    from hydra import compose, initialize_config_dir
+def typed_config(overrides: list[str]):
+    """The shipped config with overrides, validated: the typed config the stages take."""
+    from cadft.config.compose import compose
+    from cadft.config.validate import validate, with_absolute_paths
 
+    return with_absolute_paths(validate(compose("config", overrides)))
+
+
+def records(n: int, features: list[str] | None) -> tuple[list[str], np.ndarray]:
+    """n records of a synthetic cohort, prepared with the default config (text template; all features or the given
+    ones)."""
     from cadft.cli.synth import main as synth
     from cadft.data.prepare import prepare
 
@@ -49,10 +55,9 @@ def records(n: int, features: list[str] | None) -> tuple[list[str], np.ndarray]:
     extract = work / "ukb_synthetic.csv"
     if not extract.is_file():
         synth(["--n", "4000", "--seed", "3", "--out", str(extract)])
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        overrides = [f"data.path={extract}", f"paths.output_dir={work}", "backbone=tiny"]
-        cfg = compose("config", overrides=overrides + ([f"text.features=[{','.join(features)}]"] if features else []))
-    table = prepare(cfg).table().sample(n=n, seed=0)
+    overrides = [f"data.path={extract}", f"paths.output_dir={work}", "backbone=tiny"]
+    config = typed_config(overrides + ([f"text.features=[{','.join(features)}]"] if features else []))
+    table = prepare(config).table().sample(n=n, seed=0)
     return table["text"].to_list(), table["label"].to_numpy()
 
 
@@ -66,14 +71,11 @@ def matmul_gflops(rows: int, width: int, out: int, repeats: int = 30) -> float:
 
 
 def batches(lengths: list[int], labels: np.ndarray, batch_size: int, grouped: bool, seed: int) -> list[np.ndarray]:
-    from omegaconf import OmegaConf
-
-    from cadft.train.imbalance import GroupedSampler, resolve
+    from cadft.config.schema import Imbalance
+    from cadft.train.imbalance import GroupedSampler, resolve_imbalance
 
     if grouped:
-        imbalance = resolve(
-            OmegaConf.create({"method": "none", "class_weights": None, "positive_fraction": None}), labels
-        )
+        imbalance = resolve_imbalance(Imbalance(method="none", class_weights=None, positive_fraction=None), labels)
         order = np.array(list(GroupedSampler(lengths, labels, imbalance, batch_size=batch_size, seed=seed)))
     else:
         order = np.random.default_rng(seed).permutation(len(lengths))
@@ -141,30 +143,26 @@ def measure(
 
 
 def bench_backbone(name: str, texts: list[str], labels: np.ndarray, args) -> dict:
-    from hydra import compose, initialize_config_dir
-
+    from cadft.config.schema import CLASSIFIER
     from cadft.train.backbone import load_tokenizer, resolve_backbone
+    from cadft.train.head import encode
     from cadft.train.model import build_model
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[f"backbone={name}", "model=lora", "model.lora.dropout=0.0", "head=verbalizer", "head.system=''"],
-        )
-    cache = os.environ.get("CADFT_CACHE_DIR", str(Path.home() / ".cache" / "cadft"))
-    tokenizer = load_tokenizer(cfg.backbone, cache)
+    config = typed_config(
+        [f"backbone={name}", "model=lora", "model.lora.dropout=0.0", "head=verbalizer", "head.system=''"]
+    )
+    cache = config.paths.cache_dir
+    tokenizer = load_tokenizer(config.backbone, cache)
     torch.manual_seed(0)
-    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cache), tokenizer)
-    n_params = sum(
-        p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n
-    )  # embeddings are lookups, not matmuls
+    # One model for every side: the head decides the prompt, not the compute (a new classifier head, as before).
+    model = build_model(config.model, resolve_backbone(config.backbone, cache), tokenizer, head=CLASSIFIER)
+    # embeddings are lookups, not matmuls
+    n_params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
     hidden = model.config.hidden_size
     result = {"backbone": name, "non_embedding_parameters": n_params}
-    from cadft.train.head import encode
-
     for label, prefix, grouped in (("cadft", "", True), ("seed", SEED_PROMPT, False), ("verbalizer", None, True)):
         if prefix is None:  # the scores' head does not change the compute: the same model serves both sides
-            ids = encode(texts, tokenizer, cfg.head, 10**6).input_ids
+            ids = encode(texts, tokenizer, config.head, 10**6).input_ids
         else:
             ids = tokenizer([prefix + t for t in texts], add_special_tokens=True)["input_ids"]
         result[label] = measure(
@@ -211,17 +209,20 @@ def main() -> None:
     for r in results:
         print(f"\n{r['backbone']}  (matmul {max(r['matmul_gflops'].values()):.0f} GFLOP/s)")
         print(
-            f"{'':11}{'tok/rec':>8}{'train ex/s':>11}{'train tok/s':>12}{'pad':>7}{'FLOP/mm':>8}{'score ex/s':>11}{'score tok/s':>12}{'pad':>7}{'FLOP/mm':>8}"
+            f"{'':11}{'tok/rec':>8}{'train ex/s':>11}{'train tok/s':>12}{'pad':>7}{'FLOP/mm':>8}"
+            f"{'score ex/s':>11}{'score tok/s':>12}{'pad':>7}{'FLOP/mm':>8}"
         )
         for label in ("cadft", "seed", "verbalizer"):
             m = r[label]
             print(
-                f"{label:11}{m['tokens_per_participant']:8.0f}{m['train_examples_per_s']:11.2f}{m['train_tokens_per_s']:12.0f}"
-                f"{m['train_padding']:7.1%}{m['train_flops_ratio_to_matmul']:8.0%}{m['score_examples_per_s']:11.2f}"
-                f"{m['score_tokens_per_s']:12.0f}{m['score_padding']:7.1%}{m['score_flops_ratio_to_matmul']:8.0%}"
+                f"{label:11}{m['tokens_per_participant']:8.0f}{m['train_examples_per_s']:11.2f}"
+                f"{m['train_tokens_per_s']:12.0f}{m['train_padding']:7.1%}{m['train_flops_ratio_to_matmul']:8.0%}"
+                f"{m['score_examples_per_s']:11.2f}{m['score_tokens_per_s']:12.0f}{m['score_padding']:7.1%}"
+                f"{m['score_flops_ratio_to_matmul']:8.0%}"
             )
         print(
-            f"speed-up (examples/s): training {r['train_speedup_examples_per_s']:.2f}x, scoring {r['score_speedup_examples_per_s']:.2f}x"
+            f"speed-up (examples/s): training {r['train_speedup_examples_per_s']:.2f}x, "
+            f"scoring {r['score_speedup_examples_per_s']:.2f}x"
         )
         print(
             f"verbalizer time per record vs cadft's classifier input: training {r['train_verbalizer_cost']:.2f}x, "

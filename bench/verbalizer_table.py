@@ -4,12 +4,12 @@ equal-terms logistic regression and LightGBM at N training records, with text.hi
     python bench/verbalizer_table.py [--n 36000] [--records 1024] [--history off on] [--device cuda]
                                      [--workdir outputs/bench/verbalizer_table] [--backbone smollm2_135m]
 
-The cohort (`cadft-synth --n N --seed 0`) gives about 5,000 participants and 200+ cases per validation and test split.
+The cohort (`cadft synth --n N --seed 0`) gives about 5,000 participants and 200+ cases per validation and test split.
 Every model runs through the real CLIs with the demo's settings (+experiment=demo: SmolLM2-135M-Instruct, LoRA,
 class-weighted loss, a case-enriched training sample), changed only in `train.max_train_examples=--records`:
-  cadft-baselines  logistic, lightgbm (equal terms: the run's text features and training records), age, zero_shot,
+  cadft baselines  logistic, lightgbm (equal terms: the run's text features and training records), age, zero_shot,
                    and the oracle (the simulator's true risk);
-  cadft-train      head=verbalizer (the demo) and head=classifier, baselines off (cadft-baselines has them).
+  cadft train      head=verbalizer (the demo) and head=classifier, baselines off (cadft baselines has them).
 Each model is recalibrated on validation (eval.recalibration, platt) and scored once on test. Paired ΔAUROC and ΔBrier
 of the verbalizer against each row come from cadft.eval.bootstrap on the same test participants' reported risks.
 On a CPU this takes hours (scoring ~10,000 records per language model); it is meant for a GPU. Writes table.md and
@@ -29,20 +29,23 @@ import numpy as np
 import polars as pl
 
 ROOT = Path(__file__).resolve().parent.parent
+CADFT = [sys.executable, "-m", "cadft"]  # the front door: `cadft <command>`
 LANGUAGE_MODELS = {"verbalizer": [], "classifier": ["head=classifier", "~head.system"]}
 BASELINES = ["logistic", "lightgbm", "age", "zero_shot"]
 HISTORY_MAX_LENGTH = 224  # the demo's 128 tokens hold its nine features, not a medical history
 
 
-def cli(module: str, overrides: list[str], log: Path) -> float:
+def cli(command: str, overrides: list[str], log: Path) -> float:
+    """`cadft COMMAND OVERRIDES` (the front door, this interpreter), its output to `log`; the seconds it took."""
     started = time.perf_counter()
     with log.open("w") as out:
         done = subprocess.run(
-            [sys.executable, "-m", module, *overrides], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False
+            [*CADFT, command, *overrides], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False
         )
     if done.returncode != 0:
         raise SystemExit(
-            f"verbalizer_table: {module} failed (exit {done.returncode}); its log: {log}\n{log.read_text()[-3000:]}"
+            f"verbalizer_table: cadft {command} failed (exit {done.returncode}); its log: {log}\n"
+            f"{log.read_text()[-3000:]}"
         )
     return time.perf_counter() - started
 
@@ -86,14 +89,14 @@ def setting(history: str, common: list[str], workdir: Path) -> list[dict]:
     )
     seconds = {
         "baselines": cli(
-            "cadft.cli.baselines",
+            "baselines",
             [*overrides, f"baselines.which=[{','.join(BASELINES)}]", f"hydra.run.dir={folder / 'baselines'}"],
             folder / "baselines.log",
         )
     }
     for head, extra in LANGUAGE_MODELS.items():
         seconds[head] = cli(
-            "cadft.train.run",
+            "train",
             [*overrides, *extra, "baselines.which=[]", f"hydra.run.dir={folder / head}"],
             folder / f"{head}.log",
         )
@@ -118,7 +121,8 @@ def setting(history: str, common: list[str], workdir: Path) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| history | model | val AUROC | test AUROC [95% CI] | Brier | O/E | slope | ΔAUROC verbalizer − row [95% CI] | run s |",
+        "| history | model | val AUROC | test AUROC [95% CI] | Brier | O/E | slope "
+        "| ΔAUROC verbalizer − row [95% CI] | run s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -127,9 +131,14 @@ def markdown(rows: list[dict]) -> str:
         low, high = r["test_auroc_ci"]
         lines.append(
             f"| {r['history']} | {r['model']} | {r['val_auroc']:.3f} | {r['test_auroc']:.3f} [{low:.3f}, {high:.3f}] | "
-            f"{r['brier']:.4f} | {r['oe_ratio']:.2f} | {r['slope']:.2f} | {delta} | {r['seconds'] or ''} |"
+            f"{r['brier']:.4f} | {fixed(r['oe_ratio'])} | {fixed(r['slope'])} | {delta} | {r['seconds'] or ''} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def fixed(value: float | None) -> str:
+    """Two decimals, or n/a where metrics.json has none (a calibration slope of constant scores)."""
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -147,7 +156,7 @@ def main() -> None:
     if not extract.is_file():
         workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "cadft.cli.synth", "--n", str(args.n), "--seed", "0", "--out", str(extract)],
+            [*CADFT, "synth", "--n", str(args.n), "--seed", "0", "--out", str(extract)],
             cwd=ROOT,
             check=True,
         )

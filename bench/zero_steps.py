@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/zero_steps.py [--backbones tiny smollm2_135m] [--workdir outputs/bench/zero]
 
-Each configuration is one real `torchrun --nproc_per_node 2 -m cadft.train.run` run (OMP_NUM_THREADS=1 per rank) on a
-small synthetic cohort. This file is also the callback the ranks load (CADFT_EXTRA_CALLBACKS=zero_steps:StepTimer):
-it times every optimizer step and, when training ends, writes the rank's median step time (the first steps are
-warm-up and left out), its peak RSS (ru_maxrss, loading included) and its RSS then (what training holds).
+Each configuration is one real `cadft train` run on 2 ranks (OMP_NUM_THREADS=1 per rank) on a small synthetic cohort:
+`torchrun --nproc_per_node 2 bench/zero_steps.py --rank OVERRIDES`, where each rank runs `cadft train OVERRIDES`
+(cadft.cli.train) with this file's StepTimer added to its trainer's callbacks. StepTimer times every optimizer step
+and, when training ends, writes the rank's median step time (the first steps are warm-up and left out), its peak RSS
+(ru_maxrss, loading included) and its RSS then (what training holds).
 zero=none with two processes is plain DDP. Prints a table. Not a test.
 """
 
@@ -29,6 +30,7 @@ BIN = Path(sys.executable).parent
 RANKS = 2
 WARMUP_STEPS = 2
 TIMINGS_ENV = "CADFT_BENCH_TIMINGS_DIR"
+RANK_FLAG = "--rank"  # bench/zero_steps.py --rank OVERRIDES: one rank of a run (rank_main)
 # LoRA on both backbones; batch size per rank and optimizer steps (SmolLM2: a few steps at batch 4).
 BATCH = {"tiny": 8, "smollm2_135m": 4}
 STEPS = {"tiny": 12, "smollm2_135m": 6}
@@ -55,6 +57,20 @@ class StepTimer(TrainerCallback):
             "end_rss_gb": psutil.Process().memory_info().rss / 2**30,
         }
         (self.folder / f"rank{args.process_index}.json").write_text(json.dumps(record))
+
+
+def rank_main(argv: list[str]) -> None:
+    """One rank under torchrun: `cadft train ARGV` with a StepTimer in the trainer's callbacks."""
+    from cadft.cli.train import main as train
+    from cadft.train.trainer import CadftTrainer
+
+    init = CadftTrainer.__init__
+
+    def with_timer(self, *args, callbacks=None, **kwargs):
+        init(self, *args, callbacks=[*(callbacks or []), StepTimer()], **kwargs)
+
+    CadftTrainer.__init__ = with_timer
+    train(argv)
 
 
 def main() -> None:
@@ -86,7 +102,7 @@ def _cohort(workdir: Path) -> Path:
     extract = workdir / "cohort" / "ukb_synthetic.csv"
     if not extract.is_file():
         subprocess.run(
-            [sys.executable, "-m", "cadft.cli.synth", "--n", "1000", "--seed", "0", "--out", str(extract)],
+            [sys.executable, "-m", "cadft", "synth", "--n", "1000", "--seed", "0", "--out", str(extract)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -119,15 +135,13 @@ def _run(workdir: Path, extract: Path, backbone: str, stage: str, steps: int) ->
     ]
     env = os.environ | {
         "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(Path(__file__).parent),
-        "CADFT_EXTRA_CALLBACKS": "zero_steps:StepTimer",
         TIMINGS_ENV: str(timings),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "TOKENIZERS_PARALLELISM": "false",
     }
     started = time.perf_counter()
     done = subprocess.run(
-        [str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), "-m", "cadft.train.run", *overrides],
+        [str(BIN / "torchrun"), "--nproc_per_node", str(RANKS), str(Path(__file__).resolve()), RANK_FLAG, *overrides],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -150,10 +164,15 @@ def _run(workdir: Path, extract: Path, backbone: str, stage: str, steps: int) ->
 def _format(row: dict) -> str:
     r0, r1 = row["ranks"]
     return (
-        f"{row['backbone']:<14}{row['zero']:<6}{row['batch']:>11}{row['steps']:>6}{r0['step_s'] * 1000:>12.0f}{r1['step_s'] * 1000:>12.0f}"
-        f"{r0['end_rss_gb']:>8.2f}{r1['end_rss_gb']:>8.2f}{r0['peak_rss_gb']:>9.2f}{r1['peak_rss_gb']:>9.2f}{row['seconds']:>7.0f}"
+        f"{row['backbone']:<14}{row['zero']:<6}{row['batch']:>11}{row['steps']:>6}"
+        f"{r0['step_s'] * 1000:>12.0f}{r1['step_s'] * 1000:>12.0f}"
+        f"{r0['end_rss_gb']:>8.2f}{r1['end_rss_gb']:>8.2f}{r0['peak_rss_gb']:>9.2f}{r1['peak_rss_gb']:>9.2f}"
+        f"{row['seconds']:>7.0f}"
     )
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [RANK_FLAG]:
+        rank_main(sys.argv[2:])
+    else:
+        main()

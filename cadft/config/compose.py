@@ -187,9 +187,13 @@ def _one_line(err: Exception) -> str:
 
 
 def compose(config_name: str = "config", overrides: list[str] = ()):
-    """The shipped config composed with overrides (a DictConfig, not validated)."""
+    """The shipped config composed with overrides (a DictConfig, not validated); inside a running Hydra app (a
+    stage of cadft train asking for a shipped option) with that app's search path."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name, overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name, overrides=list(overrides))
