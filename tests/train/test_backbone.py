@@ -11,24 +11,24 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf.errors import MissingMandatoryValue
 from transformers import LlamaForCausalLM
 
+from cadft.config.compose import compose
+from cadft.config.schema import CLASSIFIER
+from cadft.config.validate import validate_group
 from cadft.errors import CadftError
 from cadft.train import backbone
 from cadft.train.backbone import load_tokenizer, resolve_backbone
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 RECORD = "The sex is Male. The age at recruitment is 63 years. The body mass index (BMI) is 27.4 kg/m2."
 
 
 def compose_group(option: str, overrides: list[str] = ()):
-    """One group of the full composed config, `backbone/tiny` picking the option, with `key=value` overrides inside it."""
+    """One group of the full composed config, typed, `backbone/tiny` picking the option, with `key=value` overrides
+    inside it."""
     group, choice = option.split("/")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"{group}={choice}", *(f"{group}.{o}" for o in overrides)])
-    return cfg[group]
+    cfg = compose("config", [f"{group}={choice}", *(f"{group}.{o}" for o in overrides)])
+    return validate_group(cfg, group)
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +99,8 @@ def test_hf_source_names_a_missing_folder(missing, cache_dir):
 
 
 def test_hf_source_requires_a_path(cache_dir):
-    with pytest.raises(MissingMandatoryValue, match="path"):
+    # The typed backbone group cannot be built without its path: the config check says so before anything resolves.
+    with pytest.raises(CadftError, match=r"backbone\.path=\?\?\?: a value is required"):
         resolve_backbone(compose_group("backbone/hf"), cache_dir)
 
 
@@ -148,7 +149,7 @@ def test_smollm2_from_gguf_trains_and_is_converted_once(cache_dir, monkeypatch):
     assert batch["input_ids"].shape[1] > 10
 
     torch.manual_seed(0)
-    model = build_model(compose_group("model/lora"), folder, tokenizer)
+    model = build_model(compose_group("model/lora"), folder, tokenizer, head=CLASSIFIER)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     model.train()
     for _ in range(2):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cadft.config.schema import validate
+from cadft.config import CONF_DIR
+from cadft.config.validate import load_group_file, validate
 from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.train.head import encode
 from cadft.train.model import build_model
@@ -20,16 +21,19 @@ RECORDS = [
 
 
 @pytest.mark.parametrize("preset", sorted(ARCHITECTURE))
-def test_a_preset_trains_a_step_with_every_strategy_on_a_tiny_model_of_its_architecture(make_config, cache_dir, preset):
+def test_a_preset_trains_a_step_with_every_strategy_on_a_tiny_model_of_its_architecture(
+    make_config, compose_config, cache_dir, preset
+):
     tiny = make_config(f"backbone.architecture={ARCHITECTURE[preset]}").backbone
     folder = resolve_backbone(tiny, cache_dir)
     assert OmegaConf.load(f"{folder}/config.json").model_type == ARCHITECTURE[preset]
     for strategy in ("lora", "qlora", "full"):
         for head in ("classifier", "verbalizer"):
-            cfg = make_config(f"backbone={preset}", f"backbone.path={folder}", f"model={strategy}", f"head={head}")
-            validate(cfg)
-            preset_cfg = OmegaConf.load(f"conf/backbone/{preset}.yaml")
-            defaults = preset_cfg.strategies[strategy]
+            cfg = validate(
+                compose_config(f"backbone={preset}", f"backbone.path={folder}", f"model={strategy}", f"head={head}")
+            )
+            preset_cfg = load_group_file(CONF_DIR / "backbone" / f"{preset}.yaml", "backbone")
+            defaults = getattr(preset_cfg.strategies, strategy)
             assert (cfg.train.batch_size, cfg.train.gradient_accumulation_steps, cfg.model.gradient_checkpointing) == (
                 defaults.batch_size,
                 defaults.gradient_accumulation_steps,
@@ -44,7 +48,7 @@ def test_a_preset_trains_a_step_with_every_strategy_on_a_tiny_model_of_its_archi
 def _one_step(cfg, folder: str) -> None:
     torch.manual_seed(0)
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
-    model = build_model(cfg.model, folder, tokenizer, head_cfg=cfg.head).train()
+    model = build_model(cfg.model, folder, tokenizer, head=cfg.head).train()
     batch = tokenizer.pad(
         {"input_ids": encode(RECORDS, tokenizer, cfg.head, int(cfg.train.max_length)).input_ids}, return_tensors="pt"
     )

@@ -7,9 +7,10 @@ import logging
 import polars as pl
 import pytest
 
+from cadft.data.subsample import subsample
 from cadft.errors import CadftError
 from cadft.train.backbone import load_tokenizer
-from cadft.train.dataset import subsample, tokenize_split
+from cadft.train.dataset import tokenize_split
 
 TABLE = pl.DataFrame(
     {"eid": range(1000), "label": [1 if i % 25 == 0 else 0 for i in range(1000)], "text": ["x"] * 1000}
@@ -34,8 +35,8 @@ def test_truncation_is_counted_and_warned(make_config, caplog):
         {"eid": [1, 2], "label": [0, 1], "text": ["The age at recruitment is 63 years. " * 20, "The sex is Male."]}
     )
     with caplog.at_level(logging.WARNING):
-        split = tokenize_split(rows, "train", tokenizer, max_length=32)
+        split = tokenize_split(rows, "train", tokenizer, max_length=32, head=cfg.head)
     assert split.truncated == 1 and max(split.lengths) == 32
     assert "1 of 2 records are longer than train.max_length=32 tokens" in caplog.text and "TRUNCATED" in caplog.text
     with pytest.raises(CadftError, match="the validation split is empty"):
-        tokenize_split(rows.head(0), "validation", tokenizer, max_length=32)
+        tokenize_split(rows.head(0), "validation", tokenizer, max_length=32, head=cfg.head)

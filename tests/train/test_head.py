@@ -4,11 +4,13 @@ truncation, and a verbalizer run trains, saves, reloads and compares with the ze
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+from cadft.config.schema import CLASSIFIER, HeadVerbalizer
 from cadft.errors import CadftError
 from cadft.eval.score import score_texts
 from cadft.train.backbone import load_tokenizer, resolve_backbone
@@ -16,13 +18,13 @@ from cadft.train.head import answer_token_ids, encode, prompt_ids
 from cadft.train.model import load_model, zero_shot_model
 from cadft.train.run import run_training
 
-VERBALIZER = {
-    "name": "verbalizer",
-    "question": "Will this person develop coronary artery disease?",
-    "system": None,
-    "answer_yes": "Yes",
-    "answer_no": "No",
-}
+VERBALIZER = HeadVerbalizer(
+    name="verbalizer",
+    question="Will this person develop coronary artery disease?",
+    system=None,
+    answer_yes="Yes",
+    answer_no="No",
+)
 RECORDS = [
     "The age at recruitment is 63 years. The sex is Female.",
     "The age at recruitment is 41 years.",
@@ -42,14 +44,13 @@ def tiny(make_config_module):
 
 @pytest.fixture(scope="module")
 def make_config_module(cache_dir, tmp_path_factory):
-    from hydra import compose, initialize_config_dir
-
-    from tests.conftest import CONF_DIR
+    from cadft.config.compose import compose
+    from cadft.config.validate import validate, with_absolute_paths
 
     def make(*overrides):
+        """The typed config of overrides (as make_config, for module-scoped fixtures)."""
         base = [f"paths.output_dir={tmp_path_factory.mktemp('out')}", f"paths.cache_dir={cache_dir}", "backbone=tiny"]
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=base + list(overrides))
+        return with_absolute_paths(validate(compose("config", base + list(overrides))))
 
     return make
 
@@ -70,7 +71,7 @@ def test_the_verbalizer_score_is_the_language_models_yes_no_odds(tiny):
     folder, tokenizer = tiny
     model = zero_shot_model(folder, tokenizer, VERBALIZER)
     batched = score_texts(
-        model, tokenizer, RECORDS, head_cfg=VERBALIZER, batch_size=3, max_length=512, device="cpu"
+        model, tokenizer, RECORDS, head=VERBALIZER, batch_size=3, max_length=512, device="cpu"
     )  # right-padded
     assert batched.tolist() == pytest.approx(language_model_odds(folder, tokenizer, VERBALIZER, RECORDS), abs=1e-5)
     assert len(set(batched.round(6))) == len(RECORDS)  # the records are read, not a constant
@@ -90,7 +91,7 @@ def test_tied_embeddings_give_the_answer_rows_too(tiny, tmp_path):
     model = zero_shot_model(str(tmp_path), tokenizer, VERBALIZER)
     no, yes = answer_token_ids(tokenizer, VERBALIZER)
     assert torch.equal(model.score.weight, untied.model.embed_tokens.weight[[no, yes]])
-    scores = score_texts(model, tokenizer, RECORDS, head_cfg=VERBALIZER, batch_size=2, max_length=512, device="cpu")
+    scores = score_texts(model, tokenizer, RECORDS, head=VERBALIZER, batch_size=2, max_length=512, device="cpu")
     assert scores.tolist() == pytest.approx(language_model_odds(tmp_path, tokenizer, VERBALIZER, RECORDS), abs=1e-5)
 
 
@@ -98,11 +99,11 @@ def test_a_chat_template_holds_the_record_and_question(tiny):
     _, tokenizer = tiny
     chat = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
     chat.chat_template = CHAT_TEMPLATE
-    before, after = prompt_ids(chat, VERBALIZER | {"system": "You are a cardiologist."})
+    before, after = prompt_ids(chat, replace(VERBALIZER, system="You are a cardiologist."))
     assert chat.decode(before) == "<s>system\nYou are a cardiologist.</s>\n<s>user\n"
-    assert chat.decode(after) == f"\n\n{VERBALIZER['question']}</s>\n<s>assistant\n"
-    ids = encode(RECORDS[:1], chat, VERBALIZER | {"system": None}, 512).input_ids[0]
-    assert chat.decode(ids) == f"<s>user\n{RECORDS[0]}\n\n{VERBALIZER['question']}</s>\n<s>assistant\n"
+    assert chat.decode(after) == f"\n\n{VERBALIZER.question}</s>\n<s>assistant\n"
+    ids = encode(RECORDS[:1], chat, replace(VERBALIZER, system=None), 512).input_ids[0]
+    assert chat.decode(ids) == f"<s>user\n{RECORDS[0]}\n\n{VERBALIZER.question}</s>\n<s>assistant\n"
     assert answer_token_ids(chat, VERBALIZER) == (
         chat("No", add_special_tokens=False)["input_ids"][0],
         chat("Yes", add_special_tokens=False)["input_ids"][0],
@@ -123,14 +124,14 @@ def test_truncation_cuts_the_record_never_the_question(tiny):
         match=r"train.max_length=4 leaves no room for the record: the head=verbalizer prompt alone takes \d+ tokens",
     ):
         encode(RECORDS, tokenizer, VERBALIZER, 4)
-    classifier = encode(RECORDS, tokenizer, {"name": "classifier"}, 6)
+    classifier = encode(RECORDS, tokenizer, CLASSIFIER, 6)
     assert classifier.input_ids == [tokenizer(text)["input_ids"][:6] for text in RECORDS]
 
 
 def test_answer_words_must_start_with_different_tokens(tiny):
     _, tokenizer = tiny
-    with pytest.raises(CadftError, match="head.answer_no='Yes' and head.answer_yes='Yes' start with the same token"):
-        answer_token_ids(tokenizer, VERBALIZER | {"answer_no": "Yes"})
+    with pytest.raises(CadftError, match=r"head\.answer_no='Yes' and head\.answer_yes='Yes' start with the same token"):
+        answer_token_ids(tokenizer, replace(VERBALIZER, answer_no="Yes"))
 
 
 def test_a_verbalizer_run_trains_reloads_and_faces_the_zero_shot_baseline(train_config, tmp_path):
@@ -154,7 +155,7 @@ def test_a_verbalizer_run_trains_reloads_and_faces_the_zero_shot_baseline(train_
         load_model(run / "model"),
         tokenizer,
         [texts[p["eid"]] for p in test],
-        head_cfg=cfg.head,
+        head=cfg.head,
         batch_size=8,
         max_length=int(cfg.train.max_length),
         device="cpu",
@@ -168,25 +169,25 @@ def test_zero_shot_scores_are_computed_once_and_reused(train_config, monkeypatch
     import polars as pl
 
     from cadft.data.prepare import prepare
-    from cadft.eval.baselines.run import _score_frame, _splits
+    from cadft.eval.baselines.common import splits_of
     from cadft.eval.baselines.zero_shot import zero_shot_scores
     from cadft.train import model as model_module
 
     cfg = train_config()
-    splits = _splits(prepare(cfg).table())
+    splits = splits_of(prepare(cfg).table())
     splits = {name: rows.head(40) for name, rows in splits.items()}
-    validation, test, info = zero_shot_scores(splits, cfg, "cpu", _score_frame)
+    validation, test, info = zero_shot_scores(splits, cfg, "cpu")
     assert validation.height == test.height == 40 and info["train_records"] == 0 and test["prob"].n_unique() > 1
 
     def no_model(*args, **kwargs):
         raise AssertionError("the backbone was loaded again")
 
     monkeypatch.setattr(model_module, "zero_shot_model", no_model)
-    again = zero_shot_scores(splits, cfg, "cpu", _score_frame)
+    again = zero_shot_scores(splits, cfg, "cpu")
     assert again[0].equals(validation) and again[1].equals(test)
     changed = splits | {"test": splits["test"].with_columns(pl.col("text") + " The sex is Male.")}
     with pytest.raises(AssertionError, match="loaded again"):  # other records: other scores, not the cached ones
-        zero_shot_scores(changed, cfg, "cpu", _score_frame)
+        zero_shot_scores(changed, cfg, "cpu")
 
 
 def test_zero_shot_runs_in_the_configured_precision(train_config, monkeypatch):
@@ -195,7 +196,7 @@ def test_zero_shot_runs_in_the_configured_precision(train_config, monkeypatch):
     import torch
 
     from cadft.data.prepare import prepare
-    from cadft.eval.baselines.run import _score_frame, _splits
+    from cadft.eval.baselines.common import splits_of
     from cadft.eval.baselines.zero_shot import zero_shot_scores
     from cadft.train import model as model_module
 
@@ -210,9 +211,9 @@ def test_zero_shot_runs_in_the_configured_precision(train_config, monkeypatch):
     monkeypatch.setattr(model_module, "zero_shot_model", recording)
     cfg = train_config()
     assert cfg.baselines.zero_shot_dtype == "fp32"
-    splits = {name: rows.head(24) for name, rows in _splits(prepare(cfg).table()).items()}
-    fp32 = zero_shot_scores(splits, cfg, "cpu", _score_frame)
-    cfg.baselines.zero_shot_dtype = "bf16"
-    bf16 = zero_shot_scores(splits, cfg, "cpu", _score_frame)
+    splits = {name: rows.head(24) for name, rows in splits_of(prepare(cfg).table()).items()}
+    fp32 = zero_shot_scores(splits, cfg, "cpu")
+    cfg = replace(cfg, baselines=replace(cfg.baselines, zero_shot_dtype="bf16"))
+    bf16 = zero_shot_scores(splits, cfg, "cpu")
     assert built == [torch.float32, torch.bfloat16]
     assert not fp32[1]["prob"].equals(bf16[1]["prob"])

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
+from cadft.config import schema
 from cadft.errors import CadftError
-from cadft.train.imbalance import GroupedSampler, resolve
+from cadft.train.imbalance import GroupedSampler, resolve_imbalance
 
 LABELS = np.array([1] * 40 + [0] * 960)
 
 
 def _cfg(**kw):
-    return OmegaConf.create(
-        {"method": "weighted", "class_weights": "inverse_frequency", "positive_fraction": None} | kw
+    return schema.Imbalance(
+        **({"method": "weighted", "class_weights": "inverse_frequency", "positive_fraction": None} | kw)
     )
 
 
 def test_inverse_frequency_weights():
-    applied = resolve(_cfg(), LABELS)
+    applied = resolve_imbalance(_cfg(), LABELS)
     assert applied.class_weights == pytest.approx((1000 / 1920, 1000 / 80))
     assert applied.as_params()["imbalance.applied.weight_case"] == 12.5
 
 
 def test_oversample_applies_no_weights_unless_configured():
-    plain = resolve(_cfg(method="oversample", class_weights=None, positive_fraction=0.25), LABELS)
+    plain = resolve_imbalance(_cfg(method="oversample", class_weights=None, positive_fraction=0.25), LABELS)
     assert plain.class_weights == (1.0, 1.0) and plain.positive_fraction == 0.25
-    both = resolve(_cfg(method="oversample", class_weights=[1.0, 3.0], positive_fraction=0.25), LABELS)
+    both = resolve_imbalance(_cfg(method="oversample", class_weights=[1.0, 3.0], positive_fraction=0.25), LABELS)
     assert both.class_weights == (1.0, 3.0)
-    assert resolve(_cfg(method="none", class_weights=None), LABELS).class_weights == (1.0, 1.0)
+    assert resolve_imbalance(_cfg(method="none", class_weights=None), LABELS).class_weights == (1.0, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_oversample_applies_no_weights_unless_configured():
 )
 def test_bad_settings(cfg, labels, message):
     with pytest.raises(CadftError, match=message):
-        resolve(cfg, labels)
+        resolve_imbalance(cfg, labels)
 
 
 def _sampler(method, *, world_size=1, batch_size=8, fraction=0.25, seed=0):
@@ -51,7 +51,7 @@ def _sampler(method, *, world_size=1, batch_size=8, fraction=0.25, seed=0):
         method=method, class_weights=None if method != "weighted" else "inverse_frequency", positive_fraction=fraction
     )
     return GroupedSampler(
-        lengths, LABELS, resolve(cfg, LABELS), batch_size=batch_size, world_size=world_size, seed=seed
+        lengths, LABELS, resolve_imbalance(cfg, LABELS), batch_size=batch_size, world_size=world_size, seed=seed
     ), lengths
 
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+from cadft.config.compose import compose
+from cadft.config.schema import CLASSIFIER
+from cadft.config.validate import validate_group
 from cadft.errors import CadftError
 from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.train.model import build_model, load_model, trainable_parameter_summary, write_checkpoint_info
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 STRATEGIES = ("lora", "qlora", "full")
 # Different lengths, so a batch is padded.
 RECORDS = [
@@ -27,11 +27,11 @@ LABELS = torch.tensor([1, 0, 1, 0])
 
 
 def compose_group(option: str, overrides: list[str] = ()):
-    """One group of the full composed config, `model/qlora` picking the option, with `key=value` overrides inside it."""
+    """One group of the full composed config, typed, `model/qlora` picking the option, with `key=value` overrides
+    inside it."""
     group, choice = option.split("/")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"{group}={choice}", *(f"{group}.{o}" for o in overrides)])
-    return cfg[group]
+    cfg = compose("config", [f"{group}={choice}", *(f"{group}.{o}" for o in overrides)])
+    return validate_group(cfg, group)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def tiny(tmp_path_factory):
 def build(strategy: str, tiny, overrides: list[str] = ()):
     folder, tokenizer = tiny
     torch.manual_seed(0)
-    return build_model(compose_group(f"model/{strategy}", overrides), folder, tokenizer)
+    return build_model(compose_group(f"model/{strategy}", overrides), folder, tokenizer, head=CLASSIFIER)
 
 
 def train_steps(model, tokenizer, steps: int = 2) -> None:
@@ -144,12 +144,12 @@ def test_qlora_without_a_bitsandbytes_backend_is_rejected(tiny, monkeypatch):
     import bitsandbytes
 
     monkeypatch.setattr(bitsandbytes, "supported_torch_devices", {"cuda"})
-    with pytest.raises(CadftError, match="no backend for device 'cpu'.*model=lora"):
+    with pytest.raises(CadftError, match=r"no backend for device 'cpu'.*model=lora"):
         build("qlora", tiny)
 
 
 def test_load_model_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
-    with pytest.raises(CadftError, match="cadft_model.json"):
+    with pytest.raises(CadftError, match=r"cadft_model\.json"):
         load_model(tmp_path)
 
 

@@ -1,11 +1,10 @@
-"""cadft-train on the tiny backbone: every strategy x imbalance option, resume, MLflow, bad input."""
+"""cadft train on the tiny backbone: every strategy x imbalance option, resume, MLflow, bad input."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from cadft.errors import CadftError
 from cadft.train.checkpoints import missing_part
 from cadft.train.run import run_training
+from tests.conftest import CADFT
 
 
 def _mlflow_db(cfg) -> Path:
@@ -20,7 +20,7 @@ def _mlflow_db(cfg) -> Path:
 
 
 # Every strategy and every imbalance method, each once: the imbalance methods act on the loss and the sampler whatever
-# the strategy (tests/test_imbalance.py), and tests/test_zero.py runs more pairs under ZeRO.
+# the strategy (tests/train/test_imbalance.py), and tests/train/test_zero.py runs more pairs under ZeRO.
 @pytest.mark.parametrize(("strategy", "imbalance"), [("qlora", "weighted"), ("lora", "oversample"), ("full", "none")])
 def test_every_strategy_and_imbalance(train_config, tmp_path, strategy, imbalance):
     cfg = train_config(f"model={strategy}", f"imbalance={imbalance}")
@@ -194,9 +194,7 @@ def test_unwritable_prepared_dir_fails_before_the_extract_is_read(train_config, 
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cadft.train.run", *args], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
+    return subprocess.run([*CADFT, "train", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 @pytest.mark.slow
@@ -238,13 +236,13 @@ def test_cli_end_to_end(synthetic_cohort, prepared_dir, tmp_path):
 def test_cli_errors_are_one_clear_line(tmp_path):
     unknown = _cli("model=lorax", cwd=tmp_path)
     assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [
-        "cadft-train: error: model=lorax: no such option of model; allowed: full, lora, qlora (did you mean lora?)"
+        "cadft train: error: model=lorax: no such option of model; allowed: full, lora, qlora (did you mean lora?)"
     ]
     missing = _cli("backbone=tiny", f"data.path={tmp_path / 'nope.csv'}", f"paths.output_dir={tmp_path}", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert (
         missing.stderr.strip().splitlines()[-1]
-        == f"cadft-train: error: data.path={tmp_path / 'nope.csv'}: no such file"
+        == f"cadft train: error: data.path={tmp_path / 'nope.csv'}: no such file"
     )
     blocker = tmp_path / "a_file"
     blocker.write_text("")  # a folder below a regular file cannot be made, even by root: Hydra's own mkdir would fail
@@ -252,10 +250,10 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     extract.write_text("")  # exists: the output dir is what is wrong here
     unwritable = _cli(
         "backbone=tiny", f"paths.output_dir={blocker}/out", f"data.path={extract}", cwd=tmp_path
-    )  # sweeps: tests/test_bad_input_data.py
+    )  # sweeps: tests/data/test_bad_input.py
     assert unwritable.returncode == 2, unwritable.stderr
     assert unwritable.stderr.strip().splitlines() == [
-        f"cadft-train: error: paths.output_dir {blocker}/out is not writable (Not a directory)"
+        f"cadft train: error: paths.output_dir {blocker}/out is not writable (Not a directory)"
     ]
 
 

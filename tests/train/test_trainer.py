@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from transformers import DataCollatorWithPadding, TrainerCallback
 
 from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.train.dataset import TokenizedSplit
-from cadft.train.imbalance import resolve
+from cadft.train.imbalance import resolve_imbalance
 from cadft.train.model import build_model
 from cadft.train.trainer import CadftTrainer, build_training_arguments, classification_metrics
 
@@ -35,7 +37,15 @@ class GradientCapture(TrainerCallback):
             }
 
 
-def _trainer(make_config, output_dir, *overrides, imbalance="weighted", eval_indices=slice(None), callbacks=()):
+def _trainer(
+    make_config,
+    output_dir,
+    *overrides,
+    imbalance="weighted",
+    eval_indices=slice(None),
+    callbacks=(),
+    learning_rate=None,
+):
     cfg = make_config(
         "model=lora",
         "model.lora.dropout=0.0",
@@ -46,9 +56,11 @@ def _trainer(make_config, output_dir, *overrides, imbalance="weighted", eval_ind
         "train.warmup_ratio=0.0",
         *overrides,
     )
+    if learning_rate is not None:  # the config check asks for model.learning_rate > 0: 0 is set on the typed config
+        cfg = replace(cfg, model=replace(cfg.model, learning_rate=learning_rate))
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     torch.manual_seed(0)
-    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer)
+    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, head=cfg.head)
     ids = tokenizer(TEXTS)["input_ids"]
     data = TokenizedSplit("train", np.arange(8), LABELS, ids, 0)
     held_out = np.arange(8)[eval_indices]
@@ -60,7 +72,7 @@ def _trainer(make_config, output_dir, *overrides, imbalance="weighted", eval_ind
         eval_dataset=eval_data,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
-        imbalance=resolve(cfg.imbalance, LABELS),
+        imbalance=resolve_imbalance(cfg.imbalance, LABELS),
         sampler_seed=0,
         callbacks=list(callbacks),
         compute_metrics=classification_metrics,
@@ -83,11 +95,12 @@ def _train_one_step(make_config, tmp_path, *, batch_size, accumulation, imbalanc
 
 
 def _expected_loss(make_config, weights, indices=slice(None)):
-    """The weighted and the plain mean cross-entropy of TEXTS[indices] in one batch, computed directly from the model at init."""
+    """The weighted and the plain mean cross-entropy of TEXTS[indices] in one batch, computed directly from the model
+    at init."""
     cfg = make_config("model=lora", "model.lora.dropout=0.0")
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
     torch.manual_seed(0)
-    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer)
+    model = build_model(cfg.model, resolve_backbone(cfg.backbone, cfg.paths.cache_dir), tokenizer, head=cfg.head)
     batch = tokenizer(list(np.array(TEXTS)[indices]), padding=True, return_tensors="pt")
     labels = torch.tensor(LABELS[indices])
     with torch.no_grad():
@@ -124,11 +137,11 @@ def test_evaluation_does_not_count_as_training(make_config, tmp_path):
         tmp_path / "ckpt",
         "train.batch_size=4",
         "train.gradient_accumulation_steps=2",
-        "model.learning_rate=0.0",
         "train.max_steps=2",
         "train.eval_steps=1",
         "train.save_steps=1",
         eval_indices=slice(0, 3),
+        learning_rate=0.0,
     )
     trainer.train()
     weights = trainer.imbalance.class_weights

@@ -1,10 +1,10 @@
 """DeepSpeed ZeRO-2/3 and multi-process training on CPU: the zero config and its checks, and real 2-process runs.
 
-The multi-process tests launch the real CLI (`torchrun --nproc_per_node 2 -m cadft.train.run zero=...`, once through the
-deepspeed launcher) on the tiny backbone with OMP_NUM_THREADS=1, and load tests/rank_probe.py through
-CADFT_EXTRA_CALLBACKS. Each checks that the run finishes in one run dir with one MLflow run, that the ranks trained
-on different examples, that every logged loss equals a single-process run on the same global batch (twice the
-per-rank batch), and that the saved model reloads to the in-memory model's logits.
+The multi-process tests launch the real command (`torchrun --nproc_per_node 2 tests/probed_cli.py zero=...`, once
+through the deepspeed launcher: `cadft train` with test probes) on the tiny backbone with OMP_NUM_THREADS=1, and load
+tests/rank_probe.py through CADFT_TEST_CALLBACKS. Each checks that the run finishes in one run dir with one MLflow
+run, that the ranks trained on different examples, that every logged loss equals a single-process run on the same
+global batch (twice the per-rank batch), and that the saved model reloads to the in-memory model's logits.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from cadft.cli.common import quote_stage_choices
+from cadft.config import schema
+from cadft.config.compose import quote_stage_choices
 from cadft.errors import CadftError
-from cadft.train.distributed import prepare_launch
-from cadft.train.imbalance import GroupedSampler
-from cadft.train.imbalance import resolve as resolve_imbalance
+from cadft.train.distributed import accept_local_rank_flag, prepare_launch
+from cadft.train.imbalance import GroupedSampler, resolve_imbalance
 from cadft.train.model import load_model
 from cadft.train.run import run_training
 from cadft.train.trainer import build_training_arguments
 from cadft.train.zero import deepspeed_config, keep_4bit_layout, one_trainable_dtype
-from tests.test_model import build, tiny  # noqa: F401 (tiny: a fixture)
+from tests.conftest import CADFT, REPO
+from tests.train.test_model import build, tiny  # noqa: F401 (tiny: a fixture)
 
-REPO = Path(__file__).resolve().parent.parent
+PROBED_CLI = REPO / "tests" / "probed_cli.py"  # `cadft train` with the TrainerCallbacks in CADFT_TEST_CALLBACKS
 BIN = Path(sys.executable).parent
 BATCH_PER_RANK = 4
 RANKS = 2
@@ -41,8 +41,10 @@ STEPS = 2  # with no warmup: the first loss checks the initial model, the second
 
 
 def test_deepspeed_config_leaves_shared_settings_to_the_trainer(make_config):
-    assert deepspeed_config(make_config("zero=none"), "cpu") is None
-    two = deepspeed_config(make_config("zero='2'"), "cpu")
+    none = make_config("zero=none")
+    assert deepspeed_config(none.zero, none.model, "cpu") is None
+    two_cfg = make_config("zero='2'")
+    two = deepspeed_config(two_cfg.zero, two_cfg.model, "cpu")
     for key in (
         "train_batch_size",
         "train_micro_batch_size_per_gpu",
@@ -58,7 +60,8 @@ def test_deepspeed_config_leaves_shared_settings_to_the_trainer(make_config):
         "reduce_bucket_size": "auto",
         "offload_optimizer": {"device": "none"},
     }
-    three = deepspeed_config(make_config("zero='3'", "zero.offload_optimizer=cpu", "zero.offload_param=cpu"), "cpu")
+    three_cfg = make_config("zero='3'", "zero.offload_optimizer=cpu", "zero.offload_param=cpu")
+    three = deepspeed_config(three_cfg.zero, three_cfg.model, "cpu")
     assert three["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     assert three["zero_optimization"]["offload_param"] == {"device": "cpu", "pin_memory": False}
     assert three["optimizer"]["type"] == "AdamW" and set(three["optimizer"]["params"].values()) == {"auto"}
@@ -89,9 +92,8 @@ def test_combinations_that_cannot_work_fail_before_training(train_config, tmp_pa
 def test_cli_accepts_a_bare_stage_and_says_what_is_wrong(tmp_path):
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "cadft.train.run",
+            *CADFT,
+            "train",
             "backbone=tiny",
             "zero=2",
             "+zero.offload_param=cpu",
@@ -104,7 +106,7 @@ def test_cli_accepts_a_bare_stage_and_says_what_is_wrong(tmp_path):
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.strip().splitlines() == [
-        "cadft-train: error: zero.offload_param: only for zero.stage=3, not zero.stage=2"
+        "cadft train: error: zero.offload_param: only for zero.stage=3, not zero.stage=2"
     ]
 
 
@@ -114,10 +116,10 @@ def test_a_run_without_zero_ignores_deepspeed_left_on_by_an_earlier_job(make_con
 
 
 def test_stage_choices_are_quoted_for_hydra():
-    argv = ["cadft-train", "zero=2", "model=lora", "zero.offload_optimizer=cpu"]
+    argv = ["zero=2", "model=lora", "zero.offload_optimizer=cpu"]  # the arguments, without the program
     quote_stage_choices(argv)
-    assert argv == ["cadft-train", "zero='2'", "model=lora", "zero.offload_optimizer=cpu"]
-    sweep = ["cadft-train", "-m", "zero=none,2,3"]
+    assert argv == ["zero='2'", "model=lora", "zero.offload_optimizer=cpu"]
+    sweep = ["-m", "zero=none,2,3"]
     quote_stage_choices(sweep)
     assert sweep[-1] == "zero=none,'2','3'"
 
@@ -128,9 +130,10 @@ def test_launcher_local_rank_flag_becomes_an_environment_variable(monkeypatch, f
     monkeypatch.setenv(
         "LOCAL_RANK", "0"
     )  # restored after the test (a stray LOCAL_RANK would make later runs distributed)
-    argv = ["cadft-train", *flag, "model=lora"]
+    argv = [*flag, "model=lora"]  # the arguments, without the program
+    accept_local_rank_flag(argv)  # what `cadft train` does first, then prepare_launch (nothing more for one process)
     prepare_launch(argv)
-    assert argv == ["cadft-train", "model=lora"] and os.environ["LOCAL_RANK"] == "1"
+    assert argv == ["model=lora"] and os.environ["LOCAL_RANK"] == "1"
 
 
 def test_oversampled_steps_hold_no_participant_twice_across_ranks():
@@ -142,7 +145,7 @@ def test_oversampled_steps_hold_no_participant_twice_across_ranks():
     labels[[14, 42, 61]] = 1
     lengths = np.random.default_rng(0).integers(60, 90, 64).tolist()
     applied = resolve_imbalance(
-        OmegaConf.create({"method": "oversample", "class_weights": None, "positive_fraction": 0.25}), labels
+        schema.Imbalance(method="oversample", class_weights=None, positive_fraction=0.25), labels
     )
     for seed in range(20):
         sampler = GroupedSampler(lengths, labels, applied, batch_size=BATCH_PER_RANK, world_size=RANKS, seed=seed)
@@ -219,8 +222,7 @@ def _launch(launcher: str, overrides: list[str], output_dir: Path, probe_dir: Pa
             str(RANKS),
             "--master_port",
             str(port),
-            "-m",
-            "cadft.train.run",
+            str(PROBED_CLI),
         ]
     else:
         command = [
@@ -229,13 +231,12 @@ def _launch(launcher: str, overrides: list[str], output_dir: Path, probe_dir: Pa
             str(RANKS),
             "--master_port",
             str(port),
-            "--module",
-            "cadft.train.run",
+            str(PROBED_CLI),
         ]
     env = os.environ | {
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(REPO),
-        "CADFT_EXTRA_CALLBACKS": "tests.rank_probe:RankProbe",
+        "CADFT_TEST_CALLBACKS": "tests.rank_probe:RankProbe",
         "CADFT_PROBE_DIR": str(probe_dir),
     }
     return subprocess.run(
@@ -335,7 +336,7 @@ def test_two_processes(
     torch.testing.assert_close(logits.float(), torch.tensor(probe["logits"]), rtol=0, atol=atol)
 
 
-def test_zero3_gets_one_dtype_for_every_trainable_weight(tiny):
+def test_zero3_gets_one_dtype_for_every_trainable_weight(tiny):  # noqa: F811 (tiny: the fixture imported above)
     """LoRA over a bf16 backbone: peft keeps the adapters in fp32 beside a bf16 score head, which ZeRO-3 cannot
     flatten (seen on an H200: AssertionError in deepspeed's defragment). After the fix all are bf16, values kept
     to bf16 precision, and the frozen backbone is untouched."""
