@@ -13,22 +13,13 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
-from cadft.config.compose import compose
 from cadft.config.schema import CLASSIFIER
-from cadft.config.validate import validate_group
 from cadft.errors import CadftError
 from cadft.train import backbone
 from cadft.train.backbone import load_tokenizer, resolve_backbone
+from tests.train.conftest import compose_group
 
 RECORD = "The sex is Male. The age at recruitment is 63 years. The body mass index (BMI) is 27.4 kg/m2."
-
-
-def compose_group(option: str, overrides: list[str] = ()):
-    """One group of the full composed config, typed, `backbone/tiny` picking the option, with `key=value` overrides
-    inside it."""
-    group, choice = option.split("/")
-    cfg = compose("config", [f"{group}={choice}", *(f"{group}.{o}" for o in overrides)])
-    return validate_group(cfg, group)
 
 
 @pytest.fixture(scope="session")

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from cadft.config.compose import compose
 from cadft.config.schema import CLASSIFIER
-from cadft.config.validate import validate_group
 from cadft.errors import CadftError
-from cadft.train.backbone import load_tokenizer, resolve_backbone
 from cadft.train.model import build_model, load_model, trainable_parameter_summary, write_checkpoint_info
+from tests.train.conftest import compose_group
 
 STRATEGIES = ("lora", "qlora", "full")
 # Different lengths, so a batch is padded.
@@ -24,22 +20,6 @@ RECORDS = [
     "The age at recruitment is 48 years.",
 ]
 LABELS = torch.tensor([1, 0, 1, 0])
-
-
-def compose_group(option: str, overrides: list[str] = ()):
-    """One group of the full composed config, typed, `model/qlora` picking the option, with `key=value` overrides
-    inside it."""
-    group, choice = option.split("/")
-    cfg = compose("config", [f"{group}={choice}", *(f"{group}.{o}" for o in overrides)])
-    return validate_group(cfg, group)
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    """(backbone folder, tokenizer) of the tiny backbone."""
-    cache_dir = os.environ.get("CADFT_CACHE_DIR") or str(tmp_path_factory.mktemp("cadft-cache"))
-    cfg = compose_group("backbone/tiny")
-    return resolve_backbone(cfg, cache_dir), load_tokenizer(cfg, cache_dir)
 
 
 def build(strategy: str, tiny, overrides: list[str] = ()):

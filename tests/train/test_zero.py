@@ -31,7 +31,7 @@ from cadft.train.run import run_training
 from cadft.train.trainer import build_training_arguments
 from cadft.train.zero import deepspeed_config, keep_4bit_layout, one_trainable_dtype
 from tests.conftest import CADFT, REPO
-from tests.train.test_model import build, tiny  # noqa: F401 (tiny: a fixture)
+from tests.train.test_model import build
 
 PROBED_CLI = REPO / "tests" / "probed_cli.py"  # `cadft train` with the TrainerCallbacks in CADFT_TEST_CALLBACKS
 BIN = Path(sys.executable).parent
@@ -336,7 +336,7 @@ def test_two_processes(
     torch.testing.assert_close(logits.float(), torch.tensor(probe["logits"]), rtol=0, atol=atol)
 
 
-def test_zero3_gets_one_dtype_for_every_trainable_weight(tiny):  # noqa: F811 (tiny: the fixture imported above)
+def test_zero3_gets_one_dtype_for_every_trainable_weight(tiny):
     """LoRA over a bf16 backbone: peft keeps the adapters in fp32 beside a bf16 score head, which ZeRO-3 cannot
     flatten (seen on an H200: AssertionError in deepspeed's defragment). After the fix all are bf16, values kept
     to bf16 precision, and the frozen backbone is untouched."""
