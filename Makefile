@@ -63,7 +63,7 @@ demo: install
 UI_PORT ?= 5000
 ui:
 	@test -x $(PY) || { echo "make ui: no $(PY): run 'make install' first" >&2; exit 1; }
-	$(PY) -m cadft.tracking.ui --port $(UI_PORT)
+	$(BIN)/cadft ui --port $(UI_PORT)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -12,14 +12,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cadft.config import CONF_DIR
+
 from cadft.config.compose import compose
 from cadft.config.validate import validate, with_absolute_paths
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = REPO / "multirun_templates"
 CADFT = [sys.executable, "-m", "cadft"]  # the front door: CADFT + ["train", ...]
-# Training sized for seconds per run on the tiny backbone (a few steps, small subsamples, few bootstrap draws, one baseline).
+# Training sized for seconds per run on the tiny backbone (a few steps, small subsamples, few bootstrap draws, one
+# baseline).
 TINY_TRAINING = (
     "text.features=[age,sex,systolic_bp,cholesterol,hdl,smoking,diabetes,bp_medication]",
     "train.max_steps=4",

@@ -1,8 +1,10 @@
 """Hand-checked hard-CAD edge cases: each participant, what happens to them, and why.
 
-Baseline 2008-06-15, so the 10-year horizon ends 2018-06-15; everyone is assessed in Leeds (England: censor date 2022-10-31).
+Baseline 2008-06-15, so the 10-year horizon ends 2018-06-15; everyone is assessed in Leeds (England: censor date
+2022-10-31).
 Default task policies: censoring=exclude, competing_death=control, history_policy=exclude.
-Expected values: (hard_cad incident label or exclusion, hard_cad prevalent label, broad_chd incident label or exclusion).
+Expected values: (hard_cad incident label or exclusion, hard_cad prevalent label, broad_chd incident label
+or exclusion).
 """
 
 from __future__ import annotations

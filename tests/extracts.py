@@ -21,7 +21,8 @@ WIDTH = {41270: 6, 41280: 6, 41271: 3, 41281: 3, 41272: 4, 41282: 4}  # narrow, 
 
 
 def base_person(eid: int, *, sex: int = 1, baseline: str = "2008-06-15", age: int = 60) -> dict:
-    """A participant with the features cadft's default config reads, and no outcome codes; assessed in Leeds (England)."""
+    """A participant with the features cadft's default config reads, and no outcome codes; assessed in Leeds
+    (England)."""
     return {
         "eid": eid,
         31: sex,

@@ -1,5 +1,5 @@
-"""TrainerCallbacks the fault tests (test_tracking.py) load into cadft-train through tests/probed_cli.py (CADFT_TEST_CALLBACKS): at the
-end of training step CADFT_FAULT_STEP (default 2) something goes wrong.
+"""TrainerCallbacks the fault tests (tests/tracking/test_session.py) load into cadft train through tests/probed_cli.py
+(CADFT_TEST_CALLBACKS): at the end of training step CADFT_FAULT_STEP (default 2) something goes wrong.
 
 - KillServer: SIGKILLs the process group CADFT_SERVER_PID (the MLflow tracking server the run logs to);
 - WaitForSignal: writes the file CADFT_FAULT_MARKER and waits up to 120 s for the test to signal this process;

@@ -1,4 +1,5 @@
-"""A TrainerCallback the multi-process tests (test_zero.py) load into cadft-train through tests/probed_cli.py (CADFT_TEST_CALLBACKS).
+"""A TrainerCallback the multi-process tests (tests/train/test_zero.py) load into cadft train through
+tests/probed_cli.py (CADFT_TEST_CALLBACKS).
 
 It writes into CADFT_PROBE_DIR:
 - `rank<R>.json` when training starts: the training-set indices of every batch this rank's data loader yields in

@@ -3,8 +3,7 @@
     cadft ui [--port 5000] [--tracking-uri URI]
 
 Each experiment gets a saved view, "cadft", whose run table shows strategy, imbalance, ZeRO stage, backbone, the values
-a
-sweep varied and the headline test metrics (cadft.tracking.ui); its URL is printed per experiment. Then `mlflow ui`
+a sweep varied and the headline test metrics (cadft.tracking.ui); its URL is printed per experiment. Then `mlflow ui`
 replaces this process, with one worker (the default four take seconds longer to start and gain nothing for one user).
 """
 

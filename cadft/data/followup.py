@@ -2,8 +2,7 @@
 cohort counts of each labelling step (the data card's `cohort_steps`).
 
 - Country: from the assessment centre (54, coding 10; cadft.data.ukb.centres). A participant without a known centre
-gets the
-  earliest of the three dates (complete follow-up is only certain up to it) and is counted as `unknown`.
+  gets the earliest of the three dates (complete follow-up is only certain up to it) and is counted as `unknown`.
 - Censor date: `task.censor_dates[country]`, the date up to which that country's hospital data are complete in the
   user's release (UK Biobank publishes them per release as guidance, and never trims the data).
 - Follow-up ends at the earliest of baseline + horizon, the censor date, death (40000) and the date lost to follow-up
@@ -79,8 +78,7 @@ def cohort_steps(
     labels: pl.DataFrame, outcome: str, policies: dict[str, str], lost_reasons: dict[int, str]
 ) -> list[dict]:
     """Counts at each step of label(), in order: read, each exclusion (participants it concerns, how many it removed,
-    how
-    many remain), then cases and controls. Aggregate numbers only."""
+    how many remain), then cases and controls. Aggregate numbers only."""
     n = labels.height
     countries = labels.group_by(pl.col("country").fill_null("unknown")).len().sort("country")
     steps = [{"step": "read", "participants": n, "remaining": n, "countries": dict(countries.iter_rows())}]

@@ -201,14 +201,17 @@ def choose_threshold(
     if method == "max_f1":
         precision, recall, thresholds = precision_recall_curve(label, prob)
         total = precision + recall
-        f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)[
-            :-1
-        ]  # last point has no threshold
+        f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+        f1 = f1[:-1]  # the last point has no threshold
         return float(thresholds[np.flatnonzero(f1 == f1.max())[-1]])
     fpr, tpr, thresholds = roc_curve(label, prob, drop_intermediate=False)  # thresholds decreasing; the first is +inf
     if method == "youden":
         return float(thresholds[1 + np.argmax((tpr - fpr)[1:])])
-    return float(thresholds[np.flatnonzero(tpr >= target_sensitivity)[0]])  # the highest cut-off reaching the target
+    if method == "sensitivity":
+        return float(
+            thresholds[np.flatnonzero(tpr >= target_sensitivity)[0]]
+        )  # the highest cut-off reaching the target
+    raise CadftError(f"eval.threshold={method}; allowed: youden, max_f1, sensitivity, fixed")
 
 
 def probability_metrics(label: np.ndarray, prob: np.ndarray, bins: int) -> dict:

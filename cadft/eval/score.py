@@ -22,9 +22,8 @@ def score_texts(
     desc: str = "scoring",
 ) -> np.ndarray:
     """P(label=1) per text, in input order, each text encoded for the head (cadft.train.head). Sorting by length keeps
-    padding
-    (wasted compute) small. The model computes in its own weights' dtype (model.dtype; bf16 on CUDA by default): no
-    autocast, so a model loaded in fp32 is scored in fp32, as it was trained."""
+    padding (wasted compute) small. The model computes in its own weights' dtype (model.dtype; bf16 on CUDA by
+    default): no autocast, so a model loaded in fp32 is scored in fp32, as it was trained."""
     from cadft.train.head import encode
 
     model.eval()

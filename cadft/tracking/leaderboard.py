@@ -10,7 +10,6 @@ leaderboard.html (static, plots embedded), and logs them to the sweep's parent r
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import polars as pl
@@ -31,7 +30,6 @@ RUN_COLUMNS = {"run": "mlflow.runName", **{tag: tag for tag in names.RUN_TAGS}} 
 CSV_FILE, PLOT_FILE, HTML_FILE = LEADERBOARD_CSV, LEADERBOARD_PLOT, LEADERBOARD_HTML
 ARTIFACT_DIR = "leaderboard"
 PAGE = 1000  # runs per search_runs request
-RUN_ID = re.compile(r"[0-9a-f]{32}")  # MLflow run ids: uuid4 hex
 
 
 def sweep_runs(client, parent_id: str) -> list:

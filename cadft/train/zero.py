@@ -6,8 +6,7 @@ scheduler stay the Trainer's (model.optim, train.lr_scheduler), except that offl
 own CPU AdamW (DeepSpeed refuses other optimizers there), given the Trainer's learning rate, betas, eps and weight
 decay. Stage 3 gathers the partitioned weights when the model is saved, so the saved adapter or model is complete.
 
-Combinations that cannot work are refused before data or model are loaded: by the config check (cadft.config.schema, on
-the
+Combinations that cannot work are refused before data or model are loaded: by the config check (cadft.config, on the
 command line) offload_param with stage 2, stage 3 without gathering weights on save and offloading the optimizer with a
 non-AdamW model.optim; by `deepspeed_config`, which knows the device, qlora + stage 3 with quant_storage other than the
 compute dtype, 16-bit weights outside DeepSpeed's bf16 mode (fp16 anywhere, bf16 without CUDA) and train.device=cpu
@@ -69,8 +68,7 @@ def deepspeed_config(zero_cfg: Zero, model: Model, device: str) -> dict | None:
 
 
 def check_device(zero: Mapping, model: Model, device: str) -> None:
-    """What the config alone cannot tell (its keys and their combinations are checked by cadft.config.schema): the GPUs
-    this
+    """What the config alone cannot tell (its keys and their combinations are checked by cadft.config): the GPUs this
     process sees and the dtypes on this device."""
     stage = zero["stage"]
     if device == "cpu" and torch.cuda.is_available():

@@ -1,23 +1,25 @@
-"""Classical baselines: fitted on train only, tuned on validation, on the run's terms (same eids and features), PCE through
-the feature mapping, the oracle join."""
+"""Classical baselines: fitted on train only, tuned on validation, on the run's terms (same eids and features), PCE
+through the feature mapping, the oracle join."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from omegaconf import OmegaConf
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
+from cadft.config import CONF_DIR
+from cadft.config.validate import load_group_file
 from cadft.errors import CadftError
+from cadft.eval.baselines.common import Terms
+from cadft.eval.baselines.oracle import oracle_scores
 from cadft.eval.baselines.pce import MG_DL_PER_MMOL_L, pce_risk
-from cadft.eval.baselines.run import Terms, fit_baselines, oracle_scores, run_baselines
+from cadft.eval.baselines.run import fit_baselines, run_baselines
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
-EVAL_DEFAULTS = CONF / "eval" / "default.yaml"
-SETTINGS = OmegaConf.load(CONF / "baselines" / "default.yaml")
+SETTINGS = load_group_file(CONF_DIR / "baselines" / "default.yaml", "baselines")
 FEATURES = [
     "age",
     "sex",
@@ -79,13 +81,6 @@ def fitted(table):
     return fit_baselines(table, ALL, SETTINGS, seed=1, which=("logistic", "lightgbm"))
 
 
-def eval_config(**overrides):
-    cfg = OmegaConf.load(EVAL_DEFAULTS)
-    for key, value in ({"bootstrap": 100, "plots": False} | overrides).items():
-        cfg[key] = value
-    return cfg
-
-
 @pytest.mark.parametrize("name", ["logistic", "lightgbm"])
 def test_fitted_baselines_beat_chance_clearly(fitted, table, name):
     validation, test = fitted[name].validation, fitted[name].test
@@ -100,15 +95,14 @@ def test_baselines_are_fitted_on_train_only(fitted, table, name):
     relabelled = table.with_columns(
         pl.when(outside_train).then(1 - pl.col("label")).otherwise(pl.col("label")).alias("label")
     )
-    fixed = OmegaConf.create(
-        OmegaConf.to_container(SETTINGS)
-    )  # one setting, no early stopping: tuning (the only use of
-    fixed.logistic_c, fixed.lightgbm.num_leaves, fixed.lightgbm.learning_rate = (
-        [1.0],
-        [8],
-        [0.05],
-    )  # validation labels) is tested below
-    fixed.lightgbm.max_trees, fixed.lightgbm.early_stopping_rounds = 200, 0
+    # One setting, no early stopping: tuning (the only use of validation labels) is tested below.
+    fixed = replace(
+        SETTINGS,
+        logistic_c=[1.0],
+        lightgbm=replace(
+            SETTINGS.lightgbm, num_leaves=[8], learning_rate=[0.05], max_trees=200, early_stopping_rounds=0
+        ),
+    )
     original = fit_baselines(table, ALL, fixed, seed=1, which=(name,))[name]
     changed = fit_baselines(relabelled, ALL, fixed, seed=1, which=(name,))[name]
     assert changed.validation["prob"].to_list() == original.validation["prob"].to_list()
@@ -162,7 +156,8 @@ def test_equal_terms_use_exactly_the_runs_training_eids_and_features(table):
 
 
 def guideline_table() -> pl.DataFrame:
-    """Train participants for the medians, then the guideline's worked examples in test (white, untreated, non-smokers)."""
+    """Train participants for the medians, then the guideline's worked examples in test (white, untreated,
+    non-smokers)."""
     people = synthetic_table(300, seed=5).with_columns(pl.lit("train").alias("split"), pl.lit(1.3).alias("hdl"))
     example = {
         "label": 0,
@@ -213,7 +208,7 @@ def test_pce_reproduces_the_guideline_worked_example_through_the_feature_mapping
 
 
 def test_pce_names_the_columns_it_lacks(table):
-    with pytest.raises(CadftError, match="need feature column.*cholesterol, hdl"):
+    with pytest.raises(CadftError, match=r"need feature column.*cholesterol, hdl"):
         fit_baselines(
             table.drop("cholesterol", "hdl"), Terms(["age", "sex"], ["age", "sex"]), SETTINGS, seed=0, which=("pce",)
         )
@@ -251,11 +246,13 @@ def test_oracle_is_joined_to_validation_and_test(tmp_path, table):
         oracle_scores(table, csv)
 
 
-def test_run_baselines_writes_one_report_per_model(tmp_path, table):
+def test_run_baselines_writes_one_report_per_model(tmp_path, table, make_config):
     oracle_path = tmp_path / "oracle.csv"
     table.select("eid", pl.col("label").cast(pl.Float64).mul(0.5).add(0.2).alias("risk")).write_csv(oracle_path)
-    cfg = OmegaConf.create({"eval": eval_config(plots=True), "baselines": SETTINGS})
-    results = run_baselines(table, ALL, cfg, tmp_path / "baselines", seed=3, oracle_path=oracle_path)
+    # The seed and the oracle come from the config (the oracle predicts the default task's label).
+    config = make_config("seed=3", f"data.oracle_path={oracle_path}", "eval.bootstrap=100", "eval.plots=true")
+    assert config.data.oracle_task == config.task.name and config.baselines == SETTINGS
+    results = run_baselines(table, ALL, config, tmp_path / "baselines")
     assert set(results) == {
         "logistic",
         "lightgbm",

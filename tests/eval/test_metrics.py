@@ -4,7 +4,6 @@ subgroups, flat keys."""
 import math
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,19 +12,23 @@ from omegaconf import OmegaConf
 from scipy.special import expit, logit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from cadft.config import CONF_DIR
+from cadft.config.schema import Eval
+from cadft.config.typecheck import build, check
 from cadft.errors import CadftError
 from cadft.eval.bootstrap import ResampledMetrics, bootstrap_cis, draws, paired_differences, resample_counts
+from cadft.eval.comparison import compare_with_baselines
 from cadft.eval.metrics import (
     check_scores,
     choose_threshold,
     decile_table,
     evaluate_scores,
-    flatten_metrics,
     oe_ratio_interval,
     split_metrics,
 )
+from cadft.tracking.names import flatten_metrics
 
-EVAL_DEFAULTS = Path(__file__).resolve().parent.parent / "conf" / "eval" / "default.yaml"
+EVAL_DEFAULTS = CONF_DIR / "eval" / "default.yaml"
 
 # Cut-offs of this example, by hand (positive when prob >= t):
 #   t     tp fp  sens spec  J     precision F1
@@ -39,12 +42,12 @@ HAND_LABEL = np.array([0, 0, 0, 1, 0, 1, 1, 1])
 HAND_PROB = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
 
 
-def eval_config(**overrides):
-    cfg = OmegaConf.load(EVAL_DEFAULTS)
-    cfg.bootstrap = 200
-    for key, value in overrides.items():
-        cfg[key] = value
-    return cfg
+def eval_config(**overrides) -> Eval:
+    """The shipped eval group with overrides, checked against its schema and typed (what evaluate_scores receives): a
+    bad value is refused here with the same one-line message as the up-front check."""
+    values = OmegaConf.to_container(OmegaConf.load(EVAL_DEFAULTS), resolve=True) | {"bootstrap": 200} | overrides
+    check(values, Eval, "eval")
+    return build(values, Eval)
 
 
 def scored(n: int, *, seed: int, first_eid: int = 1, prevalence: float = 0.1) -> pl.DataFrame:
@@ -133,7 +136,7 @@ def test_other_bad_input_is_refused():
         evaluate_scores(
             validation, test.with_columns(pl.lit(0).alias("label"), pl.col("eid") + 1000), eval_config(), seed=0
         )
-    with pytest.raises(CadftError, match="eval.threshold=best: expected one of youden, max_f1"):
+    with pytest.raises(CadftError, match=r"eval\.threshold=best: expected one of youden, max_f1"):
         evaluate_scores(validation, test, eval_config(threshold="best"), seed=0)
     with pytest.raises(CadftError, match="lack column"):
         evaluate_scores(validation.drop("prob"), test, eval_config(), seed=0)
@@ -219,13 +222,26 @@ def test_decile_table_has_equal_counts_and_wilson_intervals():
     assert block["oe_ratio"] == pytest.approx(0.05 / prob.mean()) and block["mean_risk"] == pytest.approx(prob.mean())
 
 
+def _numbers(block: dict) -> dict:
+    """The numbers of a metrics.json block (what MLflow can log): not null, not a flag, not a nested table."""
+    return {k: v for k, v in block.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def test_subgroups_and_flat_keys_are_valid_mlflow_names():
-    metrics = evaluate_scores(
-        scored(600, seed=12), scored(900, seed=13, first_eid=1000), eval_config(min_subgroup_cases=5), seed=0
-    )
+    settings = eval_config(min_subgroup_cases=5)
+    validation, test = scored(600, seed=12), scored(900, seed=13, first_eid=1000)
+    metrics = evaluate_scores(validation, test, settings, seed=0)
     assert set(metrics["test"]["subgroups"]) == {"sex", "age"}
     assert set(metrics["test"]["subgroups"]["age"]) == {"under_40", "40-50", "50-60", "60-70", "70_plus"}
     assert sum(s["n"] for s in metrics["test"]["subgroups"]["age"].values()) == 900
+    # A paired comparison with a baseline (a noisier score of the same test participants), as a training run adds it.
+    noisy = test.with_columns(
+        pl.Series("prob", expit(logit(test["prob"].to_numpy()) + np.random.default_rng(16).normal(0, 1, test.height)))
+    )
+    baseline_metrics = evaluate_scores(validation, noisy, settings, seed=0)
+    metrics["comparison"] = compare_with_baselines(
+        metrics, test, {"logistic": (baseline_metrics, noisy)}, settings, seed=0
+    )
     flat = flatten_metrics(metrics)
     for key in (
         "test/auroc",
@@ -244,7 +260,51 @@ def test_subgroups_and_flat_keys_are_valid_mlflow_names():
     ):
         assert key in flat, key
     assert all(re.fullmatch(r"[/\w.\- ]+", key) for key in flat)  # what MLflow accepts on every platform
-    assert all(isinstance(value, float) for value in flat.values())
+    # Each flat key maps back to its metrics.json value.
+    block = metrics["test"]
+    assert flat["test/auroc"] == block["auroc"] and flat["test/sensitivity"] == block["sensitivity"]
+    assert flat["test/raw/brier"] == block["raw"]["brier"] and flat["test/oe_ratio"] == block["oe_ratio"]
+    assert flat["validation/auroc"] == metrics["validation"]["auroc"]
+    assert flat["threshold"] == metrics["threshold"]["value"]
+    assert flat["recalibration/intercept"] == metrics["recalibration"]["params"]["intercept"]
+    assert flat["recalibration/slope"] == metrics["recalibration"]["params"]["slope"]
+    for name, interval in block["ci"].items():  # the intervals of metrics.json, oe_ratio's analytic one included
+        assert (flat[f"test/{name}_ci_low"], flat[f"test/{name}_ci_high"]) == (interval["low"], interval["high"]), name
+    female, band = block["subgroups"]["sex"]["Female"], block["subgroups"]["age"]["40-50"]
+    assert (
+        flat["test/subgroup/sex_Female/auroc"] == female["auroc"] and flat["test/subgroup/sex_Female/n"] == female["n"]
+    )
+    assert flat["test/subgroup/age_40-50/auroc_ci_low"] == band["ci"]["auroc"]["low"]
+    (row,) = [row for row in block["decision"] if row["threshold"] == 0.075]
+    assert flat["test/decision/t0.075/net_benefit"] == row["net_benefit"]
+    comparison = metrics["comparison"]["logistic"]
+    assert flat["comparison/logistic/auroc"] == comparison["auroc"] == baseline_metrics["test"]["auroc"]
+    assert (
+        flat["comparison/logistic/delta_auroc"],
+        flat["comparison/logistic/delta_auroc_ci_low"],
+        flat["comparison/logistic/delta_auroc_ci_high"],
+    ) == (comparison["delta_auroc"]["value"], comparison["delta_auroc"]["low"], comparison["delta_auroc"]["high"])
+    assert flat["comparison/logistic/delta_brier"] == comparison["delta_brier"]["value"]
+    # Every number of the test block is flattened (and nothing else under test/): its own numbers, its intervals, the
+    # raw score's numbers, each subgroup's numbers and intervals, each decision row's numbers.
+    expected = {f"test/{k}": v for k, v in _numbers(block).items()}
+    expected |= {f"test/raw/{k}": v for k, v in _numbers(block["raw"]).items()}
+    expected |= {
+        f"test/{name}_ci_{end}": interval[end] for name, interval in block["ci"].items() for end in ("low", "high")
+    }
+    for group, subgroups in block["subgroups"].items():
+        for name, sub in subgroups.items():
+            prefix = f"test/subgroup/{group}_{name}"
+            expected |= {f"{prefix}/{k}": v for k, v in _numbers(sub).items()}
+            expected |= {
+                f"{prefix}/{metric}_ci_{end}": interval[end]
+                for metric, interval in (sub["ci"] or {}).items()
+                if interval is not None
+                for end in ("low", "high")
+            }
+    for row in block["decision"]:
+        expected |= {f"test/decision/t{row['threshold']:g}/{k}": v for k, v in _numbers(row).items()}
+    assert {k: v for k, v in flat.items() if k.startswith("test/")} == expected
 
 
 def test_a_fixed_threshold_needs_no_validation_cases():

@@ -46,7 +46,7 @@ def test_each_group_uses_its_own_equation():
 
 
 def test_risk_factors_raise_risk_and_broadcast_over_scalars():
-    base = dict(age=60, female=False, black=False, total_chol_mmol=5.5, hdl_mmol=1.3, sbp=140)
+    base = {"age": 60, "female": False, "black": False, "total_chol_mmol": 5.5, "hdl_mmol": 1.3, "sbp": 140}
     plain = pce_risk(**base, bp_treated=0, smoker=0, diabetes=0)
     risks = pce_risk(**base, bp_treated=np.array([1, 0, 0]), smoker=np.array([0, 1, 0]), diabetes=np.array([0, 0, 1]))
     assert risks.shape == (3,)

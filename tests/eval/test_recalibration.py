@@ -11,7 +11,7 @@ from cadft.errors import CadftError
 from cadft.eval import recalibration
 from cadft.eval.metrics import evaluate_scores
 from cadft.eval.recalibration import Recalibrator, TrainingSample
-from tests.test_eval_metrics import eval_config
+from tests.eval.test_metrics import eval_config
 
 
 def population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

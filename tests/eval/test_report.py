@@ -27,7 +27,7 @@ import cadft.eval.report as report
 from cadft.errors import CadftError
 from cadft.eval.metrics import evaluate_scores
 from cadft.eval.report import write_report
-from tests.test_eval_metrics import eval_config as metrics_eval_config
+from tests.eval.test_metrics import eval_config as metrics_eval_config
 
 CLIP = 1e-12  # the documented clipping before logit(p)
 
@@ -245,7 +245,7 @@ def test_without_eids_and_without_recalibration(tmp_path, frames):
 def test_a_line_count_mismatch_writes_nothing(tmp_path, frames):
     validation, test = frames
     metrics = evaluate_scores(validation, test, eval_config(), seed=0)
-    with pytest.raises(CadftError, match="1999 test lines but metrics.json counts n=2000"):
+    with pytest.raises(CadftError, match=r"1999 test lines but metrics\.json counts n=2000"):
         write_report(tmp_path / "out", validation, test.slice(1), metrics)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

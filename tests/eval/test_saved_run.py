@@ -1,4 +1,4 @@
-"""cadft-eval on a trained tiny run: run dir, checkpoint, MLflow run id; repeatable files; bad targets."""
+"""cadft eval on a trained tiny run: run dir, checkpoint, MLflow run id; repeatable files; bad targets."""
 
 from __future__ import annotations
 
@@ -92,13 +92,16 @@ def test_prepared_data_gone(trained, tmp_path, capsys):
 def test_a_run_saved_before_the_head_group_existed_evaluates_as_a_classifier(trained, tmp_path):
     from omegaconf import OmegaConf
 
-    from cadft.cli.eval import load_run_config
+    from cadft.config.schema import CLASSIFIER
+    from cadft.config.typecheck import plain
+    from cadft.eval.saved_run import load_run_config
 
     written_by_training = json.loads((trained / "eval" / "metrics.json").read_text())
     saved = OmegaConf.load(trained / "config.yaml")
     assert saved.head.name == "classifier"
     del saved["head"]
     OmegaConf.save(saved, trained / "config.yaml")
-    assert load_run_config(trained, []).head == {"name": "classifier"}
+    head = load_run_config(trained, []).head  # typed: the classifier head
+    assert head == CLASSIFIER and plain(head) == {"name": "classifier"}
     eval_main([str(trained), "--out", str(tmp_path / "old")])
     assert json.loads((tmp_path / "old" / "metrics.json").read_text())["test"] == written_by_training["test"]

@@ -6,7 +6,7 @@ import pytest
 
 from cadft.eval.metrics import evaluate_scores
 from cadft.eval.subgroups import ethnic_group_labels, subgroup_masks
-from tests.test_eval_metrics import eval_config
+from tests.eval.test_metrics import eval_config
 
 
 def test_ethnic_backgrounds_fall_into_their_top_level_groups():

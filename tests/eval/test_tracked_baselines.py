@@ -1,24 +1,29 @@
-"""cadft-baselines: the classical models and the oracle on the run's split and terms, logged as MLflow runs."""
+"""cadft baselines: the classical models and the oracle on the run's split and terms, logged as MLflow runs."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import mlflow
 
-from cadft.eval.baselines.run import BASELINES
+from cadft.config import CONF_DIR
+from cadft.config.validate import load_group_file
+from cadft.eval.baselines.run import CLASSICAL
+from tests.conftest import CADFT
+
+# What `cadft baselines` runs by default (baselines.which): every classical baseline and the zero-shot backbone.
+BASELINES = tuple(load_group_file(CONF_DIR / "baselines" / "default.yaml", "baselines").which)
 
 
 def test_baselines_cli(synthetic_cohort, prepared_dir, tmp_path):
+    assert (*CLASSICAL, "zero_shot") == BASELINES
     extract, oracle = synthetic_cohort
     out = tmp_path / "out"
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "cadft.cli.baselines",
+            *CADFT,
+            "baselines",
             "backbone=tiny",
             f"data.path={extract}",
             f"data.oracle_path={oracle}",
@@ -37,6 +42,7 @@ def test_baselines_cli(synthetic_cohort, prepared_dir, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert all(name in done.stdout for name in (*BASELINES, "oracle")) and "val AUROC" in done.stdout
+    assert "cadft baselines on hard_cad_incident10" in done.stdout  # the program as invoked: the front door
     run_dir = next((out / "baselines").glob("*/*"))
     metrics = {name: json.loads((run_dir / name / "metrics.json").read_text()) for name in (*BASELINES, "oracle")}
     assert metrics["oracle"]["baseline"]["name"] == "oracle" and metrics["oracle"]["test"]["auroc"] > 0.6

@@ -1,16 +1,17 @@
-"""cadft-predict and the MLflow pyfunc model: a trained run applied to an extract reproduces its own test risks."""
+"""cadft predict and the MLflow pyfunc model: a trained run applied to an extract reproduces its own test risks."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import polars as pl
 import pytest
+
+from tests.conftest import CADFT
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +21,7 @@ def trained(tiny_run, synthetic_cohort):
 
 
 def predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cadft.predict.trained_run", *args], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
+    return subprocess.run([*CADFT, "predict", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def run_test_risks(run: Path) -> pl.DataFrame:
@@ -96,7 +95,8 @@ def test_withdrawn_and_negative_eids_are_never_scored(trained, tmp_path):
     assert (
         done.returncode == 2
         and done.stderr.strip()
-        == f"cadft-predict: error: data.withdrawals={bad}: line 2: 'abc' is not an eid; the file has one integer eid a line"
+        == f"cadft predict: error: data.withdrawals={bad}: line 2: 'abc' is not an eid; "
+        "the file has one integer eid a line"
     )
 
 

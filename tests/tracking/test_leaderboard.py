@@ -1,4 +1,4 @@
-"""cadft-compare: the leaderboard of a sweep (latest or by parent run id) or an experiment, printed, written as CSV
+"""cadft compare: the leaderboard of a sweep (latest or by parent run id) or an experiment, printed, written as CSV
 with a forest plot, and logged to the sweep's parent run."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from cadft.tracking.leaderboard import ARTIFACT_DIR, CSV_FILE, PLOT_FILE, main
+from cadft.cli.compare import main
+from cadft.tracking.leaderboard import ARTIFACT_DIR, CSV_FILE, PLOT_FILE
 
 
 def _store(out_dir) -> str:

@@ -1,5 +1,5 @@
 """MLflow against a real `mlflow server` on 127.0.0.1: a tiny training run is logged and read back; a server that
-goes away mid-run, then cadft-sync; runs that are stopped or fail end KILLED or FAILED, never RUNNING."""
+goes away mid-run, then cadft sync; runs that are stopped or fail end KILLED or FAILED, never RUNNING."""
 
 from __future__ import annotations
 
@@ -16,11 +16,17 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from cadft.config.typecheck import plain
 from cadft.tracking import session as tracking
-from cadft.tracking.session import flat_config
+from cadft.tracking.names import flat_config
+from cadft.tracking.store import offline_uri
 from cadft.tracking.sync import sync
+from cadft.train import trainer as trainer_module
 from cadft.train.run import run_training
-from tests.conftest import REPO, TINY_TRAINING
+from tests.conftest import CADFT, REPO, TINY_TRAINING
+from tests.fault_probe import Fail
+
+PROBED_CLI = REPO / "tests" / "probed_cli.py"  # `cadft train` with the fault probes named in CADFT_TEST_CALLBACKS
 
 
 def _free_port() -> int:
@@ -93,7 +99,7 @@ def test_training_logs_to_a_running_server(train_config, tmp_path, mlflow_server
         and len(run.data.tags["data_hash"]) == 12
     )
     assert run.data.params["model.lora.r"] == "16" and run.data.params["imbalance.applied.method"] == "weighted"
-    assert set(flat_config(cfg)) <= set(run.data.params)
+    assert set(flat_config(plain(cfg))) <= set(run.data.params)
     history = client.get_metric_history(run.info.run_id, "train/loss_weighted")
     assert [m.step for m in history] == [1, 2, 3, 4]
     assert "test/auroc" in run.data.metrics and "val/auroc" in run.data.metrics
@@ -114,12 +120,12 @@ def test_training_logs_to_a_running_server(train_config, tmp_path, mlflow_server
 
 
 def _train_cli(synthetic_cohort, prepared_dir, tmp_path, run_dir: Path, *overrides: str, callback: str, **env: str):
-    """The real `cadft-train` (python -m cadft.train.run) on the tiny backbone with a fault probe (tests/fault_probe.py)."""
+    """The real `cadft train` on the tiny backbone with a fault probe (tests/fault_probe.py), run by
+    tests/probed_cli.py."""
     extract, oracle = synthetic_cohort
     command = [
         sys.executable,
-        "-m",
-        "cadft.train.run",
+        str(PROBED_CLI),
         "backbone=tiny",
         f"data.path={extract}",
         f"data.oracle_path={oracle}",
@@ -129,7 +135,7 @@ def _train_cli(synthetic_cohort, prepared_dir, tmp_path, run_dir: Path, *overrid
         *TINY_TRAINING,
         *overrides,
     ]
-    environment = os.environ | {"PYTHONPATH": str(REPO), "CADFT_EXTRA_CALLBACKS": f"tests.fault_probe:{callback}"} | env
+    environment = os.environ | {"PYTHONPATH": str(REPO), "CADFT_TEST_CALLBACKS": f"tests.fault_probe:{callback}"} | env
     return subprocess.Popen(
         command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -153,11 +159,11 @@ def test_training_goes_on_when_the_server_goes_away(synthetic_cohort, prepared_d
     out, err = training.communicate(timeout=600)
     server.wait(timeout=30)  # killed at step 2
     assert training.returncode == 0, err[-3000:]
-    assert f"send it to the server later with: cadft-sync {run_dir}" in out + err
+    assert f"send it to the server later with: cadft sync {run_dir}" in out + err
     assert (run_dir / "model" / "cadft_model.json").is_file() and (run_dir / "eval" / "metrics.json").is_file()
     record = json.loads((run_dir / "mlflow_run.json").read_text())
     assert record["offline"]["synced"] is False and record["run_id"] == record["offline"]["server_run_id"]
-    local = MlflowClient(tracking.offline_uri(run_dir)).get_run(record["offline"]["run_id"])
+    local = MlflowClient(offline_uri(run_dir)).get_run(record["offline"]["run_id"])
     assert (
         local.info.status == "FINISHED"
         and "test/auroc" in local.data.metrics
@@ -168,7 +174,7 @@ def test_training_goes_on_when_the_server_goes_away(synthetic_cohort, prepared_d
     never_seen = tmp_path / "never_seen"
     cfg = make_config(f"tracking.uri={uri}")
     started = time.perf_counter()
-    tracking.start_run(cfg, never_seen, {"kind": "llm"})
+    tracking.start_run(cfg.tracking, cfg.paths, never_seen, {"kind": "llm"})
     offline_after = time.perf_counter() - started
     tracking.log_params({"seed": 7})
     tracking.log_metrics({"val/auroc": 0.5}, step=3)
@@ -180,7 +186,7 @@ def test_training_goes_on_when_the_server_goes_away(synthetic_cohort, prepared_d
     server = _start_server(store, port)  # back, on the same store
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "cadft.tracking.sync", str(run_dir)],
+            [*CADFT, "sync", str(run_dir)],
             capture_output=True,
             text=True,
             env=os.environ | {"PYTHONPATH": str(REPO)},
@@ -252,7 +258,11 @@ def test_stopped_runs_end_killed_and_failed_runs_failed(
     assert training.returncode != 0 and "KeyboardInterrupt: stopped by signal SIGTERM" in err, err[-3000:]
     assert _status(stopped, tmp_path / "outputs" / "mlflow.db") == "KILLED"
 
-    monkeypatch.setenv("CADFT_EXTRA_CALLBACKS", "tests.fault_probe:Fail")
+    class FailingTrainer(trainer_module.CadftTrainer):  # the in-process run's trainer, with the Fail probe added
+        def __init__(self, *args, callbacks=None, **kwargs):
+            super().__init__(*args, callbacks=[*(callbacks or []), Fail()], **kwargs)
+
+    monkeypatch.setattr(trainer_module, "CadftTrainer", FailingTrainer)
     cfg = train_config()
     with pytest.raises(RuntimeError, match="a fault injected at step 2"):
         run_training(cfg, tmp_path / "failed")
@@ -262,7 +272,7 @@ def test_stopped_runs_end_killed_and_failed_runs_failed(
 def test_sync_says_what_is_wrong(tmp_path):
     def sync_cli(run_dir: Path) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "cadft.tracking.sync", str(run_dir)],
+            [*CADFT, "sync", str(run_dir)],
             capture_output=True,
             text=True,
             env=os.environ | {"PYTHONPATH": str(REPO)},
@@ -272,12 +282,12 @@ def test_sync_says_what_is_wrong(tmp_path):
     done = sync_cli(tmp_path)
     assert (
         done.returncode == 2
-        and done.stderr.strip() == f"cadft-sync: error: {tmp_path}: not a cadft run dir (mlflow_run.json is missing)"
+        and done.stderr.strip() == f"cadft sync: error: {tmp_path}: not a cadft run dir (mlflow_run.json is missing)"
     )
     (tmp_path / "mlflow_run.json").write_text(json.dumps({"run_id": "0" * 32, "tracking_uri": "http://127.0.0.1:9"}))
     done = sync_cli(tmp_path)
     assert done.returncode == 2
     assert (
-        done.stderr.strip()
-        == f"cadft-sync: error: {tmp_path}: nothing recorded offline here (no 'offline' entry in {tmp_path / 'mlflow_run.json'})"
+        done.stderr.strip() == f"cadft sync: error: {tmp_path}: nothing recorded offline here "
+        f"(no 'offline' entry in {tmp_path / 'mlflow_run.json'})"
     )

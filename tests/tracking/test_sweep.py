@@ -1,5 +1,6 @@
-"""Sweeps (`cadft-train -m` over multirun_templates/): one MLflow parent run, a child per job, failures recorded
-and survived, data prepared once; every template and the SLURM launcher compose."""
+"""Sweeps (`cadft train -m` over multirun_templates/): one MLflow parent run, a child per job (each job reads the
+sweep's record, mlflow_sweep.json, itself), failures recorded and survived, data prepared once; every template and the
+SLURM launcher compose."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_class
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
-from cadft.tracking.sweep import SWEEP_FILE
+from cadft.layout import SWEEP_RECORD
+from cadft.tracking.sweep import SweepJob, sweep_job
 from tests.conftest import CONF_DIR, TEMPLATES_DIR
 
 TEMPLATES = sorted(path.stem for path in TEMPLATES_DIR.glob("*.yaml"))
@@ -28,7 +31,7 @@ def _sweep_runs(out_dir):
 
 
 def test_a_command_line_sweep_without_a_template_gets_its_parent_run(run_sweep, tmp_path):
-    """`cadft-train -m seed=0,1` on the app's own config: no hydra.sweeper.params, still one parent run."""
+    """`cadft train -m seed=0,1` on the app's own config: no hydra.sweeper.params, still one parent run."""
     out_dir = tmp_path / "outputs"
     out_dir.mkdir()
     done = run_sweep(out_dir, "config", "seed=0,1", "train.max_steps=2")
@@ -74,7 +77,38 @@ def test_the_sweep_ends_with_a_leaderboard_on_the_parent_run(tiny_sweep):
     logged = {artifact.path for artifact in client.list_artifacts(parent.info.run_id, "leaderboard")}
     assert logged == {"leaderboard/leaderboard.csv", "leaderboard/auroc_forest.png"}
     sweep_dir = next((out_dir / "multiruns").glob("*/*"))
-    assert json.loads((sweep_dir / SWEEP_FILE).read_text())["parent_run_id"] == parent.info.run_id
+    assert json.loads((sweep_dir / SWEEP_RECORD).read_text())["parent_run_id"] == parent.info.run_id
+
+
+def test_each_job_reads_its_place_in_the_sweep_from_the_sweep_record(tmp_path, monkeypatch):
+    """What a job hands its run (cadft.tracking.sweep.sweep_job): the parent run and the job's swept values as tags and
+    run name, read from the sweep dir's record; none without a record (an untracked sweep) or off rank 0."""
+    monkeypatch.delenv("RANK", raising=False)
+    hydra_config = OmegaConf.create(
+        {
+            "sweep": {"dir": str(tmp_path)},
+            "overrides": {"task": ["model=lora", "imbalance.positive_fraction=0.5", "model.learning_rate=1e-4"]},
+            "job": {"num": 3},
+        }
+    )
+    assert sweep_job(hydra_config) is None
+    record = {"parent_run_id": "a" * 32, "tracking_uri": "sqlite:///x.db", "swept": ["imbalance.positive_fraction"]}
+    (tmp_path / SWEEP_RECORD).write_text(json.dumps(record))
+    assert sweep_job(hydra_config) == SweepJob(
+        "a" * 32,
+        {"cadft.swept.imbalance.positive_fraction": "0.5", "cadft.sweep.job": "3"},
+        "imbalance.positive_fraction=0.5",
+    )
+    (tmp_path / SWEEP_RECORD).write_text(json.dumps(record | {"swept": ["model.learning_rate", "model"]}))
+    assert sweep_job(hydra_config) == SweepJob(
+        "a" * 32,
+        {"cadft.swept.model.learning_rate": "0.0001", "cadft.swept.model": "lora", "cadft.sweep.job": "3"},
+        "model.learning_rate=0.0001 model=lora",
+    )
+    (tmp_path / SWEEP_RECORD).write_text(json.dumps(record | {"swept": []}))  # nothing swept: no run name of its own
+    assert sweep_job(hydra_config) == SweepJob("a" * 32, {"cadft.sweep.job": "3"}, None)
+    monkeypatch.setenv("RANK", "1")  # only rank 0 talks to MLflow
+    assert sweep_job(hydra_config) is None
 
 
 def test_a_job_with_a_bad_value_fails_before_it_reads_data(tiny_sweep):

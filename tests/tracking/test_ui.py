@@ -73,7 +73,7 @@ def _start_ui(out_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
 
 
 def _stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)  # make, python -m cadft.tracking.ui (exec'd into mlflow) and its workers
+    os.killpg(server.pid, signal.SIGTERM)  # make, the UI command (exec'd into mlflow) and its workers
     server.wait(timeout=30)
 
 

@@ -3,8 +3,8 @@
 Logistic regression: median-imputed, scaled numbers (plus missing indicators) and one-hot labels (missing is its
 own category); C chosen from `baselines.logistic_c` by validation log loss. LightGBM: native categorical splits,
 num_leaves x learning_rate grid chosen by validation log loss, trees by early stopping on validation. With
-text.history=on both also get the history as 0/1 columns, one per item at least HISTORY_MIN_RECORDS training records
-have.
+text.history=on both also get the history as 0/1 columns, one per item at least HISTORY_MIN_RECORDS training
+records have.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The zero-shot baseline (`baselines.which: [..., zero_shot]`): the untrained backbone asked the verbalizer's question
-(cadft.train.head), its P(yes) / (P(yes) + P(no)) recalibrated on validation like every baseline. It shows what the
-model
-knows before fine-tuning: the gain of training is the language model's row minus this one.
+(cadft.train.head), its P(yes) / (P(yes) + P(no)) recalibrated on validation like every baseline. It shows what
+the model knows before fine-tuning: the gain of training is the language model's row minus this one.
 
 The prompt is the run's head when that is the verbalizer, else conf/head/verbalizer.yaml as shipped. The scores
 are cached under paths.prepared_dir/zero_shot/, keyed by the backbone's files, the prompt, train.max_length, the
