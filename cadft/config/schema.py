@@ -136,6 +136,8 @@ class Text:  # conf/text/*.yaml
     features: Annotated[list[str], NonEmpty] | None
     history: Literal["off", "on"]  # quoted in YAML, which reads a bare off/on as a boolean
     history_max_items: PositiveInt
+    titles: dict[str, str] | None = None  # feature -> the title written for it ({title}/{Title}; text=compact)
+    categories: dict[str, str] | None = None  # feature -> cut-point scheme (cadft/data/cut_points.yaml)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,22 @@ class BackboneGguf:  # conf/backbone/smollm2_135m.yaml
     package: str
     pip_spec: str
     gguf_file: str
+    trust_remote_code: bool
+
+
+Sha256 = Annotated[
+    str, Describe("64 hexadecimal digits"), Rule(lambda s: len(s) == 64 and set(s) <= set("0123456789abcdef"), "")
+]
+
+
+@dataclass(frozen=True)
+class BackboneGgufParts:  # conf/backbone/gemma3_270m.yaml
+    name: str
+    source: Literal["gguf_parts"]
+    packages: Annotated[list[str], NonEmpty]  # the packages holding the GGUF file's parts, in order (never imported)
+    pip_spec: str
+    gguf_file: str  # part i is <gguf_file>.part<ii> inside the i-th package
+    sha256: Sha256  # of the joined file, checked before it is converted
     trust_remote_code: bool
 
 
@@ -201,6 +219,7 @@ class HeadVerbalizer:  # conf/head/verbalizer.yaml
     system: str | None
     answer_yes: Annotated[str, NonEmpty]
     answer_no: Annotated[str, NonEmpty]
+    question_first: bool = False  # the question before the record: the prompt prefix every record shares grows
 
 
 @dataclass(frozen=True)
@@ -284,10 +303,13 @@ class Train:  # conf/train/default.yaml
     save_total_limit: PositiveInt | None
     resume: bool
     max_train_examples: PositiveInt | None
-    subsample: Literal["stratified", "all_cases"]
+    subsample: Literal["stratified", "all_cases", "none"]  # none: the whole training split
     max_eval_examples: PositiveInt | None
     device: Literal["auto", "cpu", "cuda"]
     dataloader_workers: CountInt
+    eval_every: Literal["steps", "epoch"] = "steps"  # score validation every train.eval_steps, or after each epoch
+    early_stopping_patience: PositiveInt | None = None  # evaluations without a better validation AUROC before stopping
+    shuffle_feature_order: bool = False  # each training record's features in an order of its own (augmentation)
 
 
 @dataclass(frozen=True)
@@ -308,6 +330,8 @@ class Eval:  # conf/eval/default.yaml
     min_subgroup_cases: PositiveInt
     age_bands: Annotated[list[float], Increasing]
     plots: bool
+    test_time_orders: PositiveInt = 1  # score each record with its features in K orders, average the probabilities
+    prefix_reuse: bool = True  # compute the prompt prefix every record shares once per batch (same scores, faster)
 
 
 @dataclass(frozen=True)
@@ -322,7 +346,18 @@ class LightGbm:
 @dataclass(frozen=True)
 class Baselines:  # conf/baselines/default.yaml
     which: list[
-        Literal["logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "zero_shot"]
+        Literal[
+            "logistic",
+            "lightgbm",
+            "logistic_all",
+            "lightgbm_all",
+            "pce",
+            "pce_recalibrated",
+            "age",
+            "zero_shot",
+            "logistic+llm",
+            "pce+llm",
+        ]
     ]
     logistic_c: Annotated[list[Positive], NonEmpty]
     lightgbm: LightGbm
@@ -342,8 +377,11 @@ class Tracking:  # conf/tracking/mlflow.yaml
 
 
 Backbone = Annotated[
-    BackboneGguf | BackboneTiny | BackboneHf,
-    Variants("source", {"gguf_package": BackboneGguf, "tiny": BackboneTiny, "hf": BackboneHf}),
+    BackboneGguf | BackboneGgufParts | BackboneTiny | BackboneHf,
+    Variants(
+        "source",
+        {"gguf_package": BackboneGguf, "gguf_parts": BackboneGgufParts, "tiny": BackboneTiny, "hf": BackboneHf},
+    ),
 ]
 Head = Annotated[
     HeadClassifier | HeadVerbalizer,

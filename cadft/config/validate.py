@@ -180,6 +180,11 @@ def _check_rules(c: Config) -> None:
         raise CadftError(
             "text.history=on: seed-JSON records are text already, with no history fields to write; use text.history=off"
         )
+    if data.format == "seed_json" and (train.shuffle_feature_order or c.eval.test_time_orders > 1):
+        raise CadftError(
+            "train.shuffle_feature_order / eval.test_time_orders: seed-JSON records are text already, with no "
+            "features to write in another order; use false / 1"
+        )
     if data.format == "seed_json" and data.split.by != "eid":
         raise CadftError(
             f"data.split.by={data.split.by}: seed-JSON records carry no assessment centre; use data.split.by=eid"
@@ -210,7 +215,7 @@ def _check_specs(c: Config) -> None:
     from cadft.data.history import check_no_treatment_history
     from cadft.data.split import check_fractions, held_out_groups
     from cadft.data.task import Definition
-    from cadft.data.text import check_item, select_features
+    from cadft.data.text import check_item, check_text_options, select_features
 
     definition = Definition.from_config(c.task)
     check_fractions(c.data.split.fractions)
@@ -222,5 +227,6 @@ def _check_specs(c: Config) -> None:
     check_no_treatment_proxies(features, definition, c.data.allow_treatment_features)
     select_features(features, c.text.features)
     check_item(c.text.item)
+    check_text_options(c.text, features)
     if c.text.history == "on":
         check_no_treatment_history(definition, c.data.allow_treatment_features)

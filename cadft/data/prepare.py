@@ -1,12 +1,14 @@
 """Prepare an extract: extract -> labels -> baseline features -> text -> split, as a table plus a data card, cached.
 
-Participants in `data.withdrawals` (UK Biobank's file of withdrawn eids) and negative eids are dropped as the
-extract is read, before anything else; the data card counts them (input.withdrawn, input.negative_eids).
-`text.history=on` adds the medical history before baseline to each record (cadft.data.history) and a `history` column
-(the items written, for the baselines' indicator columns). The result is cached (cadft.data.cache) so a sweep prepares
-once. The table has `eid, label, split, text` and one column per feature; the data card (cadft.data.card) has counts,
-exclusions, cohort_steps, prevalence per split, missingness and special answers per feature, parse problems and
-token-length percentiles. Output is written to a staging folder and renamed, so a failure leaves nothing half-written.
+Participants in `data.withdrawals` (UK Biobank's file of withdrawn eids) and negative eids are dropped as the extract is
+read, before anything else; the data card counts them (input.withdrawn, input.negative_eids). `text.history=on` adds the
+medical history before baseline to each record (cadft.data.history) and a `history` column (the items written, for the
+baselines' indicator columns). The numeric features' special answers stay as `<name>:special` columns (not features: the
+baselines never see them), so a record can be written again in another feature order with exactly the same content
+(cadft.data.text). The result is cached (cadft.data.cache) so a sweep prepares once. The table has `eid, label, split,
+text` and one column per feature; the data card (cadft.data.card) has counts, exclusions, cohort_steps, prevalence per
+split, missingness and special answers per feature, parse problems and token-length percentiles. Output is written to a
+staging folder and renamed, so a failure leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from cadft.config.schema import Config
 from cadft.data import cache
 from cadft.data.card import describe, special_answers
 from cadft.data.features import (
+    SPECIAL_SUFFIX,
     build_features,
     check_no_leakage,
     check_no_treatment_proxies,
@@ -46,7 +49,7 @@ TABLE_COLUMNS = ("eid", "label", "split", "text")  # every prepared table's colu
 
 def feature_columns(table: pl.DataFrame) -> list[str]:
     """The feature columns of a prepared table (and `history` with text.history=on): what the baselines may use."""
-    return [c for c in table.columns if c not in TABLE_COLUMNS]
+    return [c for c in table.columns if c not in TABLE_COLUMNS and not c.endswith(SPECIAL_SUFFIX)]
 
 
 def prepare(config: Config) -> cache.Prepared:
@@ -151,8 +154,9 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
     steps.set_postfix_str("splitting")
     splits, card["split"] = split_cohort(table, data.split, places)
     table = table.with_columns(splits)
+    specials = [f.name + SPECIAL_SUFFIX for f in features if f.name + SPECIAL_SUFFIX in table.columns]
     table = table.select(
-        *TABLE_COLUMNS, *[f.name for f in features], *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns)
+        *TABLE_COLUMNS, *[f.name for f in features], *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns), *specials
     ).sort("eid")
     steps.update()
     steps.set_postfix_str("token lengths")

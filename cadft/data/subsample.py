@@ -1,5 +1,6 @@
 """The training records a run uses: a subsample of the prepared table's training split (train.max_train_examples,
-train.subsample), the same rows for the language model and the equal-terms baselines."""
+train.subsample), or the whole split (train.subsample=none, or max_train_examples null), the same rows for the language
+model and the equal-terms baselines."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ def subsample(table: pl.DataFrame, limit: int | None, seed: int, method: str = "
     """At most `limit` rows, or the table itself. `stratified` keeps the case fraction; `all_cases` keeps every
     case (up to the limit) and fills with random controls: a case-control sample, more signal per step when
     compute is short, at the price of calibration (predicted risks come out too high; ranking is unaffected).
-    Method and limit are checked with the config (cadft.config.schema)."""
-    if limit is None or table.height <= limit:
+    `none` keeps the whole table whatever the limit. Method and limit are checked with the config
+    (cadft.config.schema)."""
+    if limit is None or method == "none" or table.height <= limit:
         return table
     if method == "all_cases":
         cases = table.filter(pl.col("label") == 1)

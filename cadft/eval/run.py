@@ -19,7 +19,7 @@ from cadft.eval.comparison import compare_with_baselines
 from cadft.eval.metrics import evaluate_scores
 from cadft.eval.recalibration import Recalibrator, TrainingSample
 from cadft.eval.report import write_report
-from cadft.eval.score import score_texts
+from cadft.eval.score import score_records
 from cadft.eval.subgroups import SUBGROUP_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,7 @@ def evaluate_model(
     scored = {}
     for split in ("validation", "test"):
         rows = table.filter(pl.col("split") == split)
-        probs = score_texts(
-            model,
-            tokenizer,
-            rows["text"].to_list(),
-            head=config.head,
-            batch_size=config.eval.batch_size,
-            max_length=config.train.max_length,
-            device=device,
-            desc=f"scoring {split}",
-        )
+        probs = score_records(model, tokenizer, rows, config, device=device, desc=f"scoring {split}")
         scored[split] = subgroup_frame(rows).with_columns(pl.Series("prob", probs))
     metrics = evaluate_scores(
         scored["validation"],

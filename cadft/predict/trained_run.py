@@ -54,28 +54,23 @@ class TrainedRun:
         return load_model(self.model_dir, device=device), AutoTokenizer.from_pretrained(self.model_dir), device
 
     def records(self, path: Path, fmt: str = "auto", withdrawals: Path | None = None) -> pl.DataFrame:
-        """eid and text of every participant of an extract but the withdrawn (the run's data.withdrawals and
-        `withdrawals`), built as the run built its records."""
+        """eid, text (and the columns it is written from) of every participant of an extract but the withdrawn (the
+        run's data.withdrawals and `withdrawals`), built as the run built its records."""
         from cadft.data.records import records_from_extract
 
         data = replace(self.config.data, path=str(path), format=fmt)
         return records_from_extract(data, self.config.text, self.config.task, withdrawals)
 
     def predict(self, records: pl.DataFrame, batch_size: int | None = None) -> pl.DataFrame:
-        """eid, risk, raw_score for records with eid and text."""
-        from cadft.eval.score import score_texts
+        """eid, risk, raw_score for records with eid and text (and, for eval.test_time_orders > 1, the feature columns
+        to write them in other orders), scored as the run scored its own (cadft.eval.score.score_records)."""
+        from cadft.eval.score import score_records
 
         model, tokenizer, device = self._scorer
-        raw = score_texts(
-            model,
-            tokenizer,
-            records["text"].to_list(),
-            head=self.config.head,
-            batch_size=batch_size or self.config.eval.batch_size,
-            max_length=self.config.train.max_length,
-            device=device,
-            desc="scoring",
+        config = replace(
+            self.config, eval=replace(self.config.eval, batch_size=batch_size or self.config.eval.batch_size)
         )
+        raw = score_records(model, tokenizer, records, config, device=device, desc="scoring")
         return pl.DataFrame(
             {
                 "eid": records["eid"],

@@ -1,11 +1,12 @@
 """Leaderboards of training runs, for a sweep or a whole MLflow experiment (cadft compare, and the end of every sweep).
 
 One row per run: the swept values (or strategy, imbalance, ZeRO stage and backbone outside a sweep), the validation
-AUROC, then test AUROC, AUPRC and Brier score with their 95% CIs, O/E and calibration slope of the reported risk,
-training time, peak memory and the run's status. Runs are ranked by VALIDATION AUROC: the best run of a sweep is
-chosen on validation, and the test columns are reported beside it, never used to choose. `publish` writes
-leaderboard.csv, a forest plot of test AUROC and CIs (auroc_forest.png, in validation rank order) and, when asked,
-leaderboard.html (static, plots embedded), and logs them to the sweep's parent run (leaderboard/).
+AUROC, then test AUROC, AUPRC and Brier score with their 95% CIs, O/E and calibration slope of the reported risk, the
+training step whose checkpoint validation chose, training time, peak memory and the run's status. Runs are ranked by
+VALIDATION AUROC: the best run of a sweep is chosen on validation, and the test columns are reported beside it, never
+used to choose. `publish` writes leaderboard.csv, a forest plot of test AUROC and CIs (auroc_forest.png, in validation
+rank order) and, when asked, leaderboard.html (static, plots embedded), and logs them to the sweep's parent run
+(leaderboard/).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ SCORES = {
     "brier": "test/brier",
 }  # column -> MLflow metric, with _ci_low/_ci_high
 CALIBRATION = {"oe_ratio": "test/oe_ratio", "calibration_slope": "test/calibration_slope"}
-USAGE = names.USAGE_METRICS
+USAGE = names.USAGE_METRICS | {"best_step": names.TRAINING_STEPS["best_step"]}  # the step validation chose
 RUN_COLUMNS = {"run": "mlflow.runName", **{tag: tag for tag in names.RUN_TAGS}}  # what tells runs apart outside a sweep
 CSV_FILE, PLOT_FILE, HTML_FILE = LEADERBOARD_CSV, LEADERBOARD_PLOT, LEADERBOARD_HTML
 ARTIFACT_DIR = "leaderboard"
@@ -139,6 +140,7 @@ def display_columns(identity: list[str]) -> list[str]:
         "Brier [95% CI]",
         "O/E",
         "slope",
+        "best step",
         "train s",
         "peak GiB",
         "status",
@@ -156,6 +158,7 @@ def display_rows(board: pl.DataFrame, identity: list[str]) -> list[dict[str, str
             *[_with_ci(row, column) for column in SCORES],
             _number(row["oe_ratio"], "{:.2f}"),
             _number(row["calibration_slope"], "{:.2f}"),
+            _number(row["best_step"], "{:.0f}"),
             _number(row["train_seconds"], "{:.0f}"),
             _number(row["peak_memory_gb"], "{:.2f}"),
             row["status"],

@@ -16,6 +16,8 @@ SWEEP_TAG = "cadft.sweep."  # + config, swept, overrides, params, dir, job: a sw
 MODEL_URI_TAG = "cadft.model_uri"  # a training run's logged pyfunc model (cadft.tracking.logged_model)
 RANK_METRIC = "validation/auroc"  # runs are ranked on validation (the leaderboard, the UI view), never on test
 USAGE_METRICS = {"train_seconds": "train/seconds", "peak_memory_gb": "train/peak_memory_gb"}
+# Where training stopped and the step of the checkpoint validation chose (train.early_stopping_patience, epochs).
+TRAINING_STEPS = {"steps": "train/steps", "best_step": "train/best_step"}
 TRAINER_METRICS = {
     "loss": "train/loss_weighted",
     "loss_unweighted": "train/loss_unweighted",

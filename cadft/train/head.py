@@ -11,7 +11,9 @@ verbalizer  the record inside a prompt in the backbone's chat template that asks
 Either way the model is a 2-label sequence classifier, so strategies, ZeRO, imbalance, checkpoints, resume, eval,
 recalibration and cadft-predict treat both heads alike. A prompt is encoded as (ids before the record, the record's
 ids, ids after it): truncation (train.max_length) removes the record's last tokens, never the question or the
-generation prompt, whose last token is where the answer is read.
+generation prompt, whose last token is where the answer is read. `head.question_first` puts the question before the
+record: the ids before the record, the same for every record, then hold the question too, and scoring computes that
+shared prefix once per batch (cadft.eval.prefix_cache).
 """
 
 from __future__ import annotations
@@ -61,16 +63,16 @@ def encode(texts: list[str], tokenizer, head: Head, max_length: int) -> Encoded:
 
 def prompt_ids(tokenizer, head: HeadVerbalizer) -> tuple[list[int], list[int]]:
     """(ids before the record, ids after it) of the verbalizer prompt. With a chat template: a user turn holding the
-    record and the question, then the generation prompt; without one (tiny test tokenizers):
-    'record\\nquestion\\nAnswer:'."""
-    content = f"{_RECORD}\n\n{head.question}"
+    record and the question (the question first with head.question_first), then the generation prompt; without one
+    (tiny test tokenizers; Gemma-3-270M, a base model): 'record\\nquestion\\nAnswer:' (or question, then record)."""
+    parts = [head.question, _RECORD] if head.question_first else [_RECORD, head.question]
     if tokenizer.chat_template:
         messages = [{"role": "system", "content": head.system}] if head.system is not None else []
         rendered = tokenizer.apply_chat_template(
-            messages + [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            messages + [{"role": "user", "content": "\n\n".join(parts)}], tokenize=False, add_generation_prompt=True
         )
     else:
-        rendered = (tokenizer.bos_token or "") + f"{_RECORD}\n{head.question}\nAnswer:"
+        rendered = (tokenizer.bos_token or "") + "\n".join(parts) + "\nAnswer:"
     before, found, after = rendered.partition(_RECORD)
     if not found:
         raise CadftError(

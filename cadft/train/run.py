@@ -48,6 +48,7 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
         MlflowMetricsCallback,
         build_training_arguments,
         classification_metrics,
+        early_stopping,
         resolve_device,
     )
     from cadft.train.zero import keep_4bit_layout, load_unpartitioned, one_trainable_dtype
@@ -82,10 +83,12 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
             "the validation split has no cases: model selection needs them; use a larger cohort or other "
             "data.split.fractions"
         )
-    train_set = tokenize_split(train_rows, "train", tokenizer, max_length, config.head)
+    train_set = tokenize_split(_training_texts(train_rows, config), "train", tokenizer, max_length, config.head)
     val_set = tokenize_split(val_rows, "validation", tokenizer, max_length, config.head)
     applied = resolve_imbalance(config.imbalance, train_set.labels)
-    _evaluate_only_when_it_chooses(args, len(train_set))
+    evaluates = _evaluate_only_when_it_chooses(args, len(train_set))
+    if config.train.early_stopping_patience and not evaluates:
+        log.warning("train.early_stopping_patience is set, but validation is scored once, after training: no stopping")
 
     set_seed(config.seed)  # the new head and adapters start the same in every run and on every rank
     model = build_model(
@@ -134,11 +137,15 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
             compute_metrics=classification_metrics,
             imbalance=applied,
             sampler_seed=config.seed,
-            callbacks=[MlflowMetricsCallback()],
+            callbacks=[MlflowMetricsCallback(), *early_stopping(config.train.early_stopping_patience, evaluates)],
         )
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - started
+        steps = {  # where training stopped, and the checkpoint validation chose (the last step when none was chosen)
+            names.TRAINING_STEPS["steps"]: trainer.state.global_step,
+            names.TRAINING_STEPS["best_step"]: trainer.state.best_global_step or trainer.state.global_step,
+        }
         trainer.save_model(str(run.model_dir))  # on every rank: under ZeRO-3 they gather the weights together
         metrics = {}
         if trainer.is_world_process_zero():
@@ -160,7 +167,7 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
                 names.USAGE_METRICS["train_seconds"]: train_seconds,
                 names.USAGE_METRICS["peak_memory_gb"]: _peak_memory_gb(device),
             }
-            session.log_metrics(usage)
+            session.log_metrics(usage | steps)
             _log_artifacts(config, run, prepared.card_path)
             _print_summary(config, metrics, baselines, usage, run, train_set.truncated + val_set.truncated)
         status = "FINISHED"
@@ -186,9 +193,10 @@ def run_tags(config: Config, run_dir: Path) -> dict[str, str]:
     }
 
 
-def _evaluate_only_when_it_chooses(args, n_train: int) -> None:
+def _evaluate_only_when_it_chooses(args, n_train: int) -> bool:
     """An evaluation only at the last step chooses no checkpoint, and validation is scored in full right after
-    training: the Trainer's own pass is then skipped (the demo's case)."""
+    training: the Trainer's own pass is then skipped (the demo's case). Whether validation is scored during
+    training."""
     from transformers.trainer_utils import IntervalStrategy
 
     steps_per_epoch = math.ceil(
@@ -196,10 +204,26 @@ def _evaluate_only_when_it_chooses(args, n_train: int) -> None:
         / args.gradient_accumulation_steps
     )
     steps = args.max_steps if args.max_steps > 0 else math.ceil(steps_per_epoch * args.num_train_epochs)
-    if args.eval_steps >= steps:
+    every = steps_per_epoch if args.eval_strategy == IntervalStrategy.EPOCH else args.eval_steps
+    if every >= steps:
         log.info("one evaluation at the last step would choose nothing: validation is scored once, after training")
         args.eval_strategy = IntervalStrategy.NO
         args.load_best_model_at_end = False
+        return False
+    return True
+
+
+def _training_texts(train_rows: pl.DataFrame, config: Config) -> pl.DataFrame:
+    """The training records as the model reads them: with train.shuffle_feature_order, each record's features in an
+    order of its own (drawn from the seed and its eid: the same in every epoch and on every rank), written from the
+    prepared table's feature columns exactly as its text was."""
+    if not config.train.shuffle_feature_order:
+        return train_rows
+    from cadft.data.features import parse_features
+    from cadft.data.text import render_texts
+
+    texts = render_texts(train_rows, parse_features(config.data.features), config.text, order=0, seed=config.seed)
+    return train_rows.with_columns(texts)
 
 
 def training_sample(table: pl.DataFrame, train_rows: pl.DataFrame, applied) -> TrainingSample:

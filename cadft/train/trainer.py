@@ -163,6 +163,7 @@ def build_training_arguments(config: Config, output_dir: Path, device: str) -> T
     bf16 = device == "cuda" and resolve_dtype(model.dtype, device) == torch.bfloat16
     zero = deepspeed_config(config.zero, model, device)  # None for zero=none; raises on combinations that cannot work
     ready_process(uses_deepspeed=zero is not None)  # what accelerate and DeepSpeed need from this process
+    interval = "epoch" if t.eval_every == "epoch" else "steps"  # checkpoints where validation is scored: one is chosen
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=t.batch_size,
@@ -177,9 +178,9 @@ def build_training_arguments(config: Config, output_dir: Path, device: str) -> T
         warmup_steps=t.warmup_ratio,
         max_grad_norm=t.max_grad_norm,
         logging_steps=t.logging_steps,
-        eval_strategy="steps",
+        eval_strategy=interval,
         eval_steps=t.eval_steps,
-        save_strategy="steps",
+        save_strategy=interval,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=True,
@@ -196,6 +197,15 @@ def build_training_arguments(config: Config, output_dir: Path, device: str) -> T
         label_names=["labels"],
         report_to="none",
     )
+
+
+def early_stopping(patience: int | None, evaluates: bool) -> list[TrainerCallback]:
+    """transformers' EarlyStoppingCallback for train.early_stopping_patience: training stops after `patience`
+    evaluations without a higher validation AUROC, and the Trainer loads the best checkpoint at the end
+    (load_best_model_at_end). Nothing when training never evaluates (cadft.train.run)."""
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=patience)] if patience and evaluates else []
 
 
 class MlflowMetricsCallback(TrainerCallback):

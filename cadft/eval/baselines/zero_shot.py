@@ -73,6 +73,7 @@ def zero_shot_scores(splits: dict[str, pl.DataFrame], config: Config, device: st
                 max_length=max_length,
                 device=device,
                 desc=f"zero-shot {name}",
+                prefix_reuse=config.eval.prefix_reuse,
             )
             frames.append(score_frame(splits[name], probs))
         with atomic_file(cache) as partial:
