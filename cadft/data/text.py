@@ -181,8 +181,9 @@ def _value_text(feature: Feature, columns: list[str], scheme=None) -> tuple[pl.E
     text = rounded.cast(pl.Int64).cast(pl.String) if feature.decimals == 0 else rounded.cast(pl.String)
     if feature.units:
         text = pl.concat_str([text, pl.lit(f" {feature.units}")])
-    if scheme is not None:
-        text = pl.concat_str([text, pl.lit(" ("), category(rounded, scheme), pl.lit(")")])
+    if scheme is not None:  # no category (sex unknown for HDL): the number alone
+        label = category(rounded, scheme)
+        text = pl.when(label.is_null()).then(text).otherwise(pl.concat_str([text, pl.lit(" ("), label, pl.lit(")")]))
     special_column = feature.name + SPECIAL_SUFFIX
     if special_column not in columns:
         return text, pl.lit(False)

@@ -81,7 +81,7 @@ class ResampledMetrics:
         return np.column_stack([auroc, auprc, brier, w_pos @ self.detected / n_pos, w_neg @ self.cleared / n_neg])
 
 
-def _interval(stats: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(stats: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     tail = (1 - level) / 2
     low, high = np.nanquantile(stats, [tail, 1 - tail], axis=0)
     return low, high
@@ -97,7 +97,7 @@ def bootstrap_cis(
     stats = np.concatenate(
         [metrics(w_pos, w_neg) for w_pos, w_neg in draws(metrics.n_pos, metrics.n_neg, resamples, rng)]
     )
-    low, high = _interval(stats, level)
+    low, high = percentile_interval(stats, level)
     return {name: {"low": float(lo), "high": float(hi)} for name, lo, hi in zip(CI_METRICS, low, high)}
 
 
@@ -122,7 +122,7 @@ def paired_differences(
     stats = np.concatenate(
         [mine(w_pos, w_neg) - theirs(w_pos, w_neg) for w_pos, w_neg in draws(mine.n_pos, mine.n_neg, resamples, rng)]
     )
-    low, high = _interval(stats, level)
+    low, high = percentile_interval(stats, level)
     for name, column in columns.items():
         result[name] |= {"low": float(low[column]), "high": float(high[column])}
     return result

@@ -23,6 +23,11 @@ metrics.json, schema_version 2 (floats are plain numbers; an undefined metric, e
   eval.min_subgroup_cases cases).
 - `comparison` (training runs; cadft.eval.comparison): baseline -> {auroc, brier, delta_auroc, delta_brier},
   each delta {value, low, high}: this model minus the baseline on the same test participants (paired bootstrap).
+- `incremental` (training runs with baselines.which holding logistic+llm or pce+llm; cadft.eval.baselines.incremental,
+  cadft.eval.reclassification): combination -> {clinical, reference, thresholds, delta_auroc, nri, nri_events,
+  nri_nonevents, nri_continuous, nri_continuous_events, nri_continuous_nonevents, idi (each {value, low, high}: the
+  combination minus the clinical model without the language model, paired bootstrap on the same test participants),
+  reclassified: {events_up, events_down, nonevents_up, nonevents_down} (across the risk_thresholds categories)}.
 """
 
 from __future__ import annotations

@@ -56,11 +56,14 @@ def evaluate_model(
         recalibrator=recalibrator,
         sample=sample,
     )
-    baselines = _baselines(table, config, train_rows, device)
+    baselines = _baselines(table, config, train_rows, device, (scored["validation"], scored["test"]))
     if baselines:
         metrics["comparison"] = compare_with_baselines(
             metrics, scored["test"], baselines, config.eval, seed=config.seed
         )
+    incremental = {name: b["incremental"] for name, (b, _) in baselines.items() if "incremental" in b}
+    if incremental:  # what the language model adds to a clinical model (cadft.eval.baselines.incremental)
+        metrics["incremental"] = incremental
     context = {
         "title": f"cadft run: {model_name(config)} on {config.task.name}",
         "config": config_summary(config, train_rows),
@@ -79,13 +82,13 @@ def evaluate_model(
     return metrics, context["baselines"]
 
 
-def _baselines(table: pl.DataFrame, config: Config, train_rows: pl.DataFrame, device: str) -> dict:
+def _baselines(table: pl.DataFrame, config: Config, train_rows: pl.DataFrame, device: str, llm: tuple) -> dict:
+    """The baselines on the run's terms; `llm` (the raw validation and test scores) for logistic+llm and pce+llm."""
     if not feature_columns(table):  # seed-JSON records carry text only
         log.warning("no feature columns: the report has no classical baselines")
         return {}
-    return run_baselines(
-        table, terms_for_run(table, config, train_rows), config, None, which=config.baselines.which, device=device
-    )
+    terms = terms_for_run(table, config, train_rows)
+    return run_baselines(table, terms, config, None, which=config.baselines.which, device=device, llm=llm)
 
 
 def model_name(config: Config) -> str:

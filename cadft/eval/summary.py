@@ -1,6 +1,7 @@
 """The one printed summary of evaluation results (cadft-train, cadft-eval, cadft-baselines): a table per model of
 validation AUROC (what choices are made on), test AUROC with its CI, Brier, O/E and calibration slope of the
-reported risk, and, for a model compared with baselines, the paired differences."""
+reported risk, and, for a model compared with baselines, the paired differences; when its metrics have the
+`incremental` block, a second table: what the language model adds to each clinical model (ΔAUROC, NRI, IDI)."""
 
 from __future__ import annotations
 
@@ -64,8 +65,31 @@ def summary_table(title: str, models: dict[str, dict], comparison: dict | None =
     return table
 
 
+def incremental_table(incremental: dict) -> Table:
+    """incremental: metrics['incremental'] (combination -> block of cadft.eval.reclassification)."""
+    table = Table(title="What the language model adds (combination − clinical model alone, same test participants)")
+    columns = ["combination", "clinical model alone", "ΔAUROC [95% CI]", "NRI at the risk thresholds [95% CI]"]
+    columns += ["NRI events / non-events", "continuous NRI [95% CI]", "IDI [95% CI]"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:2] else "right", no_wrap=column not in columns[:2])
+    for name, block in incremental.items():
+        table.add_row(
+            name,
+            block["reference"],
+            with_ci(block["delta_auroc"]["value"], block["delta_auroc"]),
+            with_ci(block["nri"]["value"], block["nri"]),
+            f"{block['nri_events']['value']:+.3f} / {block['nri_nonevents']['value']:+.3f}",
+            with_ci(block["nri_continuous"]["value"], block["nri_continuous"]),
+            with_ci(block["idi"]["value"], block["idi"], 4),
+        )
+    return table
+
+
 def print_summary(title: str, models: dict[str, dict], comparison: dict | None = None, footer: list[str] = ()) -> None:
     console = Console(width=200)  # the comparison's nine columns of values with intervals, one line per model
     console.print(summary_table(title, models, comparison))
+    incremental = next(iter(models.values()), {}).get("incremental")
+    if incremental:
+        console.print(incremental_table(incremental))
     for line in footer:
         console.print(line, soft_wrap=True)

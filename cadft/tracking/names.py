@@ -30,6 +30,7 @@ VALIDATION_DURING_TRAINING = (
     "val/"  # + metric: validation during training (model selection); final metrics: validation/, test/
 )
 COMPARISON = "comparison/"  # + baseline name + /metric: the paired comparison with a baseline
+INCREMENTAL = "incremental/"  # + combination (logistic_llm) + /statistic: what the language model adds to it
 
 
 def flat_config(values: dict) -> dict[str, object]:
@@ -61,7 +62,7 @@ def cohort_params(card: dict) -> dict[str, int]:
 
 def flatten_metrics(metrics: dict) -> dict[str, float]:
     """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/raw/brier, test/decision/t0.075/net_benefit,
-    test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc, ...
+    test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc, incremental/logistic_llm/nri, ...
 
     MLflow metric names allow only letters, digits, _ - . / space, so subgroup names are sanitised
     (`sex=Female` would be refused).
@@ -78,6 +79,8 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
         _flatten_block(flat, f"test/decision/t{row['threshold']:g}", row)
     for name, comparison in (metrics.get("comparison") or {}).items():
         _flatten_block(flat, f"{COMPARISON}{_mlflow_name(name)}", comparison)
+    for name, incremental in (metrics.get("incremental") or {}).items():
+        _flatten_block(flat, f"{INCREMENTAL}{_mlflow_name(name)}", incremental)
     return flat
 
 

@@ -60,6 +60,7 @@ GROUP_TYPES = {
 VARIANT_TYPES = {
     ("backbone", "tiny"): schema.BackboneTiny,
     ("backbone", "smollm2_135m"): schema.BackboneGguf,  # every other backbone option is a Hugging Face model
+    ("backbone", "gemma3_270m"): schema.BackboneGgufParts,
     ("head", "classifier"): schema.HeadClassifier,
     ("head", "verbalizer"): schema.HeadVerbalizer,
     ("zero", "none"): schema.ZeroNone,
@@ -107,7 +108,7 @@ def test_the_groups_are_all_covered():
         "baselines",
         "tracking",
     }
-    assert len(OPTIONS) >= 32 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 7
+    assert len(OPTIONS) >= 32 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 8
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
@@ -228,7 +229,7 @@ def test_the_slurm_launcher_passes():
             ["+eval.temperature_scaling=true"],
             "eval.temperature_scaling: unknown key; eval has: batch_size, recalibration, threshold, "
             "target_sensitivity, fixed_threshold, on_no_validation_cases, risk_thresholds, decision_curve, bootstrap, "
-            "ci_level, calibration_bins, min_subgroup_cases, age_bands, plots",
+            "ci_level, calibration_bins, min_subgroup_cases, age_bands, plots, test_time_orders, prefix_reuse",
         ),
         (["+tracking.urii=x"], "tracking.urii: unknown key; did you mean tracking.uri?"),
         (["~eval.plots"], "eval.plots: missing; expected true or false"),
@@ -284,7 +285,7 @@ def test_the_slurm_launcher_passes():
             "train.save_steps=150 must be a multiple of train.eval_steps=100 (the best validation checkpoint is kept)",
         ),
         (["train.warmup_ratio=1"], "train.warmup_ratio=1: expected a number in [0, 1)"),
-        (["train.subsample=random"], "train.subsample=random: expected one of stratified, all_cases"),
+        (["train.subsample=random"], "train.subsample=random: expected one of stratified, all_cases, none"),
         (["train.max_train_examples=0"], "train.max_train_examples=0: expected an integer >= 1 or null"),
         (["train.max_steps=0"], "train.max_steps=0: expected an integer, -1 (train.epochs decides) or >= 1"),
         (["train.device=tpu"], "train.device=tpu: expected one of auto, cpu, cuda (did you mean cpu?)"),
@@ -327,6 +328,38 @@ def test_the_slurm_launcher_passes():
         (["task.horizon_years=0"], "task.horizon_years=0: expected a number > 0"),
         (["text.missing=hide"], "text.missing=hide: expected one of drop, state"),
         (["text.item=nothing"], "text.item='nothing' must contain {value} once"),
+        (
+            ["text=categories", "text.categories.hdl=bmi_who"],
+            "text.categories.hdl=bmi_who: the scheme's cut points are in kg/m2, the feature is in mmol/L",
+        ),
+        (
+            ["text=categories", "text.features=[age,hdl]"],
+            "text.categories.hdl=hdl_nice_esc depends on sex, which text.features does not write: the category would "
+            "carry sex into the text; add sex or choose another scheme",
+        ),
+        (["+text.categories.sex=bmi_who"], "text.categories.sex: categories need a numeric feature of data.features"),
+        (
+            ["+text.categories.bmi=who"],
+            "text.categories.bmi=who: no such scheme in cut_points.yaml (known: sbp_acc_aha_2017, sbp_nice_ng136, "
+            "dbp_acc_aha_2017, bmi_who, hba1c_who_nice, total_cholesterol_atp3, ldl_atp3, hdl_nice_esc, "
+            "triglycerides_atp3, pack_years_20)",
+        ),
+        (
+            ["text=compact", "+text.titles.bmii=BMI"],
+            "text.titles names ['bmii'], which are not in data.features (age, sex, ethnicity, townsend, bmi, waist, "
+            "systolic_bp, diastolic_bp, smoking, pack_years, alcohol, activity, cholesterol, hdl, ldl, triglycerides, "
+            "hba1c, glucose, crp, lipoprotein_a, cystatin_c, diabetes, cholesterol_medication, bp_medication, "
+            "insulin, stroke_diagnosed, high_bp_diagnosed, family_heart_disease, family_stroke, "
+            "self_reported_high_cholesterol)",
+        ),
+        (["eval.test_time_orders=0"], "eval.test_time_orders=0: expected an integer >= 1"),
+        (["train.early_stopping_patience=0"], "train.early_stopping_patience=0: expected an integer >= 1 or null"),
+        (["train.eval_every=step"], "train.eval_every=step: expected one of steps, epoch (did you mean steps?)"),
+        (
+            ["data=seed_json", "data.path=x.json", "eval.test_time_orders=2"],
+            "train.shuffle_feature_order / eval.test_time_orders: seed-JSON records are text already, with no "
+            "features to write in another order; use false / 1",
+        ),
         (["data.format=csv"], "data.format=csv: expected one of auto, showcase, tab, rap, parquet, seed_json"),
         (["data.max_bad_fraction=2"], "data.max_bad_fraction=2: expected a number in [0, 1] or null"),
         (
@@ -372,7 +405,7 @@ def test_the_slurm_launcher_passes():
             "data.format=seed_json needs data.text_key and data.label_key (data=seed_json sets them)",
         ),
         # backbone
-        (["backbone.source=gguf"], "backbone.source=gguf: expected one of gguf_package, tiny, hf"),
+        (["backbone.source=gguf"], "backbone.source=gguf: expected one of gguf_package, gguf_parts, tiny, hf"),
         (
             ["backbone=tiny", "backbone.num_attention_heads=3"],
             "backbone.hidden_size=64 is not divisible by backbone.num_attention_heads=3",
@@ -410,7 +443,7 @@ def test_the_slurm_launcher_passes():
         (
             ["baselines.which=[logistic,pcee]"],
             "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
-            "lightgbm_all, pce, pce_recalibrated, age, zero_shot (pcee: did you mean pce?)",
+            "lightgbm_all, pce, pce_recalibrated, age, zero_shot, logistic+llm, pce+llm (pcee: did you mean pce?)",
         ),
         (["baselines.logistic_c=[]"], "baselines.logistic_c=[]: expected a list of numbers > 0, not empty"),
         (

@@ -10,6 +10,8 @@ validation, scored once on test.
 - zero_shot: the untrained backbone asked the verbalizer's question (cadft.eval.baselines.zero_shot), recalibrated on
   validation.
 - oracle (synthetic cohorts): the simulator's true risk, the ceiling any model can reach (not recalibrated).
+- logistic+llm, pce+llm: the clinical model's linear predictor and the language model's logit combined on validation
+  (cadft.eval.baselines.incremental), when the language model's scores are given; with the `incremental` block.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cadft.data.text import text_feature_names
 from cadft.errors import CadftError
 from cadft.eval.baselines.classical import lightgbm_scores, logistic_scores
 from cadft.eval.baselines.common import Scored, Terms, score_frame, splits_of
+from cadft.eval.baselines.incremental import COMBINATIONS, combine, incremental_value
 from cadft.eval.baselines.oracle import oracle_path_for, oracle_scores
 from cadft.eval.baselines.pce import PCE_LABEL_INPUTS, PCE_NUMERIC_INPUTS, pce_imputed_participants, pce_scores
 from cadft.eval.metrics import evaluate_scores, recalibrated
@@ -36,7 +39,13 @@ log = logging.getLogger(__name__)
 
 CLASSICAL = ("logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age")
 # Recalibration each baseline gets: absent = eval.recalibration, like the language model.
-RECALIBRATION = {"pce": "none", "pce_recalibrated": "platt", "oracle": "none"}
+RECALIBRATION = {
+    "pce": "none",
+    "pce_recalibrated": "platt",
+    "oracle": "none",
+    "logistic+llm": "none",
+    "pce+llm": "none",
+}
 
 
 def terms_for_run(table: pl.DataFrame, config: Config, train_rows: pl.DataFrame) -> Terms:
@@ -116,13 +125,24 @@ def run_baselines(
     which=CLASSICAL,
     context: dict | None = None,
     device: str | None = None,
+    llm: tuple[pl.DataFrame, pl.DataFrame] | None = None,
 ) -> dict[str, tuple[dict, pl.DataFrame]]:
     """Fit every baseline in `which` (and score the oracle when the config has one for its task) and evaluate each; with
     out_dir, write out_dir/<name>/. Returns name -> (metrics, test frame whose prob is the baseline's reported risk).
-    zero_shot runs the backbone on `device` (None: train.device)."""
-    scores = fit_baselines(
-        table, terms, config.baselines, seed=config.seed, which=[name for name in which if name in CLASSICAL]
-    )
+    zero_shot runs the backbone on `device` (None: train.device); logistic+llm and pce+llm need `llm`, the language
+    model's raw (validation, test) scores (eid, prob), and their metrics hold the `incremental` block."""
+    classical = [name for name in which if name in CLASSICAL]
+    combinations = [name for name in which if name in COMBINATIONS]
+    if combinations and llm is None:
+        log.info("%s need the language model's scores: cadft train and cadft eval report them", combinations)
+        combinations = []
+    sources = [COMBINATIONS[name] for name in combinations if COMBINATIONS[name] not in classical]
+    scores = fit_baselines(table, terms, config.baselines, seed=config.seed, which=classical + sources)
+    references = {}
+    for name in combinations:
+        scores[name], references[name] = combine(scores[COMBINATIONS[name]], llm, name)
+    for source in sources:  # fitted for a combination only
+        del scores[source]
     if "zero_shot" in which:
         from cadft.eval.baselines.zero_shot import zero_shot_scores
 
@@ -155,6 +175,10 @@ def run_baselines(
             }
         test = scored.test.sort("eid")
         results[name] = (metrics, test.with_columns(pl.Series("prob", recalibrated(metrics, test["prob"].to_numpy()))))
+        if name in references:
+            metrics["incremental"] = incremental_value(
+                name, results[name][1], references[name].test, config.eval, seed=config.seed
+            )
     if out_dir is not None:
         for name, (metrics, _) in results.items():
             others = {other: frame for other, (_, frame) in results.items() if other != name}
