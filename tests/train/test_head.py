@@ -217,3 +217,15 @@ def test_zero_shot_runs_in_the_configured_precision(train_config, monkeypatch):
     bf16 = zero_shot_scores(splits, cfg, "cpu")
     assert built == [torch.float32, torch.bfloat16]
     assert not fp32[1]["prob"].equals(bf16[1]["prob"])
+
+
+def test_question_first_puts_the_question_before_the_record_in_the_shared_prefix(tiny):
+    _, tokenizer = tiny
+    chat = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    chat.chat_template = CHAT_TEMPLATE
+    first = replace(VERBALIZER, question_first=True)
+    ids = encode(RECORDS[:1], chat, first, 512).input_ids[0]
+    assert chat.decode(ids) == f"<s>user\n{VERBALIZER.question}\n\n{RECORDS[0]}</s>\n<s>assistant\n"
+    before, _ = prompt_ids(tokenizer, first)  # no chat template: bos + question, then the record, then "Answer:"
+    assert tokenizer.decode(before) == (tokenizer.bos_token or "") + VERBALIZER.question + "\n"
+    assert len(before) > len(prompt_ids(tokenizer, VERBALIZER)[0])

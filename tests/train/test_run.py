@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from cadft.errors import CadftError
 from cadft.train.checkpoints import missing_part
@@ -291,3 +292,36 @@ def test_smollm2_smoke(make_config, tmp_path):
     assert 0 <= metrics["test"]["auroc"] <= 1 and metrics["test"]["n"] > 50
     adapter = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     assert "score" in adapter["modules_to_save"] and adapter["r"] == 16  # peft adds its SEQ_CLS defaults beside it
+
+
+def test_early_stopping_stops_on_a_validation_plateau_and_keeps_the_best_checkpoint(
+    train_config, tmp_path, monkeypatch
+):
+    """Validation AUROC 0.60, 0.70, 0.65, 0.65 at steps 2, 4, 6, 8 (scripted: a tiny model's AUROC wanders at random):
+    with patience 2 training stops at step 8 of 20, and the saved model is step 4's."""
+    from safetensors.torch import load_file
+
+    from cadft.train import trainer
+
+    scripted, real = iter([0.60, 0.70, 0.65, 0.65, 0.90, 0.90]), trainer.classification_metrics
+
+    def metrics(prediction):
+        return real(prediction) | {"auroc": next(scripted)}
+
+    monkeypatch.setattr(trainer, "classification_metrics", metrics)
+    cfg = train_config("train.max_steps=20", "train.early_stopping_patience=2", "train.save_total_limit=2")
+    run_training(cfg, tmp_path / "run")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    state = json.loads((checkpoints / "checkpoint-8" / "trainer_state.json").read_text())
+    assert (state["global_step"], state["best_global_step"], state["best_metric"]) == (8, 4, 0.70)
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]  # best kept
+    saved, best = (
+        load_file(folder / "adapter_model.safetensors")
+        for folder in (tmp_path / "run" / "model", checkpoints / "checkpoint-4")
+    )
+    last = load_file(checkpoints / "checkpoint-8" / "adapter_model.safetensors")
+    assert saved.keys() == best.keys() and all(torch.equal(saved[k], best[k]) for k in saved)
+    assert any(not torch.equal(saved[k], last[k]) for k in saved)  # step 8's weights differ: the best was loaded
+    with sqlite3.connect(_mlflow_db(cfg)) as db:
+        logged = dict(db.execute("select key, value from metrics where key like 'train/%step%'").fetchall())
+    assert (logged["train/steps"], logged["train/best_step"]) == (8, 4)
