@@ -70,8 +70,8 @@ def incremental_table(incremental: dict) -> Table:
     table = Table(title="What the language model adds (combination − clinical model alone, same test participants)")
     columns = ["combination", "clinical model alone", "ΔAUROC [95% CI]", "NRI at the risk thresholds [95% CI]"]
     columns += ["NRI events / non-events", "continuous NRI [95% CI]", "IDI [95% CI]"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in columns[:2] else "right", no_wrap=column not in columns[:2])
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index < 2 else "right", no_wrap=index >= 2)
     for name, block in incremental.items():
         table.add_row(
             name,

@@ -162,7 +162,7 @@ def test_the_slurm_launcher_composes():
 def test_the_llm_recipe_template_runs_with_its_epoch_chosen_on_validation(run_sweep, tmp_path):
     """multirun_templates/llm_recipe.yaml cut to one job on the tiny backbone (its 12 compose: see
     tests/config/test_validate.py): up to 3 epochs of 2 steps, validation scored after each, the compact text with
-    features shuffled per record; the leaderboard shows the recipe and the step whose checkpoint was kept."""
+    features shuffled per record; the leaderboard shows the step whose checkpoint was kept."""
     import csv
 
     out_dir = tmp_path / "outputs"
@@ -172,7 +172,7 @@ def test_the_llm_recipe_template_runs_with_its_epoch_chosen_on_validation(run_sw
               "train.max_train_examples=16")  # fmt: skip
     _, (job,) = _sweep_runs(out_dir)
     params, metrics = job.data.params, job.data.metrics
-    assert job.info.status == "FINISHED" and job.data.tags["cadft.swept.llm_recipe"] == recipe
+    assert job.info.status == "FINISHED"  # one recipe given: nothing swept (the template's 4 are, tagged)
     assert (params["text.name"], params["train.shuffle_feature_order"], params["model.lora.r"]) == (
         "compact",
         "True",
@@ -188,4 +188,4 @@ def test_the_llm_recipe_template_runs_with_its_epoch_chosen_on_validation(run_sw
         metrics["train/best_step"] == metrics["train/steps"] or metrics["train/steps"] == metrics["train/best_step"] + 2
     )
     board = list(csv.DictReader((next((out_dir / "multiruns").glob("*/*")) / "leaderboard.csv").open()))
-    assert board[0]["llm_recipe"] == recipe and float(board[0]["best_step"]) == metrics["train/best_step"]
+    assert board[0]["status"] == "FINISHED" and float(board[0]["best_step"]) == metrics["train/best_step"]

@@ -28,6 +28,23 @@ def test_all_cases_subsample_is_case_control():
     assert part.height == 100 and part["label"].sum() == 40
 
 
+def test_none_is_the_whole_training_split_whatever_the_limit(make_config):
+    """train.subsample=none: every training record (the demo's max_train_examples is not used); the learning-curve
+    template reaches it with train.max_train_examples=null."""
+    from omegaconf import OmegaConf
+
+    from cadft.data.subsample import training_records
+    from tests.conftest import TEMPLATES_DIR
+
+    table = TABLE.with_columns(pl.Series("split", ["train", "validation", "test", "train"] * 250))
+    whole = table.filter(pl.col("split") == "train")
+    assert training_records(table, make_config("train.subsample=none", "train.max_train_examples=64")).equals(whole)
+    assert training_records(table, make_config("train.max_train_examples=null")).equals(whole)
+    assert subsample(TABLE, 10, seed=0, method="none") is TABLE
+    swept = OmegaConf.load(TEMPLATES_DIR / "learning_curve.yaml").hydra.sweeper.params["train.max_train_examples"]
+    assert swept.split(",")[-1] == "null"
+
+
 def test_truncation_is_counted_and_warned(make_config, caplog):
     cfg = make_config()
     tokenizer = load_tokenizer(cfg.backbone, cfg.paths.cache_dir)
