@@ -173,8 +173,22 @@ def setting(records: str, args, common: list[str], recipes: dict[str, tuple[str,
     return [{"records": records, **r} for r in rows]
 
 
+INTRO = """# The language model's best honest chance, and what it adds to a clinical model
+
+Written by `bench/recipe_table.py` (issue 22). Every language-model row is fine-tuned with the recipe chosen on
+validation by the recipe sweep (`multirun_templates/llm_recipe.yaml`: 12 configurations, each with its epoch chosen
+on validation, the baselines' budget; [training.md](training.md#the-recipe-chosen-on-validation)), beside today's
+demo recipe and the baselines on the same training records, features and test participants. Every model is
+recalibrated on validation and scored once on test; ΔAUROC is paired (row − equal-terms logistic regression, the same
+resampled participants), and a difference is a finding only when its 95% CI excludes zero. `logistic+llm` and
+`pce+llm` combine the clinical model with the language model's logit on validation; the second table compares each
+with the clinical model alone (ΔAUROC, NRI across the 5/7.5/10/20% risk categories, continuous NRI, IDI;
+[evaluation.md](evaluation.md#what-the-language-model-adds-incremental-value)).
+"""
+
+
 def markdown(rows: list[dict], header: list[str]) -> str:
-    lines = [*header, ""]
+    lines = [INTRO, *header, ""]
     for records in dict.fromkeys(r["records"] for r in rows):
         part = [r for r in rows if r["records"] == records]
         title = "the whole training split" if records == "none" else f"{records} training records (stratified)"

@@ -1,11 +1,12 @@
 """cadft train: fine-tune a backbone to predict CAD from records as text; one Hydra app for every strategy.
 
     cadft train [model=qlora|lora|full] [head=classifier|verbalizer] [imbalance=weighted|oversample|none]
-    [zero=none|2|3]
-                [backbone=smollm2_135m|tiny|hf|llama3_8b|mistral_7b|qwen2_5_7b|qwen2_5_1_5b backbone.path=ID_OR_DIR]
+                [zero=none|2|3] [backbone.path=ID_OR_DIR]
+                [backbone=smollm2_135m|gemma3_270m|tiny|hf|llama3_8b|mistral_7b|qwen2_5_7b|qwen2_5_1_5b]
                 [data=synthetic|ukb|seed_json data.path=FILE]
                 [task=hard_cad|hard_cad_prevalent|broad_chd|mi|hard_cad_no_prior_cvd]
-                [text=text|list] [train.KEY=VALUE ...] [tracking.uri=http://127.0.0.1:5000] [--cfg job] [-m (sweep)]
+                [text=text|list|compact|categories] [train.KEY=VALUE ...] [tracking.uri=http://127.0.0.1:5000]
+                [--cfg job] [-m (sweep)]
 
 Every key of the config can be overridden (`--cfg job` prints the composed config; docs/configuration.md lists them).
 A run: prepare data (cached) -> tokenize -> build the model -> train with validation AUROC for model selection (the test
