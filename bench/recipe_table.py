@@ -1,6 +1,6 @@
 """Issue 22's table: the language model's validation-chosen recipe against the baselines, and what it adds to them.
 
-    python bench/recipe_table.py --recipe NAME --lr LR [--gemma-recipe NAME --gemma-lr LR]
+    python bench/recipe_table.py --recipe NAME --lr LR [--gemma-recipe NAME --gemma-lr LR] [--test-time-orders K]
                                  [--n 36000] [--records 1024 4096 none] [--device cpu] [--eval-batch-size 32]
                                  [--backbones smollm2_135m gemma3_270m] [--workdir outputs/bench/recipe_table]
                                  [--out docs/recipe_table.md] [--set KEY=VALUE ...]
@@ -8,7 +8,9 @@
 
 The recipe (NAME: one of multirun_templates/llm_recipe/, LR its learning rate) is the first row of the leaderboard of
 the recipe sweep (multirun_templates/llm_recipe.yaml; `leaderboard.csv` in its sweep folder), which is ranked on
-validation: the table never chooses. Gemma's recipe is its own sweep's winner when given, else SmolLM2's.
+validation: the table never chooses. Gemma's recipe is its own sweep's winner when given, else SmolLM2's. K
+(eval.test_time_orders for the chosen recipes) is chosen on validation too: `cadft eval WINNER_RUN_DIR
+eval.test_time_orders=K --out DIR` for K = 1, 3, 5 and the validation AUROC it prints.
 The cohort (`cadft synth --n N --seed 0`; 36,000 gives about 5,000 participants and 200+ cases per validation and
 test split). Every model runs through the real CLIs with the demo's settings (+experiment=demo: verbalizer head, the
 demo's 9 features) at each number of training records (--records; `none` is the whole training split,
@@ -151,6 +153,7 @@ def setting(records: str, args, common: list[str], recipes: dict[str, tuple[str,
     runs = {"today's demo recipe (SmolLM2-135M)": ("demo_recipe", [*overrides, *combos])}
     for label, (backbone, recipe, lr) in recipes.items():
         recipe_overrides = [f"backbone={backbone}", f"+llm_recipe={recipe}", f"model.learning_rate={lr}", *schedule()]
+        recipe_overrides.append(f"eval.test_time_orders={args.test_time_orders}")
         others = [o for o in overrides if not o.startswith("backbone=")]  # --set backbone=tiny: a dry run's other rows
         runs[label] = (backbone, ["--config-dir", str(TEMPLATES), *others, *recipe_overrides, *combos])
     for label, (name, run_overrides) in runs.items():
@@ -183,7 +186,8 @@ recalibrated on validation and scored once on test; ΔAUROC is paired (row − e
 resampled participants), and a difference is a finding only when its 95% CI excludes zero. `logistic+llm` and
 `pce+llm` combine the clinical model with the language model's logit on validation; the second table compares each
 with the clinical model alone (ΔAUROC, NRI across the 5/7.5/10/20% risk categories, continuous NRI, IDI;
-[evaluation.md](evaluation.md#what-the-language-model-adds-incremental-value)).
+[evaluation.md](evaluation.md#what-the-language-model-adds-incremental-value)). Of the two backbones, the one to
+report is the one with the higher validation AUROC.
 """
 
 
@@ -228,6 +232,9 @@ def main() -> None:
     parser.add_argument("--lr", required=True, type=float, help="its learning rate")
     parser.add_argument("--gemma-recipe", help="Gemma's own sweep's winner (default: --recipe)")
     parser.add_argument("--gemma-lr", type=float, help="its learning rate (default: --lr)")
+    parser.add_argument(
+        "--test-time-orders", type=int, default=1, help="K for the chosen recipes (chosen on validation)"
+    )
     parser.add_argument("--backbones", nargs="+", default=["smollm2_135m", "gemma3_270m"])
     parser.add_argument("--n", type=int, default=36000)
     parser.add_argument("--records", nargs="+", default=["1024", "4096"])
