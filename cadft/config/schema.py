@@ -114,7 +114,7 @@ class Task:  # conf/task/*.yaml
     outcome: Literal["incident", "prevalent"]
     horizon_years: Positive
     censor_dates: CensorDates
-    censoring: Literal["exclude", "control"]
+    censoring: Literal["exclude", "control", "ipcw"]
     competing_death: Literal["control", "exclude"]
     history_codes: list[str]
     history_policy: Literal["exclude", "prevalent", "event"]
@@ -322,11 +322,24 @@ class LightGbm:
 @dataclass(frozen=True)
 class Baselines:  # conf/baselines/default.yaml
     which: list[
-        Literal["logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "zero_shot"]
+        Literal[
+            "logistic",
+            "lightgbm",
+            "logistic_all",
+            "lightgbm_all",
+            "pce",
+            "pce_recalibrated",
+            "age",
+            "zero_shot",
+            "cox",
+            "cox_all",
+        ]
     ]
     logistic_c: Annotated[list[Positive], NonEmpty]
     lightgbm: LightGbm
     zero_shot_dtype: Dtype
+    # Absent from configs saved before the Cox baseline existed: those runs get this grid.
+    cox_penalizer: Annotated[list[Positive], NonEmpty] = (0.001, 0.01, 0.1)
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,10 @@ def _check_rules(c: Config) -> None:
         raise CadftError(
             "text.history=on: seed-JSON records are text already, with no history fields to write; use text.history=off"
         )
+    if data.format == "seed_json" and c.task.censoring == "ipcw":
+        raise CadftError(
+            "task.censoring=ipcw: seed-JSON records carry no follow-up to weight; use task.censoring=exclude"
+        )
     if data.format == "seed_json" and data.split.by != "eid":
         raise CadftError(
             f"data.split.by={data.split.by}: seed-JSON records carry no assessment centre; use data.split.by=eid"

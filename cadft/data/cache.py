@@ -21,9 +21,9 @@ MANIFEST = "manifest.json"
 TABLE_FILE = "data.parquet"
 CARD_FILE = "data_card.json"
 PREPARE_VERSION = (
-    3  # bump when the prepared table changes for the same input and config (2: NaN and special codes; 3: split by
+    4  # bump when the prepared table changes for the same input and config (2: NaN and special codes; 3: split by
 )
-# eid hash only, follow-up rules and cohort_steps)
+# eid hash only, follow-up rules and cohort_steps; 4: follow-up time and status)
 
 
 @dataclass(frozen=True)

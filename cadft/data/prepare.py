@@ -4,9 +4,11 @@ Participants in `data.withdrawals` (UK Biobank's file of withdrawn eids) and neg
 extract is read, before anything else; the data card counts them (input.withdrawn, input.negative_eids).
 `text.history=on` adds the medical history before baseline to each record (cadft.data.history) and a `history` column
 (the items written, for the baselines' indicator columns). The result is cached (cadft.data.cache) so a sweep prepares
-once. The table has `eid, label, split, text` and one column per feature; the data card (cadft.data.card) has counts,
-exclusions, cohort_steps, prevalence per split, missingness and special answers per feature, parse problems and
-token-length percentiles. Output is written to a staging folder and renamed, so a failure leaves nothing half-written.
+once. The table has `eid, label, split, text`, for incident outcomes the follow-up (`followup_years`,
+`followup_status` and, with task.censoring=ipcw, `ipcw_weight`: cadft.data.followup, cadft.data.ipcw), and one column
+per feature; the data card (cadft.data.card) has counts, exclusions, cohort_steps, follow-up, prevalence per split,
+missingness and special answers per feature, parse problems and token-length percentiles. Output is written to a
+staging folder and renamed, so a failure leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import polars as pl
 
 from cadft.config.schema import Config
 from cadft.data import cache
-from cadft.data.card import describe, special_answers
+from cadft.data.card import describe, followup_counts, special_answers
 from cadft.data.features import (
     build_features,
     check_no_leakage,
@@ -26,8 +28,9 @@ from cadft.data.features import (
     parse_features,
     required_fields,
 )
-from cadft.data.followup import cohort_steps
+from cadft.data.followup import FOLLOWUP_COLUMNS, STATUS, TIME, cohort_steps
 from cadft.data.history import HISTORY_COLUMN, build_history, history_fields
+from cadft.data.ipcw import with_label_weights
 from cadft.data.seed_json import read_seed_json
 from cadft.data.split import place_of, split_cohort
 from cadft.data.task import OPTIONAL_FIELDS, Definition, label
@@ -46,7 +49,7 @@ TABLE_COLUMNS = ("eid", "label", "split", "text")  # every prepared table's colu
 
 def feature_columns(table: pl.DataFrame) -> list[str]:
     """The feature columns of a prepared table (and `history` with text.history=on): what the baselines may use."""
-    return [c for c in table.columns if c not in TABLE_COLUMNS]
+    return [c for c in table.columns if c not in TABLE_COLUMNS + FOLLOWUP_COLUMNS]
 
 
 def prepare(config: Config) -> cache.Prepared:
@@ -90,6 +93,11 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
     else:
         definition = Definition.from_config(config.task)
         features = parse_features(data.features)
+        reserved = sorted({f.name for f in features} & {*TABLE_COLUMNS, *FOLLOWUP_COLUMNS})
+        if reserved:
+            raise CadftError(
+                f"data.features names {', '.join(reserved)}: the prepared table's own column(s); rename the feature"
+            )
         check_no_leakage(features, definition)
         check_no_treatment_proxies(features, definition, data.allow_treatment_features)
         by_place = data.split.by != "eid"
@@ -110,9 +118,10 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
         labels = label(extract, definition)
         steps.update()
         steps.set_postfix_str("features and text")
+        followup = [TIME, STATUS] if definition.outcome == "incident" else []
         table = (
             labels.filter(pl.col("included"))
-            .select("eid", "label")
+            .select("eid", "label", *followup)
             .join(build_features(extract, features), on="eid", how="left")
         )
         history_card = None
@@ -141,6 +150,8 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
             },
             "features": [f.name for f in features],
         }
+        if followup:
+            card["followup"] = followup_counts(table, definition.horizon_years)
         if history_card is not None:
             card["history"] = history_card
     if table.height == 0 or int(table["label"].sum()) == 0:
@@ -151,8 +162,13 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
     steps.set_postfix_str("splitting")
     splits, card["split"] = split_cohort(table, data.split, places)
     table = table.with_columns(splits)
+    if config.task.censoring == "ipcw":  # seed-JSON records, which have no follow-up, are refused with the config
+        table = with_label_weights(table, config.task.horizon_years)
     table = table.select(
-        *TABLE_COLUMNS, *[f.name for f in features], *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns)
+        *TABLE_COLUMNS,
+        *[c for c in FOLLOWUP_COLUMNS if c in table.columns],
+        *[f.name for f in features],
+        *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns),
     ).sort("eid")
     steps.update()
     steps.set_postfix_str("token lengths")

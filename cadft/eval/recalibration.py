@@ -13,6 +13,9 @@
   subsample's own fraction).
 - none: the score as it is.
 
+Under task.censoring=ipcw, platt and isotonic are fitted with the validation split's IPCW weights (cadft.data.ipcw), and
+prior_shift's population prevalence is the weighted one.
+
 A fitted recalibrator is a small JSON file (calibrator.json beside the adapter); `Recalibrator.load` gives back
 exactly the same function.
 """
@@ -42,8 +45,8 @@ def to_logit(prob) -> np.ndarray:
 class TrainingSample:
     """What the model was trained on, relative to the population it should predict for (prior_shift's input)."""
 
-    population_cases: int  # the whole training split
-    population_n: int
+    population_cases: float  # the whole training split (IPCW-weighted sums under task.censoring=ipcw)
+    population_n: float
     sample_fraction: float  # case fraction the model saw per epoch (oversampling target or the subsample's own)
     class_weights: tuple[float, float] = (1.0, 1.0)
 
@@ -100,8 +103,16 @@ class Recalibrator:
         return recalibrator
 
 
-def fit(method: str, label: np.ndarray, prob: np.ndarray, *, sample: TrainingSample | None = None) -> Recalibrator:
-    """Fit `method` on validation labels and scores (prior_shift uses the training sample instead)."""
+def fit(
+    method: str,
+    label: np.ndarray,
+    prob: np.ndarray,
+    *,
+    sample: TrainingSample | None = None,
+    weight: np.ndarray | None = None,
+) -> Recalibrator:
+    """Fit `method` on validation labels and scores, IPCW-weighted when given weights (prior_shift uses the training
+    sample instead)."""
     if method not in METHODS:
         raise CadftError(f"eval.recalibration={method!r}; allowed: {', '.join(METHODS)}")
     if method == "none":
@@ -124,14 +135,16 @@ def fit(method: str, label: np.ndarray, prob: np.ndarray, *, sample: TrainingSam
             f"{len(label)} participants: it needs both; use eval.recalibration=none or prior_shift"
         )
     if method == "platt":
-        return Recalibrator("platt", "validation", _platt(label, prob))
+        return Recalibrator("platt", "validation", _platt(label, prob, weight))
     from sklearn.isotonic import IsotonicRegression
 
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(prob, label)
+    if weight is not None:  # the participants whose label is known
+        label, prob, weight = label[weight > 0], prob[weight > 0], weight[weight > 0]
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(prob, label, sample_weight=weight)
     return Recalibrator("isotonic", "validation", {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()})
 
 
-def _platt(label: np.ndarray, prob: np.ndarray) -> dict:
+def _platt(label: np.ndarray, prob: np.ndarray, weight: np.ndarray | None) -> dict:
     from scipy.optimize import brentq
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -141,9 +154,15 @@ def _platt(label: np.ndarray, prob: np.ndarray) -> dict:
         warnings.simplefilter(
             "ignore", ConvergenceWarning
         )  # separable validation: the slope grows; still a monotone map
-        model = LogisticRegression(C=math.inf, solver="lbfgs", tol=1e-10, max_iter=1000).fit(z.reshape(-1, 1), label)
+        model = LogisticRegression(C=math.inf, solver="lbfgs", tol=1e-10, max_iter=1000).fit(
+            z.reshape(-1, 1), label, sample_weight=weight
+        )
     if model.coef_[0, 0] > 0:
         return {"intercept": float(model.intercept_[0]), "slope": float(model.coef_[0, 0]), "slope_fixed": 0}
     # Slope fixed at 1: the intercept's maximum-likelihood value makes the mean risk equal the observed rate.
-    intercept = brentq(lambda a: expit(a + z).mean() - label.mean(), -100.0, 100.0, xtol=1e-12)
+    if weight is None:
+        intercept = brentq(lambda a: expit(a + z).mean() - label.mean(), -100.0, 100.0, xtol=1e-12)
+    else:
+        rate = np.average(label, weights=weight)
+        intercept = brentq(lambda a: np.average(expit(a + z), weights=weight) - rate, -100.0, 100.0, xtol=1e-12)
     return {"intercept": float(intercept), "slope": 1.0, "slope_fixed": 1}

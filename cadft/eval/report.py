@@ -4,7 +4,8 @@ Identical inputs give byte-identical metrics.json and predictions.jsonl: keys so
 Python's shortest round-trip repr (exact, platform-independent), rows sorted by split then eid, no timestamps.
 predictions.jsonl has one line per participant of validation and test: eid (unless include_eids=False),
 split, label, risk (the recalibrated probability: the number to report), raw_score (the model's probability
-before recalibration) and flagged (risk >= the threshold chosen on validation).
+before recalibration) and flagged (risk >= the threshold chosen on validation); under task.censoring=ipcw also
+ipcw_weight (the participant's weight in the binary-label metrics).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from cadft.data.followup import WEIGHT
 from cadft.errors import CadftError
 from cadft.eval.html import write_html
 from cadft.eval.metrics import recalibrated
@@ -89,6 +91,8 @@ def prediction_lines(frames: Mapping[str, pl.DataFrame], metrics: dict, *, inclu
             "raw_score": prob.tolist(),
             "flagged": (risk >= threshold).astype(int).tolist(),
         }
+        if WEIGHT in frame.columns:
+            columns[WEIGHT] = frame[WEIGHT].to_list()
         if include_eids:
             columns["eid"] = frame["eid"].cast(pl.Int64).to_list()
         lines[split] = [

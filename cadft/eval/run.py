@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from cadft.config.schema import Config
+from cadft.data.followup import FOLLOWUP_COLUMNS
 from cadft.data.prepare import feature_columns
 from cadft.eval.baselines.run import run_baselines, terms_for_run
 from cadft.eval.comparison import compare_with_baselines
@@ -21,6 +22,7 @@ from cadft.eval.recalibration import Recalibrator, TrainingSample
 from cadft.eval.report import write_report
 from cadft.eval.score import score_texts
 from cadft.eval.subgroups import SUBGROUP_COLUMNS
+from cadft.eval.survival import training_censoring
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ def evaluate_model(
         model=model_name(config),
         recalibrator=recalibrator,
         sample=sample,
+        censoring=training_censoring(table, config.task.horizon_years),
     )
     baselines = _baselines(table, config, train_rows, device)
     if baselines:
@@ -125,5 +128,6 @@ def config_summary(config: Config, train_rows: pl.DataFrame) -> dict[str, str]:
 
 
 def subgroup_frame(rows: pl.DataFrame) -> pl.DataFrame:
-    """eid, label and the columns subgroups are cut by, where the prepared table has them."""
-    return rows.select("eid", "label", *[c for c in SUBGROUP_COLUMNS if c in rows.columns])
+    """eid, label, the follow-up (time, status, IPCW weight) and the columns subgroups are cut by, where the prepared
+    table has them."""
+    return rows.select("eid", "label", *[c for c in FOLLOWUP_COLUMNS + SUBGROUP_COLUMNS if c in rows.columns])

@@ -4,7 +4,8 @@ Logistic regression: median-imputed, scaled numbers (plus missing indicators) an
 own category); C chosen from `baselines.logistic_c` by validation log loss. LightGBM: native categorical splits,
 num_leaves x learning_rate grid chosen by validation log loss, trees by early stopping on validation. With
 text.history=on both also get the history as 0/1 columns, one per item at least HISTORY_MIN_RECORDS training
-records have.
+records have. Under task.censoring=ipcw both are fitted and tuned with the IPCW weights (cadft.data.ipcw), as the
+language model's loss is.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from cadft.config.schema import Baselines
 from cadft.data.history import HISTORY_COLUMN
+from cadft.data.ipcw import weights_of
 from cadft.errors import CadftError
 
 MISSING_CATEGORY = "Missing"
@@ -59,30 +61,40 @@ def _with_history_indicators(
     return {split: rows.with_columns(indicators) for split, rows in splits.items()}, names
 
 
+def linear_columns(numeric: list[str], categorical: list[str], *, drop_first: bool = False) -> ColumnTransformer:
+    """Median-imputed, scaled numbers with missing indicators, and one-hot labels (the first dropped for a model
+    without an intercept, the Cox model)."""
+    return ColumnTransformer(
+        [
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+                ),
+                numeric,
+            ),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", drop="first" if drop_first else None),
+                categorical,
+            ),
+        ]
+    )
+
+
 def logistic_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
     _check_trainable(splits)
     splits, feature_names = _with_history_indicators(splits, feature_names)
     numeric, categorical = _feature_kinds(splits["train"], feature_names)
     frames = {name: _with_missing_category(rows.select(feature_names), categorical) for name, rows in splits.items()}
     y_train, y_val = splits["train"]["label"].to_numpy(), splits["validation"]["label"].to_numpy()
+    w_train, w_val = weights_of(splits["train"]), weights_of(splits["validation"])
     best = None
     for c in settings.logistic_c:
-        columns = ColumnTransformer(
-            [
-                (
-                    "numeric",
-                    make_pipeline(
-                        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
-                    ),
-                    numeric,
-                ),
-                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ]
-        )
-        model = make_pipeline(columns, LogisticRegression(C=c, max_iter=5000, random_state=seed)).fit(
-            frames["train"], y_train
-        )
-        loss = log_loss(y_val, model.predict_proba(frames["validation"])[:, 1], labels=[0, 1])
+        model = make_pipeline(
+            linear_columns(numeric, categorical), LogisticRegression(C=c, max_iter=5000, random_state=seed)
+        ).fit(frames["train"], y_train, logisticregression__sample_weight=w_train)
+        loss = log_loss(y_val, model.predict_proba(frames["validation"])[:, 1], labels=[0, 1], sample_weight=w_val)
         if best is None or loss < best[0]:
             best = (loss, c, model)
     _, c, model = best
@@ -105,6 +117,7 @@ def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
 
     x_train, x_val, x_test = matrix(train), matrix(splits["validation"]), matrix(splits["test"])
     y_train, y_val = train["label"].to_numpy(), splits["validation"]["label"].to_numpy()
+    w_train, w_val = weights_of(train), weights_of(splits["validation"])
     grid = settings.lightgbm
     best = None
     for leaves in grid.num_leaves:
@@ -125,8 +138,10 @@ def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
             model.fit(
                 x_train,
                 y_train,
+                sample_weight=w_train,
                 eval_X=(x_val,),
                 eval_y=(y_val,),
+                eval_sample_weight=None if w_val is None else [w_val],
                 eval_metric="binary_logloss",
                 categorical_feature=list(range(len(numeric), len(feature_names))),
                 callbacks=stopping,
@@ -134,7 +149,7 @@ def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
             loss = (
                 float(model.best_score_["valid_0"]["binary_logloss"])
                 if stopping
-                else log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1])
+                else log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1], sample_weight=w_val)
             )
             if best is None or loss < best[0]:
                 best = (
