@@ -141,7 +141,7 @@ def wilson_interval(proportion: float, n: float, level: float = 0.95) -> tuple[f
     z = norm.ppf(0.5 + level / 2)
     centre = (proportion + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(max(proportion * (1 - proportion), 0.0) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(proportion, centre - half)), min(1.0, max(proportion, centre + half))  # (rounding at 0 and 1)
 
 
 def harrell_c(time, event, risk) -> float | None:

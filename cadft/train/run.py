@@ -84,7 +84,7 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
         )
     train_set = tokenize_split(train_rows, "train", tokenizer, max_length, config.head)
     val_set = tokenize_split(val_rows, "validation", tokenizer, max_length, config.head)
-    applied = resolve_imbalance(config.imbalance, train_set.labels)
+    applied = resolve_imbalance(config.imbalance, train_set.labels, train_set.weights)
     _evaluate_only_when_it_chooses(args, len(train_set))
 
     set_seed(config.seed)  # the new head and adapters start the same in every run and on every rank
@@ -203,14 +203,15 @@ def _evaluate_only_when_it_chooses(args, n_train: int) -> None:
 
 
 def training_sample(table: pl.DataFrame, train_rows: pl.DataFrame, applied) -> TrainingSample:
-    """What the model was trained on relative to the whole training split (eval.recalibration=prior_shift's input)."""
+    """What the model was trained on relative to the whole training split (eval.recalibration=prior_shift's input);
+    IPCW-weighted counts under task.censoring=ipcw, as the loss weighs them."""
+    from cadft.data.ipcw import weighted_cases
     from cadft.eval.recalibration import TrainingSample
 
-    population = table.filter(pl.col("split") == "train")
-    fraction = applied.positive_fraction if applied.positive_fraction is not None else float(train_rows["label"].mean())
-    return TrainingSample(
-        int(population["label"].sum()), population.height, float(fraction), tuple(applied.class_weights)
-    )
+    population_cases, population_n = weighted_cases(table.filter(pl.col("split") == "train"))
+    sample_cases, sample_n = weighted_cases(train_rows)
+    fraction = applied.positive_fraction if applied.positive_fraction is not None else sample_cases / sample_n
+    return TrainingSample(population_cases, population_n, float(fraction), tuple(applied.class_weights))
 
 
 def _evaluate(
