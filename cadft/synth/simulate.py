@@ -34,6 +34,8 @@ class Simulation:
     eid: pl.Series
     fields: dict[FieldKey, pl.Series]
     oracle: pl.DataFrame  # eid, prevalent, risk (null for prevalent), incident (the simulated truth)
+    # eid and the true terms of each participant's log CAD hazard (hazards.hazard_terms): never written, for tests
+    hazard_terms: pl.DataFrame
 
     @property
     def n(self) -> int:
@@ -92,7 +94,8 @@ def simulate(n: int, seed: int) -> Simulation:
             "incident": outcomes.incident.astype(np.int8),
         }
     )
-    return Simulation(eid=pl.Series("eid", baseline.eid), fields=fields, oracle=oracle)
+    terms = pl.DataFrame({"eid": baseline.eid, **hazards.hazard_terms(baseline, treatment)})
+    return Simulation(eid=pl.Series("eid", baseline.eid), fields=fields, oracle=oracle, hazard_terms=terms)
 
 
 def _code_list_series(codes: CodeList, n: int, width: int) -> pl.Series:
