@@ -150,3 +150,17 @@ def test_no_comparable_pair_is_none():
     assert harrell_c(np.array([1.0, 2.0]), np.array([False, False]), np.array([0.1, 0.2])) is None
     alone = CensoringKM.fit([1.0], [False])
     assert uno_c(np.array([1.0]), np.array([True]), np.array([0.1]), 10.0, alone) is None
+
+
+def test_under_exclude_the_survival_block_adds_to_unchanged_metrics(tiny_run):
+    """task.censoring=exclude (the session's tiny run): no weights anywhere; nobody left is censored before the
+    horizon, so the observed risk is the prevalence and the IPCW Brier score the Brier score."""
+    import json
+
+    test = json.loads((tiny_run / "eval" / "metrics.json").read_text())["test"]
+    assert "weighted" not in test and "ipcw_weight" not in (tiny_run / "eval" / "predictions.jsonl").read_text()
+    survival = test["survival"]
+    assert survival["censored_before_horizon"] == 0 and survival["censoring"]["censored_before_horizon"] == 0
+    assert survival["participants"] == test["n"] and survival["events"] == test["cases"]
+    assert survival["observed_risk"] == pytest.approx(test["prevalence"])
+    assert survival["brier_ipcw"] == pytest.approx(test["brier"])
