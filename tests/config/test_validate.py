@@ -304,7 +304,17 @@ def test_the_slurm_launcher_passes():
             ["task.censor_dates=2022-10-31"],
             "task.censor_dates=2022-10-31: expected a mapping of England, Scotland, Wales",
         ),
-        (["task.censoring=drop"], "task.censoring=drop: expected one of exclude, control"),
+        (["task.censoring=drop"], "task.censoring=drop: expected one of exclude, control, ipcw"),
+        (
+            ["task=hard_cad_prevalent", "task.censoring=ipcw"],
+            "task hard_cad_prevalent: task.censoring=ipcw weights follow-up, which only incident outcomes have; use "
+            "task.censoring=exclude for task.outcome=prevalent",
+        ),
+        (
+            ["data=seed_json", "data.path=/x.jsonl", "task.censoring=ipcw"],
+            "task.censoring=ipcw: seed-JSON records carry no follow-up to weight; use task.censoring=exclude",
+        ),
+        (["baselines.cox_penalizer=[]"], "baselines.cox_penalizer=[]: expected a list of numbers > 0, not empty"),
         (["task.competing_death=censor"], "task.competing_death=censor: expected one of control, exclude"),
         (["task.history_policy=ignore"], "task.history_policy=ignore: expected one of exclude, prevalent, event"),
         (["task.history_codes=I252"], "task.history_codes=I252: expected a list of texts"),
@@ -410,7 +420,7 @@ def test_the_slurm_launcher_passes():
         (
             ["baselines.which=[logistic,pcee]"],
             "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
-            "lightgbm_all, pce, pce_recalibrated, age, zero_shot (pcee: did you mean pce?)",
+            "lightgbm_all, pce, pce_recalibrated, age, zero_shot, cox, cox_all (pcee: did you mean pce?)",
         ),
         (["baselines.logistic_c=[]"], "baselines.logistic_c=[]: expected a list of numbers > 0, not empty"),
         (

@@ -9,6 +9,7 @@ import pytest
 from cadft.config.compose import compose
 from cadft.config.schema import Codes
 from cadft.config.validate import validate_group
+from cadft.data.card import summary_lines
 from cadft.data.task import OPTIONAL_FIELDS, Definition, TaskConfigError, label
 from cadft.data.ukb.read import read_extract
 from cadft.tracking.names import cohort_params
@@ -334,6 +335,9 @@ def test_cohort_counts_in_the_card(make_config, tmp_path):
         "lost_to_followup": 1,
     }
     assert card["task"]["censor_dates"] == {"England": "2022-10-31", "Scotland": "2022-08-31", "Wales": "2018-02-28"}
+    followup = card["followup"]  # how the included participants' follow-up ended
+    assert (followup["participants"], followup["events"], followup["reached_horizon"]) == (n - 4, 5, n - 9)
+    assert followup["competing_deaths"] == followup["censored_before_horizon"] == 0
     params = cohort_params(card)  # what a training run logs to MLflow
     assert params["cohort/read"] == n and params["cohort/censored"] == 2 and params["cohort/censored.excluded"] == 2
     assert params["cohort/cases"] == 5 and "cohort/cases.excluded" not in params
@@ -348,3 +352,8 @@ def test_cohort_counts_in_the_card(make_config, tmp_path):
     ) == (1, 0, "control")
     assert steps["controls"]["of_which_censored"] == 2 and steps["controls"]["of_which_competing_death"] == 1
     assert kept["included"] == n - 1
+    assert (kept["followup"]["competing_deaths"], kept["followup"]["censored_before_horizon"]) == (1, 2)
+    assert any(
+        "2 censored before the horizon" in line
+        for line in summary_lines(prepare(make_config(f"data.path={path}", "task.censoring=control")))
+    )

@@ -186,3 +186,18 @@ def test_evaluation_does_not_count_as_training(make_config, tmp_path):
         assert entry["loss"] == pytest.approx(weighted, rel=1e-4)
         assert entry["loss_unweighted"] == pytest.approx(plain, rel=1e-4)
     assert evaluations[0]["eval_loss"] == pytest.approx(val_weighted, rel=1e-4)
+
+
+def test_validation_during_training_is_ipcw_weighted():
+    """Under task.censoring=ipcw the Trainer hands (labels, weights) to compute_metrics (label_names), and the AUROC
+    that chooses the checkpoint is the weighted one."""
+    from sklearn.metrics import roc_auc_score
+    from transformers import EvalPrediction
+
+    prob = np.array([0.9, 0.2, 0.8, 0.3, 0.1, 0.4, 0.7, 0.6])
+    logits = np.log(np.column_stack([1 - prob, prob]))
+    plain = classification_metrics(EvalPrediction(predictions=logits, label_ids=LABELS))
+    weighted = classification_metrics(EvalPrediction(predictions=logits, label_ids=(LABELS, IPCW)))
+    assert plain["auroc"] == pytest.approx(roc_auc_score(LABELS, prob))
+    assert weighted["auroc"] == pytest.approx(roc_auc_score(LABELS, prob, sample_weight=IPCW))
+    assert weighted["auroc"] != pytest.approx(plain["auroc"])
