@@ -66,9 +66,12 @@ def cox_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settin
     design = make_pipeline(linear_columns(numeric, categorical, drop_first=True), VarianceThreshold(0.0))
     design.fit(frames["train"])
     names = [f"x{i}" for i in range(len(design.get_feature_names_out()))]  # lifelines wants plain column names
-    data = {
-        name: lifelines_frame(_dense(design.transform(frame)), names, splits[name]) for name, frame in frames.items()
-    }
+    with warnings.catch_warnings():  # a label first seen outside train is the first (dropped) category: all zeros
+        warnings.filterwarnings("ignore", "Found unknown categories", UserWarning)
+        data = {
+            name: lifelines_frame(_dense(design.transform(frame)), names, splits[name])
+            for name, frame in frames.items()
+        }
     best = None
     for penalizer in settings.cox_penalizer:
         model = fit_cox(data["train"], penalizer)

@@ -163,6 +163,11 @@ def run_baselines(
         scores["oracle"] = Scored(
             validation, test, {"name": "oracle", "fitted_on": "nothing (the simulator's true risk)"}
         )
+    # The Cox models come last: the paired comparison draws its resamples model after model, so adding them to
+    # baselines.which leaves every other model's intervals as they were.
+    scores = {name: scored for name, scored in scores.items() if name not in SURVIVAL} | {
+        name: scored for name, scored in scores.items() if name in SURVIVAL
+    }
     censoring = training_censoring(table, config.task.horizon_years)
     results = {}
     for name, scored in scores.items():
