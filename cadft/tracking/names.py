@@ -58,8 +58,8 @@ def cohort_params(card: dict) -> dict[str, int]:
 
 
 def flatten_metrics(metrics: dict) -> dict[str, float]:
-    """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/raw/brier, test/decision/t0.075/net_benefit,
-    test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc, ...
+    """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/raw/brier, test/survival/uno_c,
+    test/decision/t0.075/net_benefit, test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc, ...
 
     MLflow metric names allow only letters, digits, _ - . / space, so subgroup names are sanitised
     (`sex=Female` would be refused).
@@ -105,3 +105,5 @@ def _flatten_block(flat: dict, prefix: str, block: dict) -> None:
             _flatten_block(flat, f"{prefix}/subgroup/{_mlflow_name(f'{group}_{name}')}", sub)
     if block.get("raw"):
         _flatten_block(flat, f"{prefix}/raw", block["raw"])
+    if block.get("survival"):  # test/survival/uno_c, ... (cadft.eval.survival)
+        _flatten_block(flat, f"{prefix}/survival", block["survival"])

@@ -137,6 +137,9 @@ def test_an_ipcw_run_keeps_the_censored_and_weighs_training_and_every_metric(tra
     assert len(lines) == test["n"] + metrics["validation"]["n"] and "ipcw_weight" in json.loads(lines[0])
     html = (tmp_path / "run" / "eval" / "report.html").read_text()
     assert "weighted by the inverse probability of censoring" in html and "Uno's C" in html
+    with sqlite3.connect(_mlflow_db(cfg)) as db:
+        metric_keys = {row[0] for row in db.execute("select distinct key from metrics")}
+    assert {"test/survival/uno_c", "test/survival/brier_ipcw", "test/participants_used"} <= metric_keys
 
 
 def test_nothing_identifying_is_logged(train_config, tmp_path, synthetic_cohort):
