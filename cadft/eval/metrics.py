@@ -23,14 +23,10 @@ metrics.json, schema_version 2 (floats are plain numbers; an undefined metric, e
   eval.min_subgroup_cases cases).
 - `comparison` (training runs; cadft.eval.comparison): baseline -> {auroc, brier, delta_auroc, delta_brier},
   each delta {value, low, high}: this model minus the baseline on the same test participants (paired bootstrap).
-- `validation` and `test` also have `survival` for incident tasks (the frames carry followup_years and
-  followup_status; cadft.eval.survival: observed 10-year risk, Harrell's and Uno's C, IPCW Brier, observed risk per
-  decile from the follow-up), everyone in the split counted.
-- task.censoring=ipcw (the frames carry ipcw_weight, cadft.data.ipcw): every probability, threshold, decision,
-  subgroup and bootstrap metric above is IPCW-weighted (a participant censored before the horizon weighs 0; the
-  recalibration and the threshold are fitted with the same weights); `n` and `cases` stay counts of participants,
-  `prevalence` is the weighted event rate, tp/fp/tn/fn are weighted counts, the blocks say `weighted: "ipcw"` with
-  `participants_used` (weight > 0) and `effective_n` ((sum w)^2 / sum w^2, for the O/E and Wilson intervals).
+- `validation` and `test` have `survival` for incident tasks: the censoring-aware block of cadft.eval.survival.
+- task.censoring=ipcw (frames with ipcw_weight): every metric above, the recalibration and the threshold are
+  IPCW-weighted (cadft.data.ipcw); `n`, `cases` stay counts, `prevalence` and tp/fp/tn/fn are weighted, and the
+  blocks add `weighted: "ipcw"`, `participants_used` (weight > 0) and `effective_n` ((sum w)^2 / sum w^2).
 """
 
 from __future__ import annotations
@@ -242,8 +238,7 @@ def choose_threshold(
         f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
         f1 = f1[:-1]  # the last point has no threshold
         return float(thresholds[np.flatnonzero(f1 == f1.max())[-1]])
-    # thresholds decreasing; the first is +inf
-    fpr, tpr, thresholds = roc_curve(label, prob, drop_intermediate=False, sample_weight=weight)
+    fpr, tpr, thresholds = roc_curve(label, prob, drop_intermediate=False, sample_weight=weight)  # decreasing, +inf 1st
     if method == "youden":
         return float(thresholds[1 + np.argmax((tpr - fpr)[1:])])
     if method == "sensitivity":
@@ -392,11 +387,8 @@ def calibration_fit(label: np.ndarray, prob: np.ndarray, weight: np.ndarray | No
         return undefined
     z = to_logit(prob)
     # The mean predicted risk equals the observed rate at the root: monotone in a, so brentq always finds it.
-    if weight is None:
-        in_the_large = brentq(lambda a: expit(a + z).mean() - label.mean(), -100.0, 100.0, xtol=1e-12)
-    else:
-        rate = np.average(label, weights=weight)
-        in_the_large = brentq(lambda a: np.average(expit(a + z), weights=weight) - rate, -100.0, 100.0, xtol=1e-12)
+    rate = np.average(label, weights=weight)  # without weights: the plain means, exactly
+    in_the_large = brentq(lambda a: np.average(expit(a + z), weights=weight) - rate, -100.0, 100.0, xtol=1e-12)
     cases, controls = z[label == 1], z[label == 0]
     if cases.min() >= controls.max() or controls.min() >= cases.max():  # separated: the slope's MLE is infinite
         return undefined | {"calibration_in_the_large": float(in_the_large)}

@@ -83,7 +83,7 @@ CASES = [
         "baselines",
         ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"],
         "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
-        "lightgbm_all, pce, pce_recalibrated, age, zero_shot (pcee: did you mean pce?)",
+        "lightgbm_all, pce, pce_recalibrated, age, zero_shot, cox, cox_all (pcee: did you mean pce?)",
     ),
     (
         "baselines",
