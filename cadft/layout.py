@@ -10,6 +10,7 @@
                          class weights: counts only)
       checkpoints/checkpoint-N/
       eval/              metrics.json, predictions.jsonl, report.html, the plots; shareable/ (predictions without eids)
+      evaluations/DATE_TIME/  each later `cadft eval` of the run (its own MLflow run): eval/ stays what training wrote
 
 A sweep dir holds one run dir per job (0/, 1/, ...), mlflow_sweep.json and the leaderboard files.
 """
@@ -25,6 +26,7 @@ RUN_RECORD = "mlflow_run.json"
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 EVAL_DIR = "eval"
+EVALUATIONS_DIR = "evaluations"
 CHECKPOINT_INFO = "cadft_model.json"
 CALIBRATOR_FILE = "calibrator.json"
 TRAINING_SAMPLE_FILE = "training_sample.json"
@@ -67,3 +69,7 @@ class RunLayout:
     @property
     def eval_dir(self) -> Path:
         return self.root / EVAL_DIR
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / EVALUATIONS_DIR

@@ -20,9 +20,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cadft.cli.common import exit_on_user_error, prog_name
+from cadft.cli.common import exit_on_user_error, prog_name, stop_on_signals
 from cadft.errors import CadftError
-from cadft.files import atomic_file
+from cadft.files import atomic_file, check_writable, writing
 
 ARGUMENTS = {
     "run": "a training run dir",
@@ -68,6 +68,7 @@ def parse_arguments(argv: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     prog = prog_name("predict")
+    stop_on_signals()  # SIGTERM and SIGINT leave no partial CSV
     exit_on_user_error(prog)(_main)(prog, sys.argv[1:] if argv is None else argv)
 
 
@@ -83,6 +84,7 @@ def _main(prog: str, argv: list[str]) -> None:
         raise CadftError(f"data.path={args['data.path']}: no such file")
     if out.is_dir():
         raise CadftError(f"out={out} is a folder; give a file name such as risks.csv")
+    check_writable(out.parent, "out= folder", create=False)  # before the model loads and scores
     trained = TrainedRun(Path(args["run"]).expanduser().resolve(), args.get("device", "auto"))
     if args.get("task") and args["task"] != trained.config.task.name:
         raise CadftError(
@@ -92,7 +94,7 @@ def _main(prog: str, argv: list[str]) -> None:
     withdrawals = Path(args["data.withdrawals"]).expanduser().resolve() if args.get("data.withdrawals") else None
     records = trained.records(Path(args["data.path"]).resolve(), args.get("data.format", "auto"), withdrawals)
     risks = trained.predict(records, int(args["batch_size"]) if "batch_size" in args else None)
-    with atomic_file(out) as partial:  # all or nothing
+    with writing(out), atomic_file(out) as partial:  # all or nothing; a full disk is one line
         risks.write_csv(partial)
     print(
         f"{prog}: {risks.height} participants scored by {args['run']} ({trained.config.task.name}; recalibration "

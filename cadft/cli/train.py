@@ -56,6 +56,10 @@ def _train(cfg) -> None:
         run_training(
             with_absolute_paths(validate(cfg)), run_dir, job
         )  # each job's own values: the command line checked their composition
+    except KeyboardInterrupt:  # the whole sweep stops here: its parent run too ends KILLED
+        if job is not None:
+            job.stopped()
+        raise
     except Exception as err:  # Hydra ends a sweep at a failed job: record this one as FAILED and let the others run
         log.error("sweep job %s failed: %s", hydra_cfg.job.num, err, exc_info=not isinstance(err, CadftError))
         _record_failed_job(cfg, run_dir, err, job)

@@ -22,7 +22,7 @@ from cadft.eval.html import write_html
 from cadft.eval.metrics import recalibrated
 from cadft.eval.plots import write_plots
 from cadft.files import atomic_file, staging_dir
-from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, SHAREABLE_DIR
+from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, RUN_RECORD, SHAREABLE_DIR
 
 SCORED_SPLITS = ("validation", "test")
 
@@ -120,7 +120,7 @@ def _check_curves(test: pl.DataFrame, curves: Mapping[str, pl.DataFrame]) -> Non
 def shareable_files(out_dir: Path, *, include_eids: bool) -> list[Path]:
     """The report files to upload to a tracking store; without eids, predictions go up with the eid key removed (a copy
     in out_dir/shareable/)."""
-    files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    files = sorted(p for p in out_dir.iterdir() if p.is_file() and p.name != RUN_RECORD)  # an evaluation's record
     if include_eids:
         return files
     stripped = out_dir / SHAREABLE_DIR / PREDICTIONS_FILE

@@ -22,7 +22,7 @@ class TrainedRun:
     model loads), then its model and tokenizer."""
 
     def __init__(self, run_dir: Path, device_setting: str = "auto"):
-        from cadft.eval.recalibration import Recalibrator
+        from cadft.predict.check import check_model
 
         layout = RunLayout(Path(run_dir))
         if not layout.config.is_file() or not (layout.model_dir / CHECKPOINT_INFO).is_file():
@@ -32,15 +32,18 @@ class TrainedRun:
             )
         if not (layout.model_dir / CALIBRATOR_FILE).is_file():
             raise CadftError(
-                f"run={run_dir}: {layout.model_dir.name}/{CALIBRATOR_FILE} is missing: the run was saved before "
-                f"recalibration existed or did not finish; run cadft eval on it first"
+                f"run={run_dir}: {layout.model_dir.name}/{CALIBRATOR_FILE} is missing: the run stopped before it "
+                f"was scored (or was saved before recalibration existed); finish it with: cadft eval {run_dir} --finish"
             )
         self.config: Config = load(layout.config)
         if self.config.data.format == "seed_json":
             raise CadftError(
                 f"run={run_dir}: trained on seed-JSON records, which carry no extract fields to rebuild text from"
             )
-        self.recalibrator = Recalibrator.load(layout.model_dir / CALIBRATOR_FILE)
+        # the files the run saved, a finite calibrator, and the config the model was trained with
+        self.recalibrator = check_model(
+            layout.model_dir, self.config, label=f"run={run_dir}", config_source=f"{layout.config.name}"
+        )
         self.model_dir, self.device_setting = layout.model_dir, device_setting
 
     @cached_property

@@ -7,6 +7,10 @@ import re
 
 KIND_TAG = "kind"  # llm (a training run) | baseline | oracle | sweep (a sweep's parent run) | evaluation (cadft eval)
 KIND_LLM, KIND_BASELINE, KIND_ORACLE, KIND_SWEEP = "llm", "baseline", "oracle", "sweep"
+KIND_EVALUATION = "evaluation"  # cadft eval: a run of its own, a child of the training run it evaluates
+EVALUATES_TAG = "cadft.evaluates"  # an evaluation's training run id
+EVALUATED_MODEL_TAG = "cadft.evaluated_model"  # the model folder an evaluation scored (model/ or checkpoint-N)
+FINISHED_BY_TAG = "cadft.finished_by"  # a run stopped before scoring, finished later by `cadft eval RUN --finish`
 RUN_TAGS = ("strategy", "head", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run.run_tags)
 RUN_DIR_TAG = "cadft.run_dir"  # the run's local folder: cadft eval finds the run through it
 ERROR_TAG = "cadft.error"  # a failed sweep job's error

@@ -38,6 +38,13 @@ class SweepJob:
     parent_run_id: str
     tags: dict[str, str]
     run_name: str | None
+    tracking_uri: str | None = None  # the parent run's store
+
+    def stopped(self) -> None:
+        """The sweep was stopped (Ctrl-C, SIGTERM) in this job: its parent run ends KILLED (Hydra never reaches
+        on_multirun_end)."""
+        if self.tracking_uri:
+            client_for(self.tracking_uri).set_terminated(self.parent_run_id, "KILLED")
 
 
 def swept_keys(config: DictConfig) -> list[str]:
@@ -70,7 +77,8 @@ def sweep_job(hydra_config) -> SweepJob | None:
     tags = {names.SWEPT_TAG + key: value for key, value in values.items()} | {
         names.SWEEP_TAG + "job": str(hydra_config.job.num)
     }
-    return SweepJob(record["parent_run_id"], tags, " ".join(f"{key}={value}" for key, value in values.items()) or None)
+    name = " ".join(f"{key}={value}" for key, value in values.items()) or None
+    return SweepJob(record["parent_run_id"], tags, name, record.get("tracking_uri"))
 
 
 class SweepTracking(Callback):
