@@ -166,7 +166,7 @@ def check_target(target: Target, config: Config, overrides: list[str]):
     return check_model(
         target.model_dir,
         config,
-        label=str(target.model_dir),
+        label=str(target.run_dir),
         config_source=f"the run's {RESOLVED_CONFIG}" + (" with the overrides" if overrides else ""),
         record_dir=run_model if target.model_dir != run_model else None,
     )

@@ -38,8 +38,8 @@ def check_model(model_dir: Path, config: Config, *, label: str, config_source: s
     _check_files(model_dir, info, label)
     if not any((model_dir / name).is_file() for name in WEIGHTS):
         raise CadftError(
-            f"{label}: {model_dir} has no adapter or model weights ({', '.join(WEIGHTS[:3])}, ...): the model "
-            "folder is incomplete; restore it from a copy or train again"
+            f"{label}: {model_dir.name}/ has no adapter or model weights ({', '.join(WEIGHTS[:3])}, ...): the "
+            "model folder is incomplete; restore it from a copy or train again"
         )
     recorded = info.get(TRAINED_ON)
     if recorded is None and record_dir is not None and (Path(record_dir) / CHECKPOINT_INFO).is_file():
@@ -76,20 +76,21 @@ def _check_files(model_dir: Path, info: dict, label: str) -> None:
         return
     for name, digest in sorted(files.items()):
         path = model_dir / name
+        shown = f"{model_dir.name}/{name}"
         if not path.is_file():
             raise CadftError(
-                f"{label}: {path} is missing (the run saved it with the model); restore the model folder from a "
+                f"{label}: {shown} is missing (the run saved it with the model); restore the model folder from a "
                 "copy or train again"
             )
         if file_digest(path) != digest:
             raise CadftError(
-                f"{label}: {path} is not the file the run saved (its SHA-256 differs from the one in "
+                f"{label}: {shown} is not the file the run saved (its SHA-256 differs from the one in "
                 f"{CHECKPOINT_INFO}): it was edited or replaced; restore it from a copy or train again"
             )
     if (model_dir / CALIBRATOR_FILE).is_file() and CALIBRATOR_FILE not in files:
         raise CadftError(
-            f"{label}: {model_dir / CALIBRATOR_FILE} was not saved by the run (its {CHECKPOINT_INFO} records no "
-            f"calibrator): remove it and write the run's own with: cadft eval {model_dir.parent} --finish"
+            f"{label}: {model_dir.name}/{CALIBRATOR_FILE} was not saved by the run (its {CHECKPOINT_INFO} records "
+            f"no calibrator): remove it and write the run's own with: cadft eval {model_dir.parent} --finish"
         )
 
 

@@ -72,7 +72,7 @@ class TrainedRun:
         raw = score_texts(
             model,
             tokenizer,
-            records["text"].to_list(),
+            records["text"],  # a Series: each batch becomes Python strings when it is scored
             head=self.config.head,
             batch_size=batch_size or self.config.eval.batch_size,
             max_length=self.config.train.max_length,
