@@ -35,7 +35,7 @@ from cadft.data.text import render_texts
 from cadft.data.ukb.centres import CENTRE_FIELD
 from cadft.data.ukb.read import read_extract
 from cadft.data.ukb.registry import load_registry
-from cadft.data.ukb.withdrawals import drop_withdrawn, kept, read_withdrawals
+from cadft.data.ukb.withdrawals import check_someone_left, drop_withdrawn, kept, read_withdrawals
 from cadft.errors import CadftError
 from cadft.files import check_writable, publish_dir, staging_dir
 from cadft.progress import progress
@@ -83,6 +83,7 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
             data.path, text_key=data.text_key, label_key=data.label_key, id_key=data.id_key, encoding=data.encoding
         )
         keep, removed = kept(table["eid"], withdrawn)
+        check_someone_left(data.path, int(keep.sum()), removed)
         card = {"input": {"format": "seed_json", "rows": table.height, **removed}, "exclusions": {}, "features": []}
         table = table.filter(keep)
         features, places = [], None

@@ -2,8 +2,9 @@
 cannot be applied with a config, calibrator or weights it was not saved with (cadft.predict.check).
 
 cadft train writes, once the model is saved (`seal`):
-- "trained_on": the task (its whole definition), the feature list, the text template and its settings, the head,
-  the backbone, the strategy and the cadft version: everything that decides how a record becomes a score;
+- "trained_on": the task (its whole definition), the features (their specs), the text template and its settings (the
+  features it writes), the head, the backbone, the strategy and the cadft version: everything that decides how a
+  record becomes a score;
 - "files": the SHA-256 of every file of the model folder (adapter or weights, tokenizer, training sample); the
   calibrator's is added when it is saved, after scoring (`record_file`).
 Hashing reads each file once: ~1 s per GB. The Trainer's checkpoints carry no record of their own (their run's model
@@ -30,7 +31,7 @@ def trained_on(config: Config) -> dict:
     """How a record becomes a score for this config (plain values, as JSON holds them)."""
     return {  # keyed as in the config, so a difference is named by its config key (data.features, head.name)
         "task": plain(config.task),
-        "data": {"features": list(config.data.features)},
+        "data": {"features": plain(config.data.features)},
         "text": plain(config.text),
         "head": plain(config.head),
         "backbone": plain(config.backbone),
