@@ -5,8 +5,10 @@ Why the whole file: the key follows the content, not the name or the folder. The
 reached through another path or used from another working folder is prepared once; an extract edited in place, even
 in the middle and keeping its size, is prepared again. A hash of the first and last MiB would miss such an edit
 unless the modification time were in the key too, and a plain copy changes the modification time. Hashing reads the
-file once (~1-2 s per GB, less than parsing it); the digest is kept in <paths.prepared_dir>/.extract_digests/ under
-the file's identity (resolved path, size, modification time, inode), so an unchanged file is never read twice.
+file once (~1-2 s per GB, less than parsing it); the digest is kept in the process and in
+<paths.prepared_dir>/.extract_digests/ under the file's identity (resolved path, size, modification time, inode), so an
+unchanged file is read again only by the second process that uses it, when the cache folder did not exist yet for the
+first (nothing is created there before a preparation succeeds).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cadft.files import file_digest, write_text_atomic
 
 MEMO_DIR = ".extract_digests"
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+_known: dict[str, str] = {}  # identity -> digest, in this process
 
 
 def extract_digest(path: Path, prepared_dir: Path) -> str:
@@ -32,7 +35,9 @@ def extract_digest(path: Path, prepared_dir: Path) -> str:
         recorded = memo.read_text().strip()
         if _HEX.match(recorded):
             return recorded
-    digest = file_digest(path)
-    with contextlib.suppress(OSError):  # a cache folder that cannot be written: hashed again next time
-        write_text_atomic(memo, digest + "\n")
+    digest = _known.get(identity) or file_digest(path)
+    _known[identity] = digest
+    if Path(prepared_dir).is_dir():
+        with contextlib.suppress(OSError):  # a cache folder that cannot be written: hashed again next time
+            write_text_atomic(memo, digest + "\n")
     return digest

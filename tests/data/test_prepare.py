@@ -195,9 +195,10 @@ def test_damaged_cache_entry_is_rebuilt(make_config, extract, caplog, damage):
     assert again.directory == first.directory and again.damage() is None
     assert again.table().equals(expected)
     assert f"prepared data in {first.directory} is damaged" in caplog.text
-    assert sorted(p.name for p in again.directory.parent.iterdir()) == [
-        first.directory.name
-    ]  # no staging or damaged leftovers
+    assert sorted(p.name for p in again.directory.parent.iterdir()) == [  # no staging or damaged leftovers
+        ".extract_digests",  # the extract's SHA-256 for the cache key (cadft.data.fingerprint)
+        first.directory.name,
+    ]
 
 
 def test_unwritable_prepared_dir_fails_before_the_extract_is_read(make_config, tmp_path):
