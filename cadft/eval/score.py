@@ -12,7 +12,7 @@ import torch
 from cadft.config.schema import Head
 from cadft.progress import progress
 
-LENGTH_CHUNK = 4096  # records tokenised at a time to learn their lengths (then let go)
+LENGTH_CHUNK = 1024  # records tokenised at a time to learn their lengths, then let go (~50 MB of Python ints)
 
 
 @torch.inference_mode()
