@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cadft.config.schema import Config
 from cadft.config.typecheck import plain
+from cadft.layout import RUN_RECORD
 from cadft.tracking import names, session, store
 from cadft.tracking.record import read_record
 
@@ -30,10 +31,9 @@ from cadft.tracking.record import read_record
 @contextlib.contextmanager
 def evaluation_run(run_dir: Path, model_dir: Path, out_dir: Path, config: Config, overrides: list[str]) -> Iterator:
     """A new MLflow run for this evaluation, open while the block runs (nothing when the training run has no MLflow
-    record); its local record is `out_dir`/mlflow_run.json. An out_dir this evaluation made is removed when it fails
-    or is stopped: no report without its numbers."""
+    record); its local record is `out_dir`/mlflow_run.json. When the evaluation fails or is stopped, an out_dir that
+    holds nothing else (the report is written whole or not at all) is removed."""
     record = read_record(run_dir)
-    made = not out_dir.exists()
     try:
         if record:
             tracking = _tracking_of(record, config)
@@ -60,7 +60,7 @@ def evaluation_run(run_dir: Path, model_dir: Path, out_dir: Path, config: Config
             )
             yield
     except BaseException:
-        if made:
+        if out_dir.is_dir() and all(path.name == RUN_RECORD for path in out_dir.iterdir()):
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
 

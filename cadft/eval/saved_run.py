@@ -11,6 +11,7 @@ what training wrote and stays so); a checkpoint's goes to eval/ inside it; --fin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -99,14 +100,21 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
 
 
 def new_evaluation_dir(run_dir: Path) -> Path:
-    """<run>/evaluations/<date>_<time> (with -2, -3, ... when one of that second exists)."""
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    folder = RunLayout(run_dir).evaluations / stamp
-    number = 1
-    while folder.exists():
-        number += 1
-        folder = RunLayout(run_dir).evaluations / f"{stamp}-{number}"
-    return folder
+    """<run>/evaluations/<date>_<time>: the name; `evaluate` makes it (another -2, -3, ... when it exists)."""
+    return RunLayout(run_dir).evaluations / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _reserved(folder: Path) -> Path:
+    """`folder`, or `folder`-2, -3, ...: the first that this process creates (two evaluations in one second)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 1000):
+        candidate = folder if number == 1 else folder.with_name(f"{folder.name}-{number}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise CadftError(f"{folder.parent}: 999 evaluations started in the same second; give --out DIR")
 
 
 def finished_target(target: Target, overrides: list[str]) -> Target:
@@ -197,6 +205,8 @@ def evaluate(
     saved = check_target(target, config, overrides)
     recalibrator = saved if saved is not None and saved.method == config.eval.recalibration else None
     check_writable(target.out_dir, "output folder (--out)", create=False)  # before the model loads
+    if target.out_dir.parent == RunLayout(target.run_dir).evaluations:
+        target = dataclasses.replace(target, out_dir=_reserved(target.out_dir))
     device = resolve_device(device_setting)
     table, card = load_prepared_table(target.run_dir, config)
     sample = TrainingSample.load(target.model_dir / TRAINING_SAMPLE_FILE) or TrainingSample.load(
