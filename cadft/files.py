@@ -111,14 +111,15 @@ _NATIVE = re.compile(r"\(os error (\d+)\)")  # Rust's io::Error (polars, safeten
 
 
 def write_failure(err: BaseException, path: str | Path | None = None) -> CadftError | None:
-    """One line for a failed write the user fixes on the machine: the path (the OSError's own, else `path`) and the
-    errno; None when `err` (or what caused it) is no such failure, or names no path."""
+    """One line for a failed write the user fixes on the machine: the path (`path`, what was being written, else the
+    OSError's own, which may be a temporary name) and the errno; None when `err` (or what caused it) is no such
+    failure, or names no path."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         code, where = None, path
         if isinstance(err, OSError) and err.errno in WRITE_FAILURES:
-            code, where = err.errno, err.filename or path
+            code, where = err.errno, path or err.filename
         elif (match := _NATIVE.search(str(err))) and int(match.group(1)) in WRITE_FAILURES:
             code = int(match.group(1))
         if code is not None and where is not None:

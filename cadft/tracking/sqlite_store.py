@@ -83,7 +83,7 @@ def client_for(uri: str):
             client.search_experiments(max_results=1)
         except Exception as err:
             stray = _stray_migration_tables(db)
-            if stray and not isinstance(err, CadftError):
+            if stray and _failure(err, uri) is None:  # a full disk stops a migration too: that is the news
                 raise CadftError(
                     f"tracking store {db}: an interrupted MLflow schema migration left {', '.join(stray)} and the "
                     "store no longer opens; restore a backup, or move it aside to start a new one"
@@ -134,16 +134,24 @@ def store_failure(uri: str) -> Iterator[None]:
     except CadftError:
         raise
     except Exception as err:
-        db = sqlite_path(uri)
-        message = str(err).lower()
-        code = next((code for text, code in STORE_FAILURES.items() if text in message), None)
-        if db is None or code is None:
+        failure = _failure(err, uri)
+        if failure is None:
             raise
-        raise CadftError(
-            f"tracking store {db}: {os.strerror(code)} ({errno.errorcode[code]}; SQLite: "
-            f"{next(text for text in STORE_FAILURES if text in message)}); free space there or move it "
-            "(paths.output_dir, tracking.uri)"
-        ) from None
+        raise failure from None
+
+
+def _failure(err: Exception, uri: str) -> CadftError | None:
+    db = sqlite_path(uri)
+    message = str(err).lower()
+    text = next((text for text in STORE_FAILURES if text in message), None)
+    if db is None or text is None:
+        return None
+    code = STORE_FAILURES[text]
+    fix = "free space there" if code == errno.ENOSPC else "make it writable"
+    return CadftError(
+        f"tracking store {db}: {os.strerror(code)} ({errno.errorcode[code]}; SQLite: {text}); {fix}, or move the "
+        "store (paths.output_dir, tracking.uri)"
+    )
 
 
 def _stray_migration_tables(db: Path) -> list[str]:
