@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 
@@ -20,8 +21,8 @@ def trained(tiny_run, synthetic_cohort):
     return tiny_run, synthetic_cohort[0]
 
 
-def predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*CADFT, "predict", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+def predict(*args: str, cwd: Path, umask: int = -1) -> subprocess.CompletedProcess:
+    return subprocess.run([*CADFT, "predict", *args], capture_output=True, text=True, timeout=300, cwd=cwd, umask=umask)
 
 
 def run_test_risks(run: Path) -> pl.DataFrame:
@@ -31,8 +32,9 @@ def run_test_risks(run: Path) -> pl.DataFrame:
 
 def test_predict_reproduces_the_runs_test_risks(trained, tmp_path):
     run, extract = trained
-    done = predict(f"run={run}", f"data.path={extract}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path)
+    done = predict(f"run={run}", f"data.path={extract}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path, umask=0o007)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert stat.S_IMODE((tmp_path / "risks.csv").stat().st_mode) == 0o660  # the umask's modes, not mkstemp's 0600
     risks = pl.read_csv(tmp_path / "risks.csv")
     assert (
         risks.columns == ["eid", "risk", "raw_score"] and risks.height == 3000
@@ -132,3 +134,15 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
         assert done.returncode == 2 and "calibrator.json is missing" in done.stderr
     finally:
         (tmp_path / "calibrator.json").rename(run / "model" / "calibrator.json")
+
+
+def test_a_run_and_its_prepared_data_get_the_umasks_modes(trained):
+    """Shared filesystems: nothing private (safetensors writes the adapter 0600; staging folders are made 0700)."""
+    from cadft.files import umask
+
+    run, _ = trained
+    files, folders = 0o666 & ~umask(), 0o777 & ~umask()
+    for path in [*(run / "model").iterdir(), *(run / "checkpoints").glob("checkpoint-*/*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == (folders if path.is_dir() else files), path
+    prepared = Path(json.loads((run / "prepared.json").read_text())["table"])
+    assert stat.S_IMODE(prepared.parent.stat().st_mode) == folders and stat.S_IMODE(prepared.stat().st_mode) == files
