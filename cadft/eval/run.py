@@ -76,6 +76,25 @@ def evaluate_model(
         "data": card,
         "baselines": {name: baseline_metrics for name, (baseline_metrics, _) in baselines.items()},
     }
+    if config.eval.explain:  # which parts of the records moved the risks (cadft/explain/)
+        from cadft.explain.report import explain_into, metrics_entry
+
+        def score(texts: list[str]):
+            return score_texts(
+                model,
+                tokenizer,
+                texts,
+                head=config.head,
+                batch_size=config.explain.batch_size,
+                max_length=config.train.max_length,
+                device=device,
+                desc="explaining",
+            )
+
+        explained = explain_into(
+            out_dir, config, table, train_rows, score, Recalibrator(**metrics["recalibration"]), lambda: device
+        )
+        metrics["explanations"], context["explanations"] = metrics_entry(explained.summary), explained.section
     write_report(
         out_dir,
         scored["validation"],

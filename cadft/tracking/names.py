@@ -28,6 +28,9 @@ VALIDATION_DURING_TRAINING = (
     "val/"  # + metric: validation during training (model selection); final metrics: validation/, test/
 )
 COMPARISON = "comparison/"  # + baseline name + /metric: the paired comparison with a baseline
+# + <model>_<variant>/importance/<part>, /truth_spearman (+ _ci_low, _ci_high), /truth_rank_correlation_median:
+# explanations (cadft explain, eval.explain=true); aggregates only
+EXPLAIN = "explain/"
 
 
 def flat_config(values: dict) -> dict[str, object]:
@@ -76,6 +79,28 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
         _flatten_block(flat, f"test/decision/t{row['threshold']:g}", row)
     for name, comparison in (metrics.get("comparison") or {}).items():
         _flatten_block(flat, f"{COMPARISON}{_mlflow_name(name)}", comparison)
+    if metrics.get("explanations"):
+        flat |= flatten_explanations(metrics["explanations"])
+    return flat
+
+
+def flatten_explanations(summary: dict) -> dict[str, float]:
+    """An explanation summary (cadft.explain.importance) as metrics: each method's global importance per part and its
+    agreement with the truth."""
+    flat = {}
+    for row in summary.get("importance", []):
+        method = _mlflow_name(f"{row['model']}_{row['variant']}")
+        flat[f"{EXPLAIN}{method}/importance/{_mlflow_name(row['feature'])}"] = float(row["mean_abs_delta_logit"])
+    for row in summary.get("agreement", []):
+        method = f"{EXPLAIN}{_mlflow_name(row['model'] + '_' + row['variant'])}"
+        for key, name in (
+            ("spearman", "truth_spearman"),
+            ("low", "truth_spearman_ci_low"),
+            ("high", "truth_spearman_ci_high"),
+            ("participant_rank_correlation_median", "truth_rank_correlation_median"),
+        ):
+            if row.get(key) is not None:
+                flat[f"{method}/{name}"] = float(row[key])
     return flat
 
 

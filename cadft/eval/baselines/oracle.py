@@ -1,5 +1,6 @@
 """The oracle (synthetic cohorts): the simulator's true risk per person, the ceiling any model can reach; read from the
-file cadft synth writes beside the extract, never recalibrated."""
+file cadft synth writes beside the extract, never recalibrated. The same file holds each person's true contribution of
+each risk factor to their log-hazard (cadft/synth/contributions.py), which explanations are checked against."""
 
 from __future__ import annotations
 
@@ -50,3 +51,18 @@ def oracle_scores(table: pl.DataFrame, oracle_path) -> tuple[pl.DataFrame, pl.Da
             )
         frames.append(score_frame(rows, rows["risk"].to_numpy()))
     return frames[0], frames[1]
+
+
+def oracle_contributions(oracle_path) -> pl.DataFrame | None:
+    """eid and the true contribution of each risk factor (`true:<factor>` columns) of the participants free of CAD at
+    baseline; None for an oracle file written before cadft synth wrote them."""
+    from cadft.synth.contributions import COLUMN_PREFIX
+
+    path = Path(oracle_path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    columns = pl.read_parquet_schema(path).names() if parquet else pl.read_csv(path, n_rows=0).columns
+    wanted = ["eid", *(c for c in columns if c.startswith(COLUMN_PREFIX))]
+    if len(wanted) == 1:
+        return None
+    oracle = pl.read_parquet(path, columns=wanted) if parquet else pl.read_csv(path, columns=wanted)
+    return oracle.select(pl.col("eid").cast(pl.Int64), pl.exclude("eid").cast(pl.Float64)).drop_nulls()
