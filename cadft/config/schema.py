@@ -343,9 +343,7 @@ class Explain:  # conf/explain/default.yaml
     n: PositiveInt
     seed: int
     split: Literal["validation", "test"]
-    variants: Annotated[
-        list[Literal["remove", "median"]], Rule(_explain_variants, "remove, and median if wanted, each once")
-    ]
+    variants: Annotated[list[Literal["remove", "median"]], Rule(_explain_variants, "containing remove, each once")]
     features: Annotated[list[str], NonEmpty] | None  # checked against the run's record (cadft.explain.occlusion)
     baselines: Annotated[list[Literal["logistic", "lightgbm"]], Rule(_distinct, "each once")]
     batch_size: PositiveInt

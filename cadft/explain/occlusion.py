@@ -142,11 +142,14 @@ def _render(rows: pl.DataFrame, features: list[Feature], text: Text) -> pl.Serie
 def _occluded(
     rows: pl.DataFrame, features: list[Feature], text: Text, part: str, variant: str, reference: dict[str, object]
 ) -> pl.Series:
-    by_name = {feature.name: feature for feature in features}
-    if variant == "remove" and part in by_name:
+    if variant == "remove" and part in {feature.name for feature in features}:
         return _render(rows, [feature for feature in features if feature.name != part], text)
-    value = None if variant == "remove" else reference[part]
+    return _render(with_part(rows, part, None if variant == "remove" else reference[part]), features, text)
+
+
+def with_part(rows: pl.DataFrame, part: str, value) -> pl.DataFrame:
+    """`rows` with one part set to `value` for everyone (None: nothing), a number's special answer cleared with it."""
     changed = [pl.lit(value, dtype=rows[part].dtype).alias(part)]
     if part + SPECIAL_SUFFIX in rows.columns:  # a special answer stands in for a missing number: it goes too
         changed.append(pl.lit(None, dtype=pl.String).alias(part + SPECIAL_SUFFIX))
-    return _render(rows.with_columns(changed), features, text)
+    return rows.with_columns(changed)

@@ -149,22 +149,21 @@ def method_label(model: str, variant: str, names: dict[str, str]) -> str:
     return f"{names.get(model, model)} ({variant})"
 
 
+def importance_table(summary: dict, missing: str) -> tuple[list[tuple[str, str]], list[tuple[str, list[str]]]]:
+    """(the methods, in order; per part, each method's mean |Δlogit| with its CI as text)."""
+    methods = list(dict.fromkeys((row["model"], row["variant"]) for row in summary["importance"]))
+    cells = {(row["model"], row["variant"], row["feature"]): row for row in summary["importance"]}
+
+    def cell(row: dict | None) -> str:
+        return missing if row is None else with_ci(row["mean_abs_delta_logit"], row, 3, missing=missing)
+
+    return methods, [(part, [cell(cells.get((*method, part))) for method in methods]) for part in summary["parts"]]
+
+
 def section(explanation: Explanation, files: dict[str, Path], *, model_name: str, reasons: int) -> dict:
     """What templates/explanations.html.j2 shows."""
     summary, names = explanation.summary, display_names(model_name)
-    importance = pl.DataFrame(summary["importance"])
-    methods = importance.select("model", "variant").unique(maintain_order=True).rows()
-    table = []
-    for part in summary["parts"]:
-        cells = []
-        for model, variant in methods:
-            row = importance.filter(
-                (pl.col("model") == model) & (pl.col("variant") == variant) & (pl.col("feature") == part)
-            )
-            cells.append(
-                with_ci(row["mean_abs_delta_logit"][0], row.row(0, named=True), 3, missing="–") if row.height else "–"
-            )
-        table.append({"feature": part, "cells": cells})
+    methods, rows = importance_table(summary, "–")
     top = top_reasons(explanation.frame, summary["parts"], reasons)
     people = []
     for record in explanation.records.sort("risk", descending=True).iter_rows(named=True):
@@ -176,17 +175,17 @@ def section(explanation: Explanation, files: dict[str, Path], *, model_name: str
                 "reasons": [{**reason, "value": record[reason["feature"]]} for reason in mine.iter_rows(named=True)],
             }
         )
+
+    def labelled(rows: list[dict]) -> list[dict]:
+        return [{**row, "method": method_label(row["model"], row["variant"], names)} for row in rows]
+
     return {
         "summary": summary,
         "cost": cost_line(summary["cost"]),
         "methods": [method_label(model, variant, names) for model, variant in methods],
-        "importance": table,
-        "agreement": [
-            {**row, "method": method_label(row["model"], row["variant"], names)} for row in summary.get("agreement", [])
-        ],
-        "direction": [
-            {**row, "method": method_label(row["model"], row["variant"], names)} for row in summary["direction"]
-        ],
+        "importance": [{"feature": part, "cells": cells} for part, cells in rows],
+        "agreement": labelled(summary.get("agreement", [])),
+        "direction": labelled(summary["direction"]),
         "plot": files.get("importance_plot"),
         "people": people,
         "reasons": reasons,
@@ -199,19 +198,13 @@ def print_explanation(title: str, explanation: Explanation, model_name: str, foo
     from rich.table import Table
 
     summary, names = explanation.summary, display_names(model_name)
-    importance = pl.DataFrame(summary["importance"])
-    methods = importance.select("model", "variant").unique(maintain_order=True).rows()
+    methods, rows = importance_table(summary, "-")
     table = Table(title=title)
     table.add_column("part of the record")
     for model, variant in methods:
-        table.add_column(f"{method_label(model, variant, names)}\nmean |Δlogit| [95% CI]", justify="right")
-    for part in summary["parts"]:
-        cells = []
-        for model, variant in methods:
-            row = importance.filter(
-                (pl.col("model") == model) & (pl.col("variant") == variant) & (pl.col("feature") == part)
-            )
-            cells.append(with_ci(row["mean_abs_delta_logit"][0], row.row(0, named=True)) if row.height else "-")
+        size = "|log-hazard contribution|" if model == "truth" else "|Δlogit|"
+        table.add_column(f"{method_label(model, variant, names)}\nmean {size} [95% CI]", justify="right")
+    for part, cells in rows:
         table.add_row(part, *cells)
     console = Console(width=200)
     console.print(table)

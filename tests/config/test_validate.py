@@ -435,8 +435,7 @@ def test_the_slurm_launcher_passes():
         (["explain.n=0"], "explain.n=0: expected an integer >= 1"),
         (
             ["explain.variants=[median]"],
-            "explain.variants=[median]: expected a list, each one of remove, median, remove, and median if wanted, "
-            "each once",
+            "explain.variants=[median]: expected a list, each one of remove, median, containing remove, each once",
         ),
         (
             ["text.features=[age,sex]", "explain.features=[age,bmi]"],
