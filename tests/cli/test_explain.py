@@ -21,10 +21,10 @@ PARTS = ["age", "sex", "systolic_bp", "cholesterol", "hdl", "smoking", "diabetes
 def test_explain_writes_the_explanations_checks_them_against_the_truth_and_logs_them(tiny_explanation):
     run, out, done = tiny_explanation
     frame = pl.read_parquet(out / EXPLANATIONS_FILE)
-    assert frame.columns == list(COLUMNS) and frame["eid"].n_unique() == 24
+    assert frame.columns == list(COLUMNS) and frame["eid"].n_unique() == 16
     methods = sorted(set(frame.select("model", "variant").iter_rows()))
     assert methods == [("lightgbm", "treeshap"), ("llm", "median"), ("llm", "remove"), ("logistic", "coefficient")]
-    assert frame.height == 24 * len(PARTS) * 4 and set(frame["feature"]) == set(PARTS)
+    assert frame.height == 16 * len(PARTS) * 4 and set(frame["feature"]) == set(PARTS)
     test_eids = {
         row["eid"]
         for row in map(json.loads, (run / "eval" / "predictions.jsonl").read_text().splitlines())
@@ -32,9 +32,9 @@ def test_explain_writes_the_explanations_checks_them_against_the_truth_and_logs_
     }
     assert set(frame["eid"]) <= test_eids  # a sample of explain.split
     summary = json.loads((out / EXPLANATIONS_SUMMARY).read_text())
-    assert summary["parts"] == PARTS and summary["cost"]["forward_passes"] == 24 * (1 + len(PARTS) * 2)
+    assert summary["parts"] == PARTS and summary["cost"]["forward_passes"] == 16 * (1 + len(PARTS) * 2)
     assert {(row["model"], row["variant"]) for row in summary["agreement"]} == set(methods)
-    assert all(row["features"] == PARTS and row["participants"] == 24 for row in summary["agreement"])
+    assert all(row["features"] == PARTS and row["participants"] == 16 for row in summary["agreement"])
     assert {row["model"] for row in summary["importance"]} == {"llm", "logistic", "lightgbm", "truth"}
     page = (out / REPORT_FILE).read_text()
     assert "Agreement with the true risk factors" in page and "<!-- cadft:participants -->" in page
