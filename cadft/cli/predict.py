@@ -14,7 +14,7 @@ apply), and every negative eid.
 `task=NAME`, when given, must be the run's task (a model for one outcome does not predict another).
 `explain=true` adds each person's top reasons (the run's explain.reasons, 3 by default): reason_1 ... with the part of
 the record whose removal moved the risk most and reason_1_delta_risk, the risk minus the risk without it (as cadft
-explain gives them; docs/explanations.md). It costs one forward pass more per part of the record and person.
+explain gives them; docs/explanations.md). It costs 1 + parts more forward passes per person.
 Exit status 2 with one line for bad input: an unreadable run, a run without a calibrator, missing columns.
 """
 
@@ -36,7 +36,7 @@ ARGUMENTS = {
     "task": "the run's task name (a check)",
     "device": "auto | cpu | cuda",
     "batch_size": "records per scoring batch",
-    "explain": "true | false: add each person's top reasons (one more forward pass per part of the record)",
+    "explain": "true | false: add each person's top reasons (1 + parts more forward passes each)",
 }
 REQUIRED = ("run", "data.path", "out")
 
