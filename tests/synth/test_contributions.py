@@ -25,7 +25,7 @@ def test_the_true_contributions_in_the_oracle_sum_to_its_log_hazard_minus_the_re
     assert prevalent.height and nulls == (prevalent.height,) * (1 + len(columns))  # like risk: none
 
 
-def test_a_factor_with_a_term_of_its_own_gets_exactly_that_terms_change():
+def test_a_factor_with_a_term_of_its_own_gets_exactly_that_terms_change(monkeypatch):
     from cadft.synth.cohort import draw_baseline
     from cadft.synth.outcomes import draw_prevalence
     from cadft.synth.treatment import draw_treatment
@@ -33,6 +33,7 @@ def test_a_factor_with_a_term_of_its_own_gets_exactly_that_terms_change():
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(3).spawn(3)]
     baseline = draw_baseline(500, streams[0])
     treatment = draw_treatment(baseline, draw_prevalence(baseline, streams[1]).prevalent, streams[2])
+    monkeypatch.setattr("cadft.synth.contributions.PCE_BLOCK", 97)  # several blocks, the last one short
     contributions, log_hazard, reference = true_contributions(baseline, treatment)
     np.testing.assert_allclose(
         contributions["lipoprotein_a"], 0.18 * (np.log(baseline.lpa) - np.log(REFERENCE["lipoprotein_a"])), atol=1e-12
