@@ -9,7 +9,9 @@
                          calibrator.json (recalibration fitted on validation), training_sample.json (case fraction,
                          class weights: counts only)
       checkpoints/checkpoint-N/
-      eval/              metrics.json, predictions.jsonl, report.html, the plots; shareable/ (predictions without eids)
+      eval/              metrics.json, predictions.jsonl, report.html, the plots; shareable/ (predictions without eids);
+                         with eval.explain=true also explanations.parquet, explanations.json, global_importance.png
+      explain/           cadft explain: explanations.parquet, explanations.json, global_importance.png, report.html
       evaluations/DATE_TIME/  each later `cadft eval` of the run (its own MLflow run): eval/ stays what training wrote
 
 A sweep dir holds one run dir per job (0/, 1/, ...), mlflow_sweep.json and the leaderboard files.
@@ -34,6 +36,10 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 REPORT_FILE = "report.html"
 SHAREABLE_DIR = "shareable"
+EXPLAIN_DIR = "explain"
+EXPLANATIONS_FILE = "explanations.parquet"
+EXPLANATIONS_SUMMARY = "explanations.json"
+IMPORTANCE_PLOT = "global_importance.png"
 SWEEP_RECORD = "mlflow_sweep.json"
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PLOT = "auroc_forest.png"
@@ -73,3 +79,7 @@ class RunLayout:
     @property
     def evaluations(self) -> Path:
         return self.root / EVALUATIONS_DIR
+
+    @property
+    def explain_dir(self) -> Path:
+        return self.root / EXPLAIN_DIR

@@ -4,10 +4,9 @@ is also installed as `cadft-<command>` (the same program)."""
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import sys
 
+from cadft.quiet import quiet_libraries
 from cadft.train.distributed import accept_local_rank_flag
 
 # command -> (module in cadft.cli, one line of what it does)
@@ -25,21 +24,11 @@ COMMANDS = {
     ),
     "compare": ("compare", "a leaderboard of runs (a sweep or an experiment), ranked on validation"),
     "predict": ("predict", "apply a trained run to a new extract: calibrated 10-year risks"),
+    "explain": ("explain", "which parts of each record moved a run's risks, beside the baselines and the true factors"),
     "sync": ("sync", "send a run recorded offline to its MLflow tracking server"),
     "ui": ("ui", "the MLflow UI on cadft's tracking store, bound to 127.0.0.1"),
     "config": ("config", "where the shipped configs are, or a copy of them to edit"),
 }
-
-
-def quiet_libraries() -> None:
-    """What the libraries print that a user cannot act on, silenced for the commands (cadft as a library leaves
-    them)."""
-    # bitsandbytes tries, on import, to fetch a faster 4-bit CPU kernel from a hub repository it does not trust, and
-    # warns when it cannot; it then uses its own kernel, which cadft has always used.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    # MLflow's INFO lines (creating a new store's tables) and its per-file progress bars when it copies artifacts.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 quiet_libraries()

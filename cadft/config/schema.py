@@ -308,6 +308,7 @@ class Eval:  # conf/eval/default.yaml
     min_subgroup_cases: PositiveInt
     age_bands: Annotated[list[float], Increasing]
     plots: bool
+    explain: bool = False  # explain each risk of explain.n participants after evaluating (cadft/explain/)
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,27 @@ class Baselines:  # conf/baselines/default.yaml
     logistic_c: Annotated[list[Positive], NonEmpty]
     lightgbm: LightGbm
     zero_shot_dtype: Dtype
+
+
+def _explain_variants(values: list) -> bool:
+    return "remove" in values and len(set(values)) == len(values)
+
+
+def _distinct(values: list) -> bool:
+    return len(set(values)) == len(values)
+
+
+@dataclass(frozen=True)
+class Explain:  # conf/explain/default.yaml
+    n: PositiveInt
+    seed: int
+    split: Literal["validation", "test"]
+    variants: Annotated[list[Literal["remove", "median"]], Rule(_explain_variants, "containing remove, each once")]
+    features: Annotated[list[str], NonEmpty] | None  # checked against the run's record (cadft.explain.occlusion)
+    baselines: Annotated[list[Literal["logistic", "lightgbm"]], Rule(_distinct, "each once")]
+    batch_size: PositiveInt
+    bootstrap: CountInt
+    reasons: PositiveInt
 
 
 @dataclass(frozen=True)
@@ -369,3 +391,4 @@ class Config:  # conf/config.yaml
     eval: Eval
     baselines: Baselines
     tracking: Tracking
+    explain: Explain

@@ -1,11 +1,12 @@
-"""Where `cadft eval` logs: never over the training run's record.
+"""Where `cadft eval` (and `cadft explain`) log: never over the training run's record.
 
 An evaluation of a trained run (its model or a checkpoint) is an MLflow run of its own, opened before scoring and
 ended FINISHED, KILLED (a stop) or FAILED (an error): kind=evaluation, tagged cadft.evaluates=<training run id> and
 nested under the training run (mlflow.parentRunId), in the same experiment, with the evaluation's config as params
 (overrides included) and its metrics and report files. The training run's params, metrics, status and files stay what
 training wrote, so the UI and the leaderboard describe the model that `cadft predict` applies; the leaderboard
-leaves evaluations out (cadft.tracking.leaderboard.experiment_runs).
+leaves evaluations out (cadft.tracking.leaderboard.experiment_runs). `cadft explain` logs the same way
+(kind=explanation).
 
 One exception, asked for by name: `cadft eval RUN --finish` completes a run stopped after its model was saved but
 before it was scored. It evaluates with the run's own config (no override but data.path), writes the run's eval/ and
@@ -29,17 +30,24 @@ from cadft.tracking.record import read_record
 
 
 @contextlib.contextmanager
-def evaluation_run(run_dir: Path, model_dir: Path, out_dir: Path, config: Config, overrides: list[str]) -> Iterator:
-    """A new MLflow run for this evaluation, open while the block runs (nothing when the training run has no MLflow
-    record); its local record is `out_dir`/mlflow_run.json. When the evaluation fails or is stopped, an out_dir that
-    holds nothing else (the report is written whole or not at all) is removed."""
+def evaluation_run(
+    run_dir: Path,
+    model_dir: Path,
+    out_dir: Path,
+    config: Config,
+    overrides: list[str],
+    kind: str = names.KIND_EVALUATION,
+) -> Iterator:
+    """A new MLflow run for this evaluation (or explanation: `kind`), open while the block runs (nothing when the
+    training run has no MLflow record); its local record is `out_dir`/mlflow_run.json. When the evaluation fails or
+    is stopped, an out_dir that holds nothing else (the report is written whole or not at all) is removed."""
     record = read_record(run_dir)
     try:
         if record:
             tracking = _tracking_of(record, config)
             training_run = record.get("run_id")
             tags = {
-                names.KIND_TAG: names.KIND_EVALUATION,
+                names.KIND_TAG: kind,
                 names.EVALUATES_TAG: training_run or "offline",
                 names.EVALUATED_MODEL_TAG: model_dir.name,
                 names.RUN_DIR_TAG: str(out_dir),
@@ -50,7 +58,7 @@ def evaluation_run(run_dir: Path, model_dir: Path, out_dir: Path, config: Config
                 config.paths,
                 out_dir,
                 tags,
-                run_name=f"eval-{run_dir.name}-{out_dir.name}",
+                run_name=f"{kind}-{run_dir.name}-{out_dir.name}",
                 parent_run_id=training_run,
                 resume=False,
             )
@@ -65,10 +73,10 @@ def evaluation_run(run_dir: Path, model_dir: Path, out_dir: Path, config: Config
         raise
 
 
-def log_results(flat_metrics: dict, files: list[Path]) -> None:
+def log_results(flat_metrics: dict, files: list[Path], artifact_path: str = "eval") -> None:
     """The evaluation's metrics and report files, into the open run."""
     session.log_metrics(flat_metrics)
-    session.log_artifacts(files, artifact_path="eval")
+    session.log_artifacts(files, artifact_path=artifact_path)
 
 
 def log_finished_run(run_dir: Path, flat_metrics: dict, files: list[Path]) -> None:

@@ -57,48 +57,50 @@ def write_plots(
 
 def roc_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
     """The first model is the one reported (drawn thicker); the rest are references on the same participants."""
-    figure = Figure(figsize=(5.5, 5))
-    ax = figure.add_subplot()
-    for rank, (name, frame) in enumerate(models.items()):
-        label, prob = frame["label"].to_numpy(), frame["prob"].to_numpy()
+
+    def draw(ax, label, prob, width, name):
         fpr, tpr, _ = roc_curve(label, prob)
-        ax.plot(fpr, tpr, lw=2 if rank == 0 else 1.2, label=f"{name} (AUROC {roc_auc_score(label, prob):.3f})")
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="chance")
-    ax.set(
-        xlabel="1 - specificity (false positive rate)",
-        ylabel="sensitivity (true positive rate)",
-        title="ROC, test split",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-    )
-    ax.legend(loc="lower right", fontsize="small")
-    figure.tight_layout()
-    return figure
+        ax.plot(fpr, tpr, lw=width, label=f"{name} (AUROC {roc_auc_score(label, prob):.3f})")
+
+    def chance(ax):
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", label="chance")
+
+    axes = {
+        "xlabel": "1 - specificity (false positive rate)",
+        "ylabel": "sensitivity (true positive rate)",
+        "title": "ROC, test split",
+    }
+    return _curves_figure(models, draw, chance, axes, "lower right")
 
 
 def pr_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
-    figure = Figure(figsize=(5.5, 5))
-    ax = figure.add_subplot()
-    for rank, (name, frame) in enumerate(models.items()):
-        label, prob = frame["label"].to_numpy(), frame["prob"].to_numpy()
+    def draw(ax, label, prob, width, name):
         precision, recall, _ = precision_recall_curve(label, prob)
         ax.step(
             recall,
             precision,
             where="post",
-            lw=2 if rank == 0 else 1.2,
+            lw=width,
             label=f"{name} (AUPRC {average_precision_score(label, prob):.3f})",
         )
-    prevalence = float(next(iter(models.values()))["label"].mean())
-    ax.axhline(prevalence, ls=":", color="grey", label=f"prevalence {prevalence:.3f}")
-    ax.set(
-        xlabel="recall (sensitivity)",
-        ylabel="precision (PPV)",
-        title="Precision-recall, test split",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-    )
-    ax.legend(loc="upper right", fontsize="small")
+
+    def prevalence_line(ax):
+        prevalence = float(next(iter(models.values()))["label"].mean())
+        ax.axhline(prevalence, ls=":", color="grey", label=f"prevalence {prevalence:.3f}")
+
+    axes = {"xlabel": "recall (sensitivity)", "ylabel": "precision (PPV)", "title": "Precision-recall, test split"}
+    return _curves_figure(models, draw, prevalence_line, axes, "upper right")
+
+
+def _curves_figure(models: Mapping[str, pl.DataFrame], draw, reference, axes: dict, legend: str) -> Figure:
+    """One curve per model on shared unit axes, the first (the one reported) thicker, then a reference line."""
+    figure = Figure(figsize=(5.5, 5))
+    ax = figure.add_subplot()
+    for rank, (name, frame) in enumerate(models.items()):
+        draw(ax, frame["label"].to_numpy(), frame["prob"].to_numpy(), 2 if rank == 0 else 1.2, name)
+    reference(ax)
+    ax.set(**axes, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc=legend, fontsize="small")
     figure.tight_layout()
     return figure
 

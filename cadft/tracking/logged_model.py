@@ -11,8 +11,6 @@ in the cadft cache, a hub id or a local folder), so it must be available where t
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +19,7 @@ import mlflow
 import pandas as pd
 
 from cadft.layout import MODEL_DIR, RESOLVED_CONFIG, RunLayout
+from cadft.quiet import without_log_records
 
 ARTIFACT = "risk_model"  # the logged model's name in its MLflow run
 RUN_ARTIFACT = "run"  # the artifact key holding the run's config and model folder
@@ -55,7 +54,11 @@ def log_risk_model(run_dir: Path, tracking_uri: str, run_id: str, register_as: s
         bundle.mkdir()
         shutil.copy(layout.config, bundle / RESOLVED_CONFIG)
         shutil.copytree(layout.model_dir, bundle / MODEL_DIR)
-        with _without_signature_warning():
+        # MLflow warns that it cannot infer a signature from the DataFrame type hints. The input is an extract in any of
+        # the supported namings (Showcase, .tab, RAP), so no fixed column schema describes it: nothing to fix.
+        with without_log_records(
+            "mlflow.pyfunc", lambda message: message.startswith("Failed to infer model signature")
+        ):
             info = Model.log(
                 artifact_path=None,
                 name=ARTIFACT,
@@ -67,21 +70,3 @@ def log_risk_model(run_dir: Path, tracking_uri: str, run_id: str, register_as: s
                 pip_requirements=["cadft"],
             )
     return info.model_uri
-
-
-class _SignatureWarning(logging.Filter):
-    """MLflow's warning that it cannot infer a signature from the DataFrame type hints. The input is an extract in any
-    of the supported namings (Showcase, .tab, RAP), so no fixed column schema describes it: there is nothing to fix."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Failed to infer model signature: Type hint")
-
-
-@contextlib.contextmanager
-def _without_signature_warning():
-    logger, quiet = logging.getLogger("mlflow.pyfunc"), _SignatureWarning()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)

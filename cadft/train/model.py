@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import re
 import warnings
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from cadft.config.typecheck import plain
 from cadft.errors import CadftError
 from cadft.files import write_text_atomic
 from cadft.layout import CHECKPOINT_INFO
+from cadft.quiet import without_log_records
 from cadft.train.head import init_head
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -180,7 +180,7 @@ def _load_base(info: Mapping, device: str, dtype_name: str) -> torch.nn.Module:
         _require_bitsandbytes(device)
     # No device_map even for 4-bit: DeepSpeed ZeRO-3 must place the weights itself (transformers then
     # quantizes on the current CUDA device, or on the CPU without CUDA).
-    with _head_left_to_cadft():
+    with without_log_records("transformers.modeling_utils", _expected_load_report):
         model = AutoModelForSequenceClassification.from_pretrained(
             info["base_model"],
             num_labels=NUM_LABELS,
@@ -251,32 +251,17 @@ def _check_choice(key: str, value, allowed: tuple) -> None:
         raise CadftError(f"{key}={value!r} is not one of: {', '.join(map(str, allowed))}")
 
 
-class _NewHeadReport(logging.Filter):
+def _expected_load_report(message: str) -> bool:
     """transformers' load report when a causal language model is loaded as a sequence classifier and the report lists
     only its two expected differences: the 2-label score head is missing (cadft sets it right after loading: random
     for head=classifier, the answer words' rows for head=verbalizer, so "newly initialized ... consider training" says
     nothing a user can act on) and an untied language-model head goes unused. Any other key keeps the report."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage())
-        if "LOAD REPORT" not in message:
-            return True
-        rows = re.findall(r"^(\S+)\s*\|\s*(\w+)", message, re.M)
-        keys = [(key, status) for key, status in rows if key != "Key"]
-        expected = {(f"{HEAD}.", "MISSING"), ("lm_head.", "UNEXPECTED")}
-        return not keys or any(
-            not any(key.startswith(prefix) and status == state for prefix, state in expected) for key, status in keys
-        )
-
-
-@contextlib.contextmanager
-def _head_left_to_cadft():
-    logger, quiet = logging.getLogger("transformers.modeling_utils"), _NewHeadReport()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    if "LOAD REPORT" not in message:
+        return False
+    keys = [(key, status) for key, status in re.findall(r"^(\S+)\s*\|\s*(\w+)", message, re.M) if key != "Key"]
+    expected = {(f"{HEAD}.", "MISSING"), ("lm_head.", "UNEXPECTED")}
+    return all(any(key.startswith(prefix) and status == state for prefix, state in expected) for key, status in keys)
 
 
 @contextlib.contextmanager

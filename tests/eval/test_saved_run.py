@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import polars as pl
 import pytest
 from mlflow import MlflowClient
 
@@ -146,3 +147,33 @@ def test_a_run_saved_before_the_head_group_existed_evaluates_as_a_classifier(tra
     assert head == CLASSIFIER and plain(head) == {"name": "classifier"}
     eval_main([str(trained), "--out", str(tmp_path / "old")])
     assert json.loads((tmp_path / "old" / "metrics.json").read_text())["test"] == written_by_training["test"]
+
+
+def test_eval_explain_puts_the_explanations_beside_the_report(trained, tmp_path):
+    """eval.explain=true (what training does with it too): the explanations' files in the evaluation's folder, their
+    section in report.html, their aggregates in metrics.json and MLflow; what goes up without eids has none."""
+    from cadft.eval.report import shareable_files
+
+    out = tmp_path / "explained"
+    overrides = ["eval.explain=true", "explain.n=10", "explain.variants=[remove]", "explain.baselines=[logistic]"]
+    eval_main([str(trained), *overrides, "eval.bootstrap=20", "--out", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    entry = metrics["explanations"]
+    assert entry["participants"] == 10 and {row["model"] for row in entry["agreement"]} == {"llm", "logistic"}
+    assert "cost" not in entry  # the time it took varies: it is in explanations.json
+    assert json.loads((out / "explanations.json").read_text())["cost"]["forward_passes"] == 10 * (1 + 8)
+    page = (out / "report.html").read_text()
+    assert "Headline: discrimination" in page and "Each participant's top reasons" in page
+    eids = [str(eid) for eid in pl.read_parquet(out / "explanations.parquet")["eid"].unique()]
+    assert all(eid in page for eid in eids)
+    shared = {path.name: path for path in shareable_files(out, include_eids=False)}
+    assert shared["report.html"].parent.name == shared["explanations.parquet"].parent.name == "shareable"
+    stripped = pl.read_parquet(shared["explanations.parquet"])
+    assert "eid" not in stripped.columns and sorted(stripped["participant"].unique()) == list(range(1, 11))
+    assert stripped.drop("participant").equals(pl.read_parquet(out / "explanations.parquet").drop("eid"))
+    shared_page = shared["report.html"].read_text()
+    assert "Agreement with the true risk factors" in shared_page and "top reasons" not in shared_page
+    assert not any(eid in shared_page for eid in eids)
+    record = json.loads((out / "mlflow_run.json").read_text())  # the evaluation's own run
+    mlflow.set_tracking_uri(record["tracking_uri"])
+    assert "explain/llm_remove/truth_spearman" in mlflow.get_run(record["run_id"]).data.metrics

@@ -12,6 +12,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from cadft.cli.predict import parse_arguments
+from cadft.errors import CadftError
 from tests.conftest import CADFT
 
 
@@ -146,3 +148,33 @@ def test_a_run_and_its_prepared_data_get_the_umasks_modes(trained):
         assert stat.S_IMODE(path.stat().st_mode) == (folders if path.is_dir() else files), path
     prepared = Path(json.loads((run / "prepared.json").read_text())["table"])
     assert stat.S_IMODE(prepared.parent.stat().st_mode) == folders and stat.S_IMODE(prepared.stat().st_mode) == files
+
+
+def test_predict_explain_gives_the_same_reasons_as_cadft_explain(trained, tiny_explanation, tmp_path):
+    from cadft.explain.report import reasons_columns, top_reasons
+
+    _, extract = trained
+    _, out, _ = tiny_explanation
+    explained = pl.read_parquet(out / "explanations.parquet")
+    people = explained["eid"].unique(maintain_order=True).head(6)
+    rows = pl.read_csv(extract, infer_schema=False)
+    subset = tmp_path / "six.csv"
+    rows.filter(pl.col("eid").cast(pl.Int64).is_in(people.implode())).write_csv(subset, quote_style="always")
+    arguments = [f"run={trained[0]}", f"data.path={subset}"]
+    done = predict(*arguments, f"out={tmp_path / 'risks.csv'}", "explain=true", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "top 3 reasons each" in done.stdout
+    risks = pl.read_csv(tmp_path / "risks.csv")
+    assert risks.columns == ["eid", "risk", "raw_score"] + [
+        f"reason_{k}{suffix}" for k in (1, 2, 3) for suffix in ("", "_delta_risk")
+    ]
+    parts = json.loads((out / "explanations.json").read_text())["parts"]
+    expected = reasons_columns(top_reasons(explained, parts, 3), people, 3)
+    joined = expected.join(risks, on="eid", suffix="_predict")
+    assert joined.height == 6 and joined["reason_1"].null_count() == 0
+    for k in (1, 2, 3):
+        assert joined[f"reason_{k}"].to_list() == joined[f"reason_{k}_predict"].to_list()
+        difference = (joined[f"reason_{k}_delta_risk"] - joined[f"reason_{k}_delta_risk_predict"]).abs().max()
+        assert difference is None or difference < 1e-6
+    with pytest.raises(CadftError, match=r"^explain=yes; allowed: true, false$"):
+        parse_arguments([*arguments, f"out={tmp_path / 'x.csv'}", "explain=yes"])

@@ -14,9 +14,10 @@ from hydra.utils import get_class
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from cadft.config import CONF_DIR
 from cadft.layout import SWEEP_RECORD
 from cadft.tracking.sweep import SweepJob, sweep_job
-from tests.conftest import CONF_DIR, TEMPLATES_DIR
+from tests.conftest import TEMPLATES_DIR
 
 TEMPLATES = sorted(path.stem for path in TEMPLATES_DIR.glob("*.yaml"))
 

@@ -1,5 +1,6 @@
 """The oracle (synthetic cohorts): the simulator's true risk per person, the ceiling any model can reach; read from the
-file cadft synth writes beside the extract, never recalibrated.
+file cadft synth writes beside the extract, never recalibrated. The same file holds each person's true contribution of
+each risk factor to their log-hazard (cadft/synth/contributions.py), which explanations are checked against.
 
 A stale oracle (from another cohort: `make demo` writes one where the default data.oracle_path points) or one for
 another task would only fail, or mislead, in the report at the end of a run: `check_oracle` refuses it before any
@@ -88,3 +89,18 @@ def _scored_splits(table: pl.DataFrame, path: Path) -> dict[str, pl.DataFrame]:
             )
         scored[name] = rows
     return scored
+
+
+def oracle_contributions(oracle_path) -> pl.DataFrame | None:
+    """eid and the true contribution of each risk factor (`true:<factor>` columns) of the participants free of CAD at
+    baseline; None for an oracle file written before cadft synth wrote them."""
+    from cadft.synth.contributions import COLUMN_PREFIX
+
+    path = Path(oracle_path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    columns = pl.read_parquet_schema(path).names() if parquet else pl.read_csv(path, n_rows=0).columns
+    wanted = ["eid", *(c for c in columns if c.startswith(COLUMN_PREFIX))]
+    if len(wanted) == 1:
+        return None
+    oracle = pl.read_parquet(path, columns=wanted) if parquet else pl.read_csv(path, columns=wanted)
+    return oracle.select(pl.col("eid").cast(pl.Int64), pl.exclude("eid").cast(pl.Float64)).drop_nulls()
