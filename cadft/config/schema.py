@@ -308,6 +308,7 @@ class Eval:  # conf/eval/default.yaml
     min_subgroup_cases: PositiveInt
     age_bands: Annotated[list[float], Increasing]
     plots: bool
+    explain: bool = False  # explain each risk of explain.n participants after evaluating (cadft/explain/)
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,27 @@ class Baselines:  # conf/baselines/default.yaml
     zero_shot_dtype: Dtype
     # Absent from configs saved before the Cox baseline existed: those runs get this grid.
     cox_penalizer: Annotated[list[Positive], NonEmpty] = (0.001, 0.01, 0.1)
+
+
+def _explain_variants(values: list) -> bool:
+    return "remove" in values and len(set(values)) == len(values)
+
+
+def _distinct(values: list) -> bool:
+    return len(set(values)) == len(values)
+
+
+@dataclass(frozen=True)
+class Explain:  # conf/explain/default.yaml
+    n: PositiveInt
+    seed: int
+    split: Literal["validation", "test"]
+    variants: Annotated[list[Literal["remove", "median"]], Rule(_explain_variants, "containing remove, each once")]
+    features: Annotated[list[str], NonEmpty] | None  # checked against the run's record (cadft.explain.occlusion)
+    baselines: Annotated[list[Literal["logistic", "lightgbm"]], Rule(_distinct, "each once")]
+    batch_size: PositiveInt
+    bootstrap: CountInt
+    reasons: PositiveInt
 
 
 @dataclass(frozen=True)
@@ -382,3 +404,4 @@ class Config:  # conf/config.yaml
     eval: Eval
     baselines: Baselines
     tracking: Tracking
+    explain: Explain

@@ -38,9 +38,9 @@ from cadft.data.text import render_texts
 from cadft.data.ukb.centres import CENTRE_FIELD
 from cadft.data.ukb.read import read_extract
 from cadft.data.ukb.registry import load_registry
-from cadft.data.ukb.withdrawals import drop_withdrawn, kept, read_withdrawals
+from cadft.data.ukb.withdrawals import check_someone_left, drop_withdrawn, kept, read_withdrawals
 from cadft.errors import CadftError
-from cadft.files import check_writable, publish_dir, staging_dir
+from cadft.files import check_writable, publish_dir, staging_dir, writing
 from cadft.progress import progress
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def prepare(config: Config) -> cache.Prepared:
     check_writable(root, "prepared data folder (paths.prepared_dir)", create=False)  # before the extract is read
     table, card = build(config)
     card["cache_key"] = prepared.key
-    with staging_dir(root) as staging:
+    with writing(prepared.directory), staging_dir(root) as staging:  # a full disk: one line, no staging left
         cache.write_entry(staging, prepared.key, table, card)
         try:
             publish_dir(staging, prepared.directory)
@@ -86,6 +86,7 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
             data.path, text_key=data.text_key, label_key=data.label_key, id_key=data.id_key, encoding=data.encoding
         )
         keep, removed = kept(table["eid"], withdrawn)
+        check_someone_left(data.path, int(keep.sum()), removed)
         card = {"input": {"format": "seed_json", "rows": table.height, **removed}, "exclusions": {}, "features": []}
         table = table.filter(keep)
         features, places = [], None

@@ -20,6 +20,13 @@ def records_from_extract(data: Data, text: Text, task: Task, withdrawals: Path |
     """eid and text of every participant of `data.path`, with the run's data.features, text and task settings (the
     history leaves out the task's outcome codes). Participants in the run's data.withdrawals or in `withdrawals`, and
     negative eids, are dropped first."""
+    return record_table(data, text, task, withdrawals).select("eid", "text")
+
+
+def record_table(data: Data, text: Text, task: Task, withdrawals: Path | None = None) -> pl.DataFrame:
+    """The records of records_from_extract with what their text is written from: each feature's column (and a
+    number's `<name>:special`) and, with text.history=on, the history's name lists (explanations write the text again
+    with a part taken out)."""
     features = parse_features(data.features)
     with_history = text.history == "on"
     withdrawn = read_withdrawals(data.withdrawals) | read_withdrawals(withdrawals)
@@ -37,4 +44,4 @@ def records_from_extract(data: Data, text: Text, task: Task, withdrawals: Path |
         table = table.join(
             build_history(extract, Definition.from_config(task), text.history_max_items)[0], on="eid", how="left"
         )
-    return table.select("eid", render_texts(table, features, text)).sort("eid")
+    return table.with_columns(render_texts(table, features, text)).sort("eid")

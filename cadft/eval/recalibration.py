@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import expit, logit
 
 from cadft.errors import CadftError
+from cadft.files import write_text_atomic
 
 METHODS = ("platt", "isotonic", "prior_shift", "none")
 PROB_CLIP = 1e-12  # logit(0) and logit(1) are infinite: probabilities are clipped to [PROB_CLIP, 1 - PROB_CLIP] first
@@ -51,8 +52,7 @@ class TrainingSample:
     class_weights: tuple[float, float] = (1.0, 1.0)
 
     def save(self, path: Path) -> Path:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        return path
+        return write_text_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> TrainingSample | None:
@@ -88,8 +88,7 @@ class Recalibrator:
         return np.interp(prob, self.params["x"], self.params["y"])  # isotonic: IsotonicRegression.predict, clipped
 
     def save(self, path: Path) -> Path:
-        path.write_text(json.dumps(asdict(self), sort_keys=True, indent=2) + "\n")
-        return path
+        return write_text_atomic(path, json.dumps(asdict(self), sort_keys=True, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Recalibrator:
@@ -100,7 +99,35 @@ class Recalibrator:
             raise CadftError(f"{path}: not a readable cadft calibrator ({err})") from None
         if recalibrator.method not in METHODS:
             raise CadftError(f"{path}: recalibration method {recalibrator.method!r}; allowed: {', '.join(METHODS)}")
+        problem = recalibrator.problem()
+        if problem:
+            raise CadftError(f"{path}: {problem}: it would turn scores into NaN or wrong risks; restore it or refit it")
         return recalibrator
+
+    def problem(self) -> str | None:
+        """Why these parameters cannot be applied (missing, not finite, isotonic knots of unequal length), or None."""
+        needed = {"platt": ("intercept", "slope"), "prior_shift": ("log_odds_shift",), "isotonic": ("x", "y")}
+        missing = [key for key in needed.get(self.method, ()) if key not in self.params]
+        if missing:
+            return f"{self.method} calibrator without {', '.join(missing)}"
+        for key in needed.get(self.method, ()):
+            value = self.params[key]
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+            ):
+                what = "is not a finite number"
+                if isinstance(value, list):
+                    what = "holds values that are not finite numbers"
+                return f"calibrator parameter {key}={_shown(value)} {what}"
+        if self.method == "isotonic" and len(self.params["x"]) != len(self.params["y"]):
+            return "isotonic calibrator whose x and y knots differ in number"
+        return None
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def fit(

@@ -7,6 +7,7 @@ run evaluates to the same numbers.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -79,6 +80,22 @@ def evaluate_model(
         "data": card,
         "baselines": {name: baseline_metrics for name, (baseline_metrics, _) in baselines.items()},
     }
+    if config.eval.explain:  # which parts of the records moved the risks (cadft/explain/)
+        from cadft.explain.report import explain_into, metrics_entry
+
+        score = functools.partial(
+            score_texts,
+            model,
+            tokenizer,
+            head=config.head,
+            batch_size=config.explain.batch_size,
+            max_length=config.train.max_length,
+            device=device,
+            desc="explaining",
+        )
+        calibrator = Recalibrator(**metrics["recalibration"])  # the one fitted on validation, or the saved one
+        explained = explain_into(out_dir, config, table, train_rows, score, calibrator, lambda: device)
+        metrics["explanations"], context["explanations"] = metrics_entry(explained.summary), explained.section
     write_report(
         out_dir,
         scored["validation"],

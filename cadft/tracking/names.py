@@ -7,6 +7,11 @@ import re
 
 KIND_TAG = "kind"  # llm (a training run) | baseline | oracle | sweep (a sweep's parent run) | evaluation (cadft eval)
 KIND_LLM, KIND_BASELINE, KIND_ORACLE, KIND_SWEEP = "llm", "baseline", "oracle", "sweep"
+KIND_EVALUATION = "evaluation"  # cadft eval: a run of its own, a child of the training run it evaluates
+KIND_EXPLANATION = "explanation"  # cadft explain: likewise
+EVALUATES_TAG = "cadft.evaluates"  # an evaluation's training run id
+EVALUATED_MODEL_TAG = "cadft.evaluated_model"  # the model folder an evaluation scored (model/ or checkpoint-N)
+FINISHED_BY_TAG = "cadft.finished_by"  # a run stopped before scoring, finished later by `cadft eval RUN --finish`
 RUN_TAGS = ("strategy", "head", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run.run_tags)
 RUN_DIR_TAG = "cadft.run_dir"  # the run's local folder: cadft eval finds the run through it
 ERROR_TAG = "cadft.error"  # a failed sweep job's error
@@ -28,6 +33,9 @@ VALIDATION_DURING_TRAINING = (
     "val/"  # + metric: validation during training (model selection); final metrics: validation/, test/
 )
 COMPARISON = "comparison/"  # + baseline name + /metric: the paired comparison with a baseline
+# + <model>_<variant>/importance/<part>, /truth_spearman (+ _ci_low, _ci_high), /truth_rank_correlation_median:
+# explanations (cadft explain, eval.explain=true); aggregates only
+EXPLAIN = "explain/"
 
 
 def flat_config(values: dict) -> dict[str, object]:
@@ -76,6 +84,28 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
         _flatten_block(flat, f"test/decision/t{row['threshold']:g}", row)
     for name, comparison in (metrics.get("comparison") or {}).items():
         _flatten_block(flat, f"{COMPARISON}{_mlflow_name(name)}", comparison)
+    if metrics.get("explanations"):
+        flat |= flatten_explanations(metrics["explanations"])
+    return flat
+
+
+def flatten_explanations(summary: dict) -> dict[str, float]:
+    """An explanation summary (cadft.explain.importance) as metrics: each method's global importance per part and its
+    agreement with the truth."""
+    flat = {}
+    for row in summary.get("importance", []):
+        method = _mlflow_name(f"{row['model']}_{row['variant']}")
+        flat[f"{EXPLAIN}{method}/importance/{_mlflow_name(row['feature'])}"] = float(row["mean_abs_delta_logit"])
+    for row in summary.get("agreement", []):
+        method = f"{EXPLAIN}{_mlflow_name(row['model'] + '_' + row['variant'])}"
+        for key, name in (
+            ("spearman", "truth_spearman"),
+            ("low", "truth_spearman_ci_low"),
+            ("high", "truth_spearman_ci_high"),
+            ("participant_rank_correlation_median", "truth_rank_correlation_median"),
+        ):
+            if row.get(key) is not None:
+                flat[f"{method}/{name}"] = float(row[key])
     return flat
 
 

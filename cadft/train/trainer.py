@@ -26,7 +26,7 @@ from transformers.trainer_utils import rotate_checkpoints
 
 from cadft.config.schema import Config
 from cadft.errors import CadftError
-from cadft.files import publish_dir
+from cadft.files import publish_dir, with_umask_modes
 from cadft.tracking import names, session
 from cadft.train.checkpoints import STAGING_DIR, TRAINER_STATE
 from cadft.train.dataset import EXAMPLE_WEIGHT
@@ -113,6 +113,7 @@ class CadftTrainer(Trainer):
         if self.args.should_save:
             self.state.save_to_json(str(staging / TRAINER_STATE))
             write_checkpoint_info(self.model, staging)
+            with_umask_modes(staging)  # safetensors writes the weights 0600
             publish_dir(staging, final)  # over an incomplete checkpoint-N that a resumed run skipped
             rotate_checkpoints(
                 output_dir=str(parent),

@@ -106,6 +106,11 @@ CASES = [
         "argument --device: expected one argument (see cadft eval --help)",
     ),
     (
+        "explain",
+        ["run=no_such_run", "explain.nn=3", f"out={OUT}"],
+        "explain.nn: unknown key; did you mean explain.n?",
+    ),
+    (
         "compare",
         ["not-a-run-id", "--out", OUT],
         "PARENT_RUN_ID=not-a-run-id: not an MLflow run id (32 hexadecimal digits, as the MLflow UI shows)",
