@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cadft.errors import CadftError
 from cadft.files import write_failure
+from cadft.progress import close_open_bars
 
 
 class Stopped(KeyboardInterrupt):
@@ -57,6 +58,7 @@ def exit_on_user_error(prog: str):
                 raise SystemExit(2) from None
             except KeyboardInterrupt as err:
                 signum = err.signum if isinstance(err, Stopped) else signal.SIGINT
+                close_open_bars()
                 print(f"{prog}: {err or 'stopped by Ctrl-C'} (nothing half-written was left)", file=sys.stderr)
                 raise SystemExit(128 + signum) from None
             except Exception as err:
