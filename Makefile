@@ -52,11 +52,15 @@ wheel-check:
 
 # The demo: an 8,000-participant synthetic cohort (kept if it exists), SmolLM2-135M + LoRA + weighted loss on
 # CPU (conf/experiment/demo.yaml); its report compares it with the classical baselines on the same participants.
+# Explanations are left out (eval.explain=false): 500 participants take longer than the demo itself on 2 cores; the
+# last line is the command that adds them to the run just trained.
 DEMO_EXTRACT := outputs/synthetic/ukb_synthetic.csv
 demo: install
 	@test -f $(DEMO_EXTRACT) || $(BIN)/cadft synth --n 8000 --seed 0 --out $(DEMO_EXTRACT)
 	$(BIN)/cadft train +experiment=demo
 	@echo "Runs are in MLflow (outputs/mlflow.db): 'make ui' serves them at http://127.0.0.1:5000"
+	@echo "Which parts of each record moved the risks, beside LR, LightGBM and the true risk factors (docs/explanations.md):"
+	@echo "  $(BIN)/cadft explain run=$$(ls -d outputs/runs/*/* | tail -1) explain.n=500"
 
 # The MLflow UI on cadft's tracking store (outputs/mlflow.db; CADFT_OUTPUT_DIR moves it), on 127.0.0.1:UI_PORT.
 # It prints one URL per experiment, whose run table shows strategy, imbalance, ZeRO stage, backbone, swept values

@@ -7,11 +7,12 @@ equal-terms logistic regression and LightGBM at N training records, with text.hi
 The cohort (`cadft synth --n N --seed 0`) gives about 5,000 participants and 200+ cases per validation and test split.
 Every model runs through the real CLIs with the demo's settings (+experiment=demo: SmolLM2-135M-Instruct, LoRA,
 class-weighted loss, a case-enriched training sample), changed only in `train.max_train_examples=--records`:
-  cadft baselines  logistic, lightgbm (equal terms: the run's text features and training records), age, zero_shot,
-                   and the oracle (the simulator's true risk);
+  cadft baselines  logistic, lightgbm, cox (equal terms: the run's text features and training records), age,
+                   zero_shot, and the oracle (the simulator's true risk);
   cadft train      head=verbalizer (the demo) and head=classifier, baselines off (cadft baselines has them).
 Each model is recalibrated on validation (eval.recalibration, platt) and scored once on test. Paired ΔAUROC and ΔBrier
-of the verbalizer against each row come from cadft.eval.bootstrap on the same test participants' reported risks.
+of the verbalizer against each row come from cadft.eval.bootstrap on the same test participants' reported risks; Uno's C
+and the IPCW Brier score come from each model's metrics.json (cadft.eval.survival).
 On a CPU this takes hours (scoring ~10,000 records per language model); it is meant for a GPU. Writes table.md and
 results.json to the workdir as each setting finishes.
 """
@@ -31,7 +32,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 CADFT = [sys.executable, "-m", "cadft"]  # the front door: `cadft <command>`
 LANGUAGE_MODELS = {"verbalizer": [], "classifier": ["head=classifier", "~head.system"]}
-BASELINES = ["logistic", "lightgbm", "age", "zero_shot"]
+BASELINES = ["logistic", "lightgbm", "cox", "age", "zero_shot"]
 HISTORY_MAX_LENGTH = 224  # the demo's 128 tokens hold its nine features, not a medical history
 
 
@@ -74,6 +75,8 @@ def row(name: str, metrics: dict, risks: pl.DataFrame, reference: pl.DataFrame, 
         "test_auroc": test["auroc"],
         "test_auroc_ci": [test["ci"]["auroc"]["low"], test["ci"]["auroc"]["high"]],
         "brier": test["brier"],
+        "uno_c": test["survival"]["uno_c"],
+        "brier_ipcw": test["survival"]["brier_ipcw"],
         "oe_ratio": test["oe_ratio"],
         "slope": test["calibration_slope"],
         "seconds": seconds,
@@ -121,9 +124,9 @@ def setting(history: str, common: list[str], workdir: Path) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| history | model | val AUROC | test AUROC [95% CI] | Brier | O/E | slope "
+        "| history | model | val AUROC | test AUROC [95% CI] | Uno's C | Brier | IPCW Brier | O/E | slope "
         "| ΔAUROC verbalizer − row [95% CI] | run s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         d = r["verbalizer_minus_row"]["auroc"]
@@ -131,7 +134,8 @@ def markdown(rows: list[dict]) -> str:
         low, high = r["test_auroc_ci"]
         lines.append(
             f"| {r['history']} | {r['model']} | {r['val_auroc']:.3f} | {r['test_auroc']:.3f} [{low:.3f}, {high:.3f}] | "
-            f"{r['brier']:.4f} | {fixed(r['oe_ratio'])} | {fixed(r['slope'])} | {delta} | {r['seconds'] or ''} |"
+            f"{r['uno_c']:.3f} | {r['brier']:.4f} | {r['brier_ipcw']:.4f} | {fixed(r['oe_ratio'])} | "
+            f"{fixed(r['slope'])} | {delta} | {r['seconds'] or ''} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,10 @@
                          calibrator.json (recalibration fitted on validation), training_sample.json (case fraction,
                          class weights: counts only)
       checkpoints/checkpoint-N/
-      eval/              metrics.json, predictions.jsonl, report.html, the plots; shareable/ (predictions without eids)
+      eval/              metrics.json, predictions.jsonl, report.html, the plots; shareable/ (predictions without eids);
+                         with eval.explain=true also explanations.parquet, explanations.json, global_importance.png
+      explain/           cadft explain: explanations.parquet, explanations.json, global_importance.png, report.html
+      evaluations/DATE_TIME/  each later `cadft eval` of the run (its own MLflow run): eval/ stays what training wrote
 
 A sweep dir holds one run dir per job (0/, 1/, ...), mlflow_sweep.json and the leaderboard files.
 """
@@ -25,6 +28,7 @@ RUN_RECORD = "mlflow_run.json"
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 EVAL_DIR = "eval"
+EVALUATIONS_DIR = "evaluations"
 CHECKPOINT_INFO = "cadft_model.json"
 CALIBRATOR_FILE = "calibrator.json"
 TRAINING_SAMPLE_FILE = "training_sample.json"
@@ -32,6 +36,10 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 REPORT_FILE = "report.html"
 SHAREABLE_DIR = "shareable"
+EXPLAIN_DIR = "explain"
+EXPLANATIONS_FILE = "explanations.parquet"
+EXPLANATIONS_SUMMARY = "explanations.json"
+IMPORTANCE_PLOT = "global_importance.png"
 SWEEP_RECORD = "mlflow_sweep.json"
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PLOT = "auroc_forest.png"
@@ -67,3 +75,11 @@ class RunLayout:
     @property
     def eval_dir(self) -> Path:
         return self.root / EVAL_DIR
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / EVALUATIONS_DIR
+
+    @property
+    def explain_dir(self) -> Path:
+        return self.root / EXPLAIN_DIR

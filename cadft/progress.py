@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as std_tqdm
 
 LOG_INTERVAL_S = 30
 
@@ -27,3 +28,11 @@ def progress(iterable=None, **kwargs) -> tqdm:
     if sys.stderr.isatty():
         return tqdm(iterable, **kwargs)
     return _LogProgress(iterable, mininterval=LOG_INTERVAL_S, delay=LOG_INTERVAL_S, **kwargs)
+
+
+def close_open_bars() -> None:
+    """Close every bar still open (transformers' training bar included, left open by a stop signal), so its last
+    redraw comes before a command's one-line stop message rather than after it, when the bar is collected at exit."""
+    bars = {*getattr(std_tqdm, "_instances", ()), *getattr(tqdm, "_instances", ())}
+    for bar in bars:
+        bar.close()

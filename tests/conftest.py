@@ -129,6 +129,18 @@ def tiny_run(tmp_path_factory, synthetic_cohort, prepared_dir, cache_dir) -> Pat
     return root / "run"
 
 
+@pytest.fixture(scope="session")
+def tiny_explanation(tiny_run, tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """(run, out dir, finished process) of the real `cadft explain` on a copy of the session's tiny run (its MLflow run
+    is the tiny run's), 16 participants of test: for tests that read explanations or compare with them."""
+    root = tmp_path_factory.mktemp("tiny-explain")
+    run = Path(shutil.copytree(tiny_run, root / "run"))
+    command = [*CADFT, "explain", f"run={run}", "explain.n=16", "explain.bootstrap=50", "eval.plots=true"]
+    done = subprocess.run([*command, f"out={root / 'explain'}"], capture_output=True, text=True, cwd=root, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return run, root / "explain", done
+
+
 @pytest.fixture
 def copy_run(tiny_run, tmp_path) -> Path:
     """This test's own copy of the session's tiny run folder (its MLflow run is shared: read it, don't change it)."""

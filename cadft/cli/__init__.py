@@ -24,6 +24,7 @@ COMMANDS = {
     ),
     "compare": ("compare", "a leaderboard of runs (a sweep or an experiment), ranked on validation"),
     "predict": ("predict", "apply a trained run to a new extract: calibrated 10-year risks"),
+    "explain": ("explain", "which parts of each record moved a run's risks, beside the baselines and the true factors"),
     "sync": ("sync", "send a run recorded offline to its MLflow tracking server"),
     "ui": ("ui", "the MLflow UI on cadft's tracking store, bound to 127.0.0.1"),
     "config": ("config", "where the shipped configs are, or a copy of them to edit"),

@@ -17,11 +17,12 @@ import os
 import sys
 from pathlib import Path
 
-from cadft.cli.common import hydra_app, prog_name
+from cadft.cli.common import hydra_app, prog_name, stop_on_signals
 from cadft.config.validate import validate, with_absolute_paths
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop_on_signals()  # SIGTERM and SIGINT end the MLflow run being logged KILLED
     hydra_app("baselines", "baselines_cli", _baselines, sys.argv[1:] if argv is None else list(argv))
 
 

@@ -1,16 +1,41 @@
-"""What every command shares: user errors as one clear line and exit status 2, the program's name as the user typed
-it (`cadft train` or the alias `cadft-train`), and the Hydra apps' start (config checked before Hydra runs)."""
+"""What every command shares: user errors as one clear line and exit status 2 (a disk that is full or cannot be
+written included), SIGTERM and SIGINT as one line and exit status 128 + the signal after the command has cleaned up
+(its MLflow run ended KILLED, temporary files removed), the program's name as the user typed it (`cadft train` or the
+alias `cadft-train`), and the Hydra apps' start (config checked before Hydra runs)."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from cadft.errors import CadftError
+from cadft.files import write_failure
+from cadft.progress import close_open_bars
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised where the command is (as Ctrl-C's KeyboardInterrupt is), so that every `finally` and
+    `except KeyboardInterrupt` runs: MLflow runs end KILLED, staging folders and temporary files go."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (kill, torchrun, sbatch, a scheduler) and SIGINT (Ctrl-C, also where a shell started the command in
+    the background with SIGINT ignored) stop the command as Ctrl-C does. Main thread only, as Python requires."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _raise_stopped)
 
 
 def prog_name(command: str) -> str:
@@ -30,6 +55,18 @@ def exit_on_user_error(prog: str):
             except CadftError as err:
                 logging.getLogger(prog).debug("user error", exc_info=True)
                 print(f"{prog}: error: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
+            except KeyboardInterrupt as err:
+                signum = err.signum if isinstance(err, Stopped) else signal.SIGINT
+                close_open_bars()
+                print(f"{prog}: {err or 'stopped by Ctrl-C'} (nothing half-written was left)", file=sys.stderr)
+                raise SystemExit(128 + signum) from None
+            except Exception as err:
+                failure = write_failure(err)  # a full disk, a folder without permission: the path and the errno
+                if failure is None:
+                    raise
+                logging.getLogger(prog).debug("write failure", exc_info=True)
+                print(f"{prog}: error: {failure}", file=sys.stderr)
                 raise SystemExit(2) from None
 
         return wrapper

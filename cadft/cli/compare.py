@@ -80,10 +80,11 @@ def _main(prog: str, argv: list[str]) -> None:
         parser.error("give a parent run id or --experiment, not both")
     uri = args.tracking_uri or default_tracking_uri()
     check_arguments(args.parent_run_id, uri, args.out)
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(uri)
+    from cadft.tracking.sqlite_store import client_for
+
+    client = client_for(uri)
     if args.experiment:
         board, parent_id, title = (
             leaderboard(experiment_runs(client, args.experiment), RUN_COLUMNS),

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
-from cadft.cli.common import hydra_app
+from cadft.cli.common import hydra_app, stop_on_signals
 from cadft.config.validate import validate, validate_group, with_absolute_paths
 from cadft.errors import CadftError
 from cadft.train import distributed
@@ -32,17 +31,12 @@ log = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> None:
     # Before Hydra parses the command line: launcher flags, the config checked (before torch is imported: a mistake
-    # stops in seconds), one run dir for all ranks, SIGTERM (kill, torchrun, sbatch) ending the run KILLED as Ctrl-C
-    # does.
+    # stops in seconds), one run dir for all ranks, SIGTERM (kill, torchrun, sbatch) and SIGINT ending the run KILLED.
     argv = sys.argv[1:] if argv is None else list(argv)
     distributed.accept_local_rank_flag(argv)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals()
     hydra_app("train", "config", _train, argv, before_hydra=distributed.prepare_launch)
     distributed.leave()  # only after a normal end (Hydra exits on an error): a failed rank must not wait for the others
-
-
-def _stop(signum, frame) -> None:
-    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def _train(cfg) -> None:
@@ -63,6 +57,10 @@ def _train(cfg) -> None:
         run_training(
             with_absolute_paths(validate(cfg)), run_dir, job
         )  # each job's own values: the command line checked their composition
+    except KeyboardInterrupt:  # the whole sweep stops here: its parent run too ends KILLED
+        if job is not None:
+            job.stopped()
+        raise
     except Exception as err:  # Hydra ends a sweep at a failed job: record this one as FAILED and let the others run
         log.error("sweep job %s failed: %s", hydra_cfg.job.num, err, exc_info=not isinstance(err, CadftError))
         _record_failed_job(cfg, run_dir, err, job)

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(prog: str, argv: list[str]) -> None:
-    from mlflow import MlflowClient
+    from cadft.tracking.sqlite_store import client_for
 
     parser = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=5000)
@@ -32,7 +32,7 @@ def _main(prog: str, argv: list[str]) -> None:
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
     base = f"http://127.0.0.1:{args.port}"
-    experiments = add_views(MlflowClient(uri))
+    experiments = add_views(client_for(uri))  # a new store is migrated before the server opens it
     print(f"MLflow UI on {uri}: {base}  (Ctrl-C stops it)")
     for name, experiment_id in experiments.items():
         print(f"  {name}: {experiment_url(base, experiment_id)}")

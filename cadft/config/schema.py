@@ -114,7 +114,7 @@ class Task:  # conf/task/*.yaml
     outcome: Literal["incident", "prevalent"]
     horizon_years: Positive
     censor_dates: CensorDates
-    censoring: Literal["exclude", "control"]
+    censoring: Literal["exclude", "control", "ipcw"]
     competing_death: Literal["control", "exclude"]
     history_codes: list[str]
     history_policy: Literal["exclude", "prevalent", "event"]
@@ -332,6 +332,7 @@ class Eval:  # conf/eval/default.yaml
     plots: bool
     test_time_orders: PositiveInt = 1  # score each record with its features in K orders, average the probabilities
     prefix_reuse: bool = True  # compute the prompt prefix every record shares once per batch (same scores, faster)
+    explain: bool = False  # explain each risk of explain.n participants after evaluating (cadft/explain/)
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,8 @@ class Baselines:  # conf/baselines/default.yaml
             "pce_recalibrated",
             "age",
             "zero_shot",
+            "cox",
+            "cox_all",
             "logistic+llm",
             "pce+llm",
         ]
@@ -362,6 +365,29 @@ class Baselines:  # conf/baselines/default.yaml
     logistic_c: Annotated[list[Positive], NonEmpty]
     lightgbm: LightGbm
     zero_shot_dtype: Dtype
+    # Absent from configs saved before the Cox baseline existed: those runs get this grid.
+    cox_penalizer: Annotated[list[Positive], NonEmpty] = (0.001, 0.01, 0.1)
+
+
+def _explain_variants(values: list) -> bool:
+    return "remove" in values and len(set(values)) == len(values)
+
+
+def _distinct(values: list) -> bool:
+    return len(set(values)) == len(values)
+
+
+@dataclass(frozen=True)
+class Explain:  # conf/explain/default.yaml
+    n: PositiveInt
+    seed: int
+    split: Literal["validation", "test"]
+    variants: Annotated[list[Literal["remove", "median"]], Rule(_explain_variants, "containing remove, each once")]
+    features: Annotated[list[str], NonEmpty] | None  # checked against the run's record (cadft.explain.occlusion)
+    baselines: Annotated[list[Literal["logistic", "lightgbm"]], Rule(_distinct, "each once")]
+    batch_size: PositiveInt
+    bootstrap: CountInt
+    reasons: PositiveInt
 
 
 @dataclass(frozen=True)
@@ -407,3 +433,4 @@ class Config:  # conf/config.yaml
     eval: Eval
     baselines: Baselines
     tracking: Tracking
+    explain: Explain

@@ -64,9 +64,13 @@ def load(path: Path, overrides: list[str] = ()) -> Config:
     """A saved run's resolved config (config.yaml) with KEY=VALUE overrides, validated."""
     from omegaconf import OmegaConf
 
+    from cadft.config import CONF_DIR
+
     saved = OmegaConf.load(path)
     if "head" not in saved:  # saved before the head group existed: those runs used the classifier
         saved.head = plain(CLASSIFIER)
+    if "explain" not in saved:  # saved before the explain group existed: its shipped settings
+        saved.explain = OmegaConf.load(CONF_DIR / "explain" / "default.yaml")
     return validate(OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides))))
 
 
@@ -185,6 +189,15 @@ def _check_rules(c: Config) -> None:
             "train.shuffle_feature_order / eval.test_time_orders: seed-JSON records are text already, with no "
             "features to write in another order; use false / 1"
         )
+    if data.format == "seed_json" and c.task.censoring == "ipcw":
+        raise CadftError(
+            "task.censoring=ipcw: seed-JSON records carry no follow-up to weight; use task.censoring=exclude"
+        )
+    if data.format == "seed_json" and c.eval.explain:
+        raise CadftError(
+            "eval.explain=true: seed-JSON records are text only, with no parts to take out one at a time; "
+            "use eval.explain=false"
+        )
     if data.format == "seed_json" and data.split.by != "eid":
         raise CadftError(
             f"data.split.by={data.split.by}: seed-JSON records carry no assessment centre; use data.split.by=eid"
@@ -216,6 +229,7 @@ def _check_specs(c: Config) -> None:
     from cadft.data.split import check_fractions, held_out_groups
     from cadft.data.task import Definition
     from cadft.data.text import check_item, check_text_options, select_features
+    from cadft.explain.occlusion import record_parts
 
     definition = Definition.from_config(c.task)
     check_fractions(c.data.split.fractions)
@@ -225,7 +239,7 @@ def _check_specs(c: Config) -> None:
     features = parse_features(c.data.features)
     check_no_leakage(features, definition)
     check_no_treatment_proxies(features, definition, c.data.allow_treatment_features)
-    select_features(features, c.text.features)
+    record_parts(select_features(features, c.text.features), c.text, c.explain.features)
     check_item(c.text.item)
     check_text_options(c.text, features)
     if c.text.history == "on":

@@ -18,12 +18,14 @@ from cadft.data.ukb.withdrawals import content_digest
 from cadft.errors import CadftError
 
 MANIFEST = "manifest.json"
+UNKEYED_DATA = ("path", "withdrawals", "oracle_path", "oracle_task")  # where files are; their content is keyed
 TABLE_FILE = "data.parquet"
 CARD_FILE = "data_card.json"
 PREPARE_VERSION = (
-    4  # bump when the prepared table changes for the same input and config (2: NaN and special codes; 3: split by
+    5  # bump when the prepared table changes for the same input and config (2: NaN and special codes; 3: split by
 )
-# eid hash only, follow-up rules and cohort_steps; 4: the numeric features' special answers kept, <name>:special)
+# eid hash only, follow-up rules and cohort_steps; 4: follow-up time and status; 5: the numeric features' special
+# answers kept, <name>:special)
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,20 @@ def entry(config: Config) -> Prepared:
 
 
 def cache_key(config: Config) -> str:
-    """A hash of the input file's identity (path, size, modification time), the withdrawals file's content and the data,
-    task, text and tokenizer settings."""
+    """A hash of the input file's content (cadft.data.fingerprint), the withdrawals file's content and the data, task,
+    text and tokenizer settings; not of where the files are (data.path, data.withdrawals), nor of the oracle, which is
+    not prepared (its default path follows paths.output_dir: every working folder would prepare again)."""
+    from cadft.data.fingerprint import extract_digest
+
     path = Path(config.data.path).resolve()
     if not path.is_file():
         raise CadftError(f"data.path={config.data.path}: no such file")
-    stat = path.stat()
+    settings = {k: v for k, v in plain(config.data).items() if k not in UNKEYED_DATA}
     identity = {
         "version": PREPARE_VERSION,
-        "file": [str(path), stat.st_size, stat.st_mtime_ns],
+        "file": [extract_digest(path, Path(config.paths.prepared_dir)), path.stat().st_size],
         "withdrawals": content_digest(config.data.withdrawals),
-        "data": plain(config.data),
+        "data": settings,
         "task": plain(config.task),
         "text": plain(config.text),
         "tokenizer": plain(config.backbone),

@@ -1,5 +1,5 @@
-"""The data card of a prepared table: counts per split, the task's settings, missingness and special answers per
-feature, token lengths of the records; and its summary as printed by `cadft prepare`."""
+"""The data card of a prepared table: counts per split, the task's settings, follow-up, missingness and special answers
+per feature, token lengths of the records; and its summary as printed by `cadft prepare`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from cadft.config.schema import Config
 from cadft.config.typecheck import plain
 from cadft.data.cache import Prepared
 from cadft.data.features import SPECIAL_SUFFIX
+from cadft.data.followup import COMPETING_DEATH, EVENT, NO_EVENT, STATUS, TIME
+from cadft.data.ipcw import censored_before
 from cadft.data.split import SPLITS
 
 TOKEN_SAMPLE = 20_000  # records tokenized for the data card's length percentiles
@@ -34,6 +36,24 @@ def special_answers(table: pl.DataFrame, features: list) -> dict:
         if column in table.columns and table[column].null_count() < table.height:
             counts[feature.name] = dict(table[column].drop_nulls().value_counts(sort=True).iter_rows())
     return counts
+
+
+def followup_counts(table: pl.DataFrame, horizon: float) -> dict:
+    """How the included participants' follow-up ended (incident outcomes): events, competing deaths, censored before
+    the horizon (kept only under task.censoring control or ipcw; cohort_steps has their reasons), the horizon reached
+    event-free; median follow-up and person-years."""
+    time, status = table[TIME].to_numpy(), table[STATUS].to_numpy()
+    censored = censored_before(time, status, horizon)
+    return {
+        "horizon_years": horizon,
+        "participants": table.height,
+        "events": int((status == EVENT).sum()),
+        "competing_deaths": int((status == COMPETING_DEATH).sum()),
+        "censored_before_horizon": int(censored.sum()),
+        "reached_horizon": int(((time >= horizon) & (status == NO_EVENT)).sum()),
+        "median_years": round(float(np.median(time)), 3) if time.size else None,
+        "person_years": round(float(time.sum()), 1),
+    }
 
 
 def describe(table: pl.DataFrame, feature_names: list[str], config: Config) -> dict:
@@ -95,6 +115,13 @@ def summary_lines(prepared: Prepared) -> list[str]:
         f"  {name:<10} n={s['n']:<7} cases={s['cases']:<6} prevalence={s['prevalence']:.2%}"
         for name, s in card["splits"].items()
     ]
+    if "followup" in card:
+        f = card["followup"]
+        lines.append(
+            f"follow-up to {f['horizon_years']:g} years: {f['events']} events, {f['competing_deaths']} competing "
+            f"deaths, {f['censored_before_horizon']} censored before the horizon, {f['reached_horizon']} reached it "
+            f"event-free (median {f['median_years']:g} years)"
+        )
     if "history" in card:
         written = ", ".join(f"{source} {count}" for source, count in card["history"]["items_written"].items())
         lines.append(

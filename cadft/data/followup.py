@@ -8,6 +8,9 @@ cohort counts of each labelling step (the data card's `cohort_steps`).
 - Follow-up ends at the earliest of baseline + horizon, the censor date, death (40000) and the date lost to follow-up
   (191). It is complete when it reaches the horizon or ends at death; otherwise it is censored, for a reason: the
   country's data end (`incomplete_followup`) or loss to follow-up (`lost_to_followup`, 190 giving why).
+- Time and status (incident outcomes; the prepared table's `followup_years` and `followup_status`): years from baseline
+  to the event or the end of follow-up (exactly `horizon_years` for participants followed to the horizon), and how it
+  ended: EVENT, COMPETING_DEATH, or NO_EVENT (lost, the country's data end, or the horizon reached event-free).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from cadft.data.ukb.centres import CENTRE_FIELD, COUNTRIES, country_expr
 from cadft.data.ukb.read import Extract
 
 LOST_FIELD, LOST_REASON_FIELD, DEATH_DATE_FIELD = 191, 190, 40000
+DAYS_PER_YEAR = 365.25
+# The prepared table's follow-up columns (incident outcomes; never features): time, status and, under
+# task.censoring=ipcw, the binary label's inverse-probability-of-censoring weight (cadft.data.ipcw).
+TIME, STATUS, WEIGHT = "followup_years", "followup_status", "ipcw_weight"
+FOLLOWUP_COLUMNS = (TIME, STATUS, WEIGHT)
+# followup_status: how follow-up ended. NO_EVENT is censoring: lost, the country's data end, or the horizon.
+NO_EVENT, EVENT, COMPETING_DEATH = 0, 1, 2
 CENSORED = ("incomplete_followup", "lost_to_followup")  # exclusion reasons under task.censoring=exclude
 # The exclusion steps in the order label() applies them; both censoring reasons are one step.
 STEPS = (
@@ -72,6 +82,23 @@ def censoring(event_in_followup: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
         .otherwise(pl.lit(None, pl.String))
     )
     return (no_event & died).fill_null(False), reason
+
+
+def time_and_status(incident: pl.Expr, competing: pl.Expr, horizon_years: float) -> tuple[pl.Expr, pl.Expr]:
+    """(followup_years, followup_status) for the rows of follow_up() with `event_day`: follow-up ends at the event for a
+    case, else at followup_end; reaching the horizon's calendar date is exactly `horizon_years` (a calendar decade is
+    3,652 or 3,653 days)."""
+    end = pl.when(incident).then(pl.col("event_day")).otherwise(pl.col("followup_end"))
+    years = (end - pl.col("baseline")).dt.total_days() / DAYS_PER_YEAR
+    time = (
+        pl.when(end >= pl.col("horizon_end"))
+        .then(pl.lit(horizon_years))
+        .otherwise(years.clip(upper_bound=horizon_years))
+    )
+    status = (
+        pl.when(incident).then(pl.lit(EVENT)).when(competing).then(pl.lit(COMPETING_DEATH)).otherwise(pl.lit(NO_EVENT))
+    )
+    return time.cast(pl.Float64), status.cast(pl.Int8)
 
 
 def cohort_steps(

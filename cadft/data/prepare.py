@@ -6,9 +6,11 @@ medical history before baseline to each record (cadft.data.history) and a `histo
 baselines' indicator columns). The numeric features' special answers stay as `<name>:special` columns (not features: the
 baselines never see them), so a record can be written again in another feature order with exactly the same content
 (cadft.data.text). The result is cached (cadft.data.cache) so a sweep prepares once. The table has `eid, label, split,
-text` and one column per feature; the data card (cadft.data.card) has counts, exclusions, cohort_steps, prevalence per
-split, missingness and special answers per feature, parse problems and token-length percentiles. Output is written to a
-staging folder and renamed, so a failure leaves nothing half-written.
+text`, for incident outcomes the follow-up (`followup_years`, `followup_status` and, with task.censoring=ipcw,
+`ipcw_weight`: cadft.data.followup, cadft.data.ipcw), and one column per feature; the data card (cadft.data.card) has
+counts, exclusions, cohort_steps, follow-up, prevalence per split, missingness and special answers per feature, parse
+problems and token-length percentiles. Output is written to a staging folder and renamed, so a failure leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import polars as pl
 
 from cadft.config.schema import Config
 from cadft.data import cache
-from cadft.data.card import describe, special_answers
+from cadft.data.card import describe, followup_counts, special_answers
 from cadft.data.features import (
     SPECIAL_SUFFIX,
     build_features,
@@ -29,8 +31,9 @@ from cadft.data.features import (
     parse_features,
     required_fields,
 )
-from cadft.data.followup import cohort_steps
+from cadft.data.followup import FOLLOWUP_COLUMNS, STATUS, TIME, cohort_steps
 from cadft.data.history import HISTORY_COLUMN, build_history, history_fields
+from cadft.data.ipcw import with_label_weights
 from cadft.data.seed_json import read_seed_json
 from cadft.data.split import place_of, split_cohort
 from cadft.data.task import OPTIONAL_FIELDS, Definition, label
@@ -38,9 +41,9 @@ from cadft.data.text import render_texts
 from cadft.data.ukb.centres import CENTRE_FIELD
 from cadft.data.ukb.read import read_extract
 from cadft.data.ukb.registry import load_registry
-from cadft.data.ukb.withdrawals import drop_withdrawn, kept, read_withdrawals
+from cadft.data.ukb.withdrawals import check_someone_left, drop_withdrawn, kept, read_withdrawals
 from cadft.errors import CadftError
-from cadft.files import check_writable, publish_dir, staging_dir
+from cadft.files import check_writable, publish_dir, staging_dir, writing
 from cadft.progress import progress
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ TABLE_COLUMNS = ("eid", "label", "split", "text")  # every prepared table's colu
 
 def feature_columns(table: pl.DataFrame) -> list[str]:
     """The feature columns of a prepared table (and `history` with text.history=on): what the baselines may use."""
-    return [c for c in table.columns if c not in TABLE_COLUMNS and not c.endswith(SPECIAL_SUFFIX)]
+    return [c for c in table.columns if c not in TABLE_COLUMNS + FOLLOWUP_COLUMNS and not c.endswith(SPECIAL_SUFFIX)]
 
 
 def prepare(config: Config) -> cache.Prepared:
@@ -66,7 +69,7 @@ def prepare(config: Config) -> cache.Prepared:
     check_writable(root, "prepared data folder (paths.prepared_dir)", create=False)  # before the extract is read
     table, card = build(config)
     card["cache_key"] = prepared.key
-    with staging_dir(root) as staging:
+    with writing(prepared.directory), staging_dir(root) as staging:  # a full disk: one line, no staging left
         cache.write_entry(staging, prepared.key, table, card)
         try:
             publish_dir(staging, prepared.directory)
@@ -86,6 +89,7 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
             data.path, text_key=data.text_key, label_key=data.label_key, id_key=data.id_key, encoding=data.encoding
         )
         keep, removed = kept(table["eid"], withdrawn)
+        check_someone_left(data.path, int(keep.sum()), removed)
         card = {"input": {"format": "seed_json", "rows": table.height, **removed}, "exclusions": {}, "features": []}
         table = table.filter(keep)
         features, places = [], None
@@ -93,6 +97,11 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
     else:
         definition = Definition.from_config(config.task)
         features = parse_features(data.features)
+        reserved = sorted({f.name for f in features} & {*TABLE_COLUMNS, *FOLLOWUP_COLUMNS})
+        if reserved:
+            raise CadftError(
+                f"data.features names {', '.join(reserved)}: the prepared table's own column(s); rename the feature"
+            )
         check_no_leakage(features, definition)
         check_no_treatment_proxies(features, definition, data.allow_treatment_features)
         by_place = data.split.by != "eid"
@@ -113,9 +122,10 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
         labels = label(extract, definition)
         steps.update()
         steps.set_postfix_str("features and text")
+        followup = [TIME, STATUS] if definition.outcome == "incident" else []
         table = (
             labels.filter(pl.col("included"))
-            .select("eid", "label")
+            .select("eid", "label", *followup)
             .join(build_features(extract, features), on="eid", how="left")
         )
         history_card = None
@@ -144,6 +154,8 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
             },
             "features": [f.name for f in features],
         }
+        if followup:
+            card["followup"] = followup_counts(table, definition.horizon_years)
         if history_card is not None:
             card["history"] = history_card
     if table.height == 0 or int(table["label"].sum()) == 0:
@@ -155,8 +167,14 @@ def build(config: Config) -> tuple[pl.DataFrame, dict]:
     splits, card["split"] = split_cohort(table, data.split, places)
     table = table.with_columns(splits)
     specials = [f.name + SPECIAL_SUFFIX for f in features if f.name + SPECIAL_SUFFIX in table.columns]
+    if config.task.censoring == "ipcw":  # seed-JSON records, which have no follow-up, are refused with the config
+        table = with_label_weights(table, config.task.horizon_years)
     table = table.select(
-        *TABLE_COLUMNS, *[f.name for f in features], *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns), *specials
+        *TABLE_COLUMNS,
+        *[c for c in FOLLOWUP_COLUMNS if c in table.columns],
+        *[f.name for f in features],
+        *[HISTORY_COLUMN] * (HISTORY_COLUMN in table.columns),
+        *specials,
     ).sort("eid")
     steps.update()
     steps.set_postfix_str("token lengths")

@@ -1,6 +1,5 @@
 """The records of new people (cadft predict): eid and text of every participant of an extract, without labels, built
-exactly as a run built its own, with the columns the text is written from (to write it in other feature orders,
-eval.test_time_orders)."""
+exactly as a run built its own (record_table: with the columns the text is written from)."""
 
 from __future__ import annotations
 
@@ -18,9 +17,16 @@ from cadft.data.ukb.withdrawals import drop_withdrawn, read_withdrawals
 
 
 def records_from_extract(data: Data, text: Text, task: Task, withdrawals: Path | None = None) -> pl.DataFrame:
-    """eid, text and the feature columns of every participant of `data.path`, with the run's data.features, text and
-    task settings (the history leaves out the task's outcome codes). Participants in the run's data.withdrawals or in
-    `withdrawals`, and negative eids, are dropped first."""
+    """eid and text of every participant of `data.path`, with the run's data.features, text and task settings (the
+    history leaves out the task's outcome codes). Participants in the run's data.withdrawals or in `withdrawals`, and
+    negative eids, are dropped first."""
+    return record_table(data, text, task, withdrawals).select("eid", "text")
+
+
+def record_table(data: Data, text: Text, task: Task, withdrawals: Path | None = None) -> pl.DataFrame:
+    """The records of records_from_extract with what their text is written from: each feature's column (and a
+    number's `<name>:special`) and, with text.history=on, the history's name lists (explanations write the text again
+    with a part taken out; cadft predict writes it in other feature orders, eval.test_time_orders)."""
     features = parse_features(data.features)
     with_history = text.history == "on"
     withdrawn = read_withdrawals(data.withdrawals) | read_withdrawals(withdrawals)
@@ -38,8 +44,4 @@ def records_from_extract(data: Data, text: Text, task: Task, withdrawals: Path |
         table = table.join(
             build_history(extract, Definition.from_config(task), text.history_max_items)[0], on="eid", how="left"
         )
-    return (
-        table.with_columns(render_texts(table, features, text))
-        .select("eid", "text", pl.exclude("eid", "text"))
-        .sort("eid")
-    )
+    return table.with_columns(render_texts(table, features, text)).sort("eid")

@@ -20,7 +20,9 @@ no usable date and make a prevalent case. Two code lists: `definition` (the even
 - competing death: a death within the horizon with no event on or before it (a non-qualifying cause, or any cause when
   deaths do not count). `competing_death`: a control (default: the usual fixed-horizon binary label) or excluded.
 - censored: follow-up ends before the horizon at the country's censor date or at loss to follow-up, with no event and no
-  death. `censoring`: excluded (default: follow-up is incomplete) or kept as a control.
+  death. `censoring`: excluded (default: follow-up is incomplete), kept as a control, or kept with their follow-up time
+  (`ipcw`: their binary label is unknown, weight 0, and the others are weighted by the inverse probability of
+  censoring; cadft.data.ipcw).
 - Undated records (a qualifying code with no date or a UKB placeholder date, in either list) cannot be placed before or
   after baseline; `undated_events` decides: exclude the participant, count them prevalent, or ignore the code.
 - A participant without a baseline date, or whose baseline falls after their country's censor date, is excluded.
@@ -105,6 +107,11 @@ class Definition:
                 f"task {task.name}: task.exclude applies to incident outcomes only; set task.exclude=null for "
                 f"task.outcome={task.outcome} (task.definition is the prevalent condition)"
             )
+        if task.censoring == "ipcw" and task.outcome != "incident":
+            raise TaskConfigError(
+                f"task {task.name}: task.censoring=ipcw weights follow-up, which only incident outcomes have; use "
+                f"task.censoring=exclude for task.outcome={task.outcome}"
+            )
         return cls(
             name=task.name,
             outcome=task.outcome,
@@ -157,7 +164,8 @@ class Definition:
 def label(extract: Extract, definition: Definition) -> pl.DataFrame:
     """One row per participant: eid, label, exclusion, included, prevalent, event_date, event_source, followup_end,
     country, censored (the censoring reason, null when follow-up is complete or ends at an event), competing_death,
-    history_code (the history rule decided), lost_reason (190)."""
+    history_code (the history rule decided), lost_reason (190), and for incident outcomes followup_years and
+    followup_status (cadft.data.followup.time_and_status; null for prevalent participants)."""
     d = definition
     people = followup.follow_up(extract, d.censor_dates, d.horizon_years)
     dated = people.select("eid", "baseline")
@@ -221,6 +229,8 @@ def label(extract: Extract, definition: Definition) -> pl.DataFrame:
         exclusion = exclusion.when(censored.is_not_null() & (d.censoring == "exclude")).then(censored)
         exclusion = exclusion.when(competing & (d.competing_death == "exclude")).then(pl.lit("competing_death"))
     exclusion = exclusion.otherwise(pl.lit(None, pl.String))
+    time, status = followup.time_and_status(incident, competing, d.horizon_years)
+    at_risk = ~prevalent if d.outcome == "incident" else pl.lit(False)
     return people.select(
         "eid",
         (incident if d.outcome == "incident" else prevalent).cast(pl.Int8).alias("label"),
@@ -235,6 +245,8 @@ def label(extract: Extract, definition: Definition) -> pl.DataFrame:
         ((competing & ~prevalent) if d.outcome == "incident" else pl.lit(False)).alias("competing_death"),
         history_code.alias("history_code"),
         "lost_reason",
+        pl.when(at_risk).then(time).alias(followup.TIME),
+        pl.when(at_risk).then(status).alias(followup.STATUS),
     ).sort("eid")
 
 

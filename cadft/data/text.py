@@ -82,7 +82,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def _check_reorderable(written: list[Feature], columns: list[str]) -> None:
     """Rendering in another order needs what the prepared text was written from: eid, the feature columns and the
-    numeric features' special answers (kept since PREPARE_VERSION 4)."""
+    numeric features' special answers (kept since PREPARE_VERSION 5)."""
     needed = ["eid"] + [f.name for f in written] + [f.name + SPECIAL_SUFFIX for f in written if f.numeric]
     absent = [c for c in needed if c not in columns]
     if absent:

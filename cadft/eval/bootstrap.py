@@ -6,6 +6,7 @@ variation: on calibrated risks and demo-sized splits its 95% Brier interval held
 15% of simulated test sets (this one: 94%). O/E's interval is analytic (cadft.eval.metrics.oe_ratio_interval).
 A resample is a matrix of draw counts per participant, so metrics are weighted sums over sorted scores instead of
 copied arrays; a paired comparison gives both models the same count matrices, i.e. the same resampled people.
+Under task.censoring=ipcw each drawn participant counts with their IPCW weight (draws x weight).
 """
 
 from __future__ import annotations
@@ -35,11 +36,15 @@ def draws(n_pos: int, n_neg: int, resamples: int, rng: np.random.Generator) -> I
 
 class ResampledMetrics:
     """metrics(w_pos, w_neg) -> (size, len(CI_METRICS)) for one model's scores; what does not depend on the draw
-    is computed once. Counts are given in the class order of `label` and permuted to sorted scores here."""
+    is computed once. Counts are given in the class order of `label` and permuted to sorted scores here; `weight`
+    (IPCW) multiplies them."""
 
-    def __init__(self, label: np.ndarray, prob: np.ndarray, threshold: float):
+    def __init__(self, label: np.ndarray, prob: np.ndarray, threshold: float, weight: np.ndarray | None = None):
         pos, neg = prob[label == 1], prob[label == 0]
         self.pos_order, self.neg_order = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
+        self.weights = (
+            None if weight is None else (weight[label == 1][self.pos_order], weight[label == 0][self.neg_order])
+        )
         positives, negatives = pos[self.pos_order], neg[self.neg_order]
         self.n_pos, self.n_neg = len(positives), len(negatives)
         # AUROC: for each positive, the drawn negatives below it (ties count half), from cumulative counts over sorted
@@ -66,6 +71,8 @@ class ResampledMetrics:
 
     def __call__(self, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
         w_pos, w_neg = w_pos[:, self.pos_order], w_neg[:, self.neg_order]
+        if self.weights is not None:
+            w_pos, w_neg = w_pos * self.weights[0], w_neg * self.weights[1]
         size = len(w_pos)
         # Drawn cases and controls per resample; a resample without one class has no AUROC (nan, left out of the CI).
         n_pos, n_neg = w_pos.sum(axis=1).astype(np.float64), w_neg.sum(axis=1).astype(np.float64)
@@ -77,7 +84,8 @@ class ResampledMetrics:
         true_pos, seen = np.cumsum(weights * self.is_case, axis=1), np.cumsum(weights, axis=1)
         precision = true_pos[:, self.case_tie_end] / np.maximum(seen[:, self.case_tie_end], 1)
         auprc = (weights[:, self.is_case == 1] * precision).sum(axis=1) / n_pos
-        brier = (w_pos @ self.case_errors + w_neg @ self.control_errors) / (self.n_pos + self.n_neg)
+        total = self.n_pos + self.n_neg if self.weights is None else w_pos.sum(axis=1) + w_neg.sum(axis=1)
+        brier = (w_pos @ self.case_errors + w_neg @ self.control_errors) / total
         return np.column_stack([auroc, auprc, brier, w_pos @ self.detected / n_pos, w_neg @ self.cleared / n_neg])
 
 
@@ -88,12 +96,19 @@ def percentile_interval(stats: np.ndarray, level: float) -> tuple[np.ndarray, np
 
 
 def bootstrap_cis(
-    label: np.ndarray, prob: np.ndarray, threshold: float, *, resamples: int, level: float, rng: np.random.Generator
+    label: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    *,
+    resamples: int,
+    level: float,
+    rng: np.random.Generator,
+    weight: np.ndarray | None = None,
 ) -> dict | None:
     """{metric: {low, high}} percentile CIs of CI_METRICS (the threshold held fixed); None without both classes."""
     if resamples == 0 or not 0 < label.sum() < len(label):
         return None
-    metrics = ResampledMetrics(label, prob, threshold)
+    metrics = ResampledMetrics(label, prob, threshold, weight)
     stats = np.concatenate(
         [metrics(w_pos, w_neg) for w_pos, w_neg in draws(metrics.n_pos, metrics.n_neg, resamples, rng)]
     )
@@ -109,10 +124,11 @@ def paired_differences(
     resamples: int,
     level: float,
     rng: np.random.Generator,
+    weight: np.ndarray | None = None,
 ) -> dict:
     """prob's model minus the reference model on the same people: {delta_auroc, delta_brier} -> {value, low, high},
     each resample drawing the same participants for both."""
-    mine, theirs = ResampledMetrics(label, prob, 0.5), ResampledMetrics(label, reference, 0.5)
+    mine, theirs = ResampledMetrics(label, prob, 0.5, weight), ResampledMetrics(label, reference, 0.5, weight)
     full_pos, full_neg = np.ones((1, mine.n_pos)), np.ones((1, mine.n_neg))
     point = mine(full_pos, full_neg)[0] - theirs(full_pos, full_neg)[0]
     columns = {"delta_auroc": CI_METRICS.index("auroc"), "delta_brier": CI_METRICS.index("brier")}

@@ -2,6 +2,7 @@
 
 Both models' reported (recalibrated) risks are resampled together, so the interval of a difference reflects the
 correlation between models that share participants; a difference is a finding only when its interval excludes 0.
+Under task.censoring=ipcw the test frame's IPCW weights weigh both (cadft.data.ipcw).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from cadft.config.schema import Eval
+from cadft.data.ipcw import weights_of
 from cadft.eval.bootstrap import paired_differences
 from cadft.eval.metrics import recalibrated
 
@@ -32,7 +34,13 @@ def compare_with_baselines(
                 f"baseline {name} scores other participants than the model"
             )  # a programming error, not user input
         differences = paired_differences(
-            label, risk, frame["prob"].to_numpy(), resamples=settings.bootstrap, level=settings.ci_level, rng=rng
+            label,
+            risk,
+            frame["prob"].to_numpy(),
+            resamples=settings.bootstrap,
+            level=settings.ci_level,
+            rng=rng,
+            weight=weights_of(test),
         )
         comparison[name] = {
             "auroc": baseline_metrics["test"]["auroc"],

@@ -3,7 +3,8 @@
 A participant is flagged when risk >= threshold (as dcurves, the decision-curve authors' package, counts it).
 Net benefit at threshold t: TP/n - FP/n * t / (1 - t); treat-all: prevalence - (1 - prevalence) * t / (1 - t);
 treat-none: 0. The curve is computed by dcurves itself; the guideline-threshold table from confusion counts
-(tests check both against each other and against hand-computed values).
+(tests check both against each other and against hand-computed values). Under task.censoring=ipcw both are computed
+from IPCW-weighted counts (dcurves takes no weights): n, TP and FP are sums of weights.
 """
 
 from __future__ import annotations
@@ -23,19 +24,25 @@ def treat_all_net_benefit(prevalence: float, threshold: float) -> float:
     return prevalence - (1 - prevalence) * threshold / (1 - threshold)
 
 
-def at_risk_thresholds(label: np.ndarray, risk: np.ndarray, thresholds) -> list[dict]:
+def at_risk_thresholds(label: np.ndarray, risk: np.ndarray, thresholds, weight: np.ndarray | None = None) -> list[dict]:
     """One row per threshold: flagged share, sensitivity, specificity, PPV, NPV, net benefit (model,
-    treat-all), counts."""
-    n, cases = len(label), int(label.sum())
+    treat-all), counts (weighted counts with IPCW weights)."""
+    if weight is None:
+        n, cases = len(label), int(label.sum())
+    else:
+        n, cases = float(weight.sum()), float(weight @ label)
     rows = []
     for threshold in thresholds:
         flagged = risk >= threshold
-        tp, fp = int((flagged & (label == 1)).sum()), int((flagged & (label == 0)).sum())
+        if weight is None:
+            tp, fp = int((flagged & (label == 1)).sum()), int((flagged & (label == 0)).sum())
+        else:
+            tp, fp = float(weight @ (flagged & (label == 1))), float(weight @ (flagged & (label == 0)))
         fn, tn = cases - tp, n - cases - fp
         rows.append(
             {
                 "threshold": float(threshold),
-                "flagged": float(flagged.mean()),
+                "flagged": float(flagged.mean()) if weight is None else (tp + fp) / n,
                 "sensitivity": _ratio(tp, tp + fn),
                 "specificity": _ratio(tn, tn + fp),
                 "ppv": _ratio(tp, tp + fp),
@@ -57,8 +64,23 @@ def decision_curve_thresholds(spec) -> np.ndarray:
     return np.round(np.arange(low, high + step / 2, step), 10)
 
 
-def decision_curve(label: np.ndarray, risks: dict[str, np.ndarray], thresholds: np.ndarray) -> list[dict]:
-    """Rows {threshold, treat_all, treat_none, <model>: net benefit, ...} from dcurves.dca on the same participants."""
+def decision_curve(
+    label: np.ndarray, risks: dict[str, np.ndarray], thresholds: np.ndarray, weight: np.ndarray | None = None
+) -> list[dict]:
+    """Rows {threshold, treat_all, treat_none, <model>: net benefit, ...} from dcurves.dca on the same participants;
+    from weighted counts with IPCW weights."""
+    if weight is not None:
+        n, prevalence = float(weight.sum()), float(np.average(label, weights=weight))
+        return [
+            {"threshold": float(t), "treat_all": treat_all_net_benefit(prevalence, t), "treat_none": 0.0}
+            | {
+                name: net_benefit(
+                    float(weight @ ((risk >= t) & (label == 1))), float(weight @ ((risk >= t) & (label == 0))), n, t
+                )
+                for name, risk in risks.items()
+            }
+            for t in thresholds
+        ]
     import pandas as pd
     from dcurves import dca
 

@@ -26,6 +26,7 @@ def _environment() -> Environment:
     env.filters["num"] = lambda value, digits=3: "–" if value is None else f"{value:.{digits}f}"
     env.filters["pct"] = lambda value, digits=1: "–" if value is None else f"{100 * value:.{digits}f}%"
     env.filters["ci"] = lambda value, interval, digits=3: with_ci(value, interval, digits, missing="–")
+    env.filters["image"] = _image  # a PNG file embedded (the explanations' plot)
     return env
 
 
@@ -46,8 +47,16 @@ def write_html(path: Path, metrics: dict, files: Mapping[str, Path], context: Ma
             baselines=context.get("baselines", {}),
             config=context.get("config", {}),
             data=context.get("data"),
+            explanations=context.get("explanations"),
         )
     )
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def write_explain_html(path: Path, title: str, section: Mapping) -> Path:
+    """cadft explain's page: the explanations section (cadft.explain.report.section) on its own."""
+    html = _environment().get_template("explain.html.j2").render(title=title, x=section)
     path.write_text(html, encoding="utf-8")
     return path
 

@@ -28,6 +28,10 @@ metrics.json, schema_version 2 (floats are plain numbers; an undefined metric, e
   nri_nonevents, nri_continuous, nri_continuous_events, nri_continuous_nonevents, idi (each {value, low, high}: the
   combination minus the clinical model without the language model, paired bootstrap on the same test participants),
   reclassified: {events_up, events_down, nonevents_up, nonevents_down} (across the risk_thresholds categories)}.
+- `validation` and `test` have `survival` for incident tasks: the censoring-aware block of cadft.eval.survival.
+- task.censoring=ipcw (frames with ipcw_weight): every metric above, the recalibration and the threshold are
+  IPCW-weighted (cadft.data.ipcw); `n`, `cases` stay counts, `prevalence` and tp/fp/tn/fn are weighted, and the
+  blocks add `weighted: "ipcw"`, `participants_used` (weight > 0) and `effective_n` ((sum w)^2 / sum w^2).
 """
 
 from __future__ import annotations
@@ -54,12 +58,16 @@ from sklearn.metrics import (
 )
 
 from cadft.config.schema import Eval
+from cadft.data.followup import STATUS, TIME
+from cadft.data.ipcw import weights_of
 from cadft.errors import CadftError
 from cadft.eval import recalibration
 from cadft.eval.bootstrap import bootstrap_cis
 from cadft.eval.decision import at_risk_thresholds, decision_curve, decision_curve_thresholds
 from cadft.eval.recalibration import Recalibrator, TrainingSample, to_logit
 from cadft.eval.subgroups import subgroup_masks
+from cadft.eval.survival import TrainingCensoring, survival_metrics
+from cadft.eval.weighted import split_counts, weighted_decile_table
 
 SCHEMA_VERSION = 2
 
@@ -73,10 +81,11 @@ def evaluate_scores(
     model: str = "model",
     recalibrator: Recalibrator | None = None,
     sample: TrainingSample | None = None,
+    censoring: TrainingCensoring | None = None,
 ) -> dict:
-    """metrics.json content. Frames hold eid, label, prob (the raw score) and subgroup columns. The recalibrator is
-    fitted on validation unless one is given (a saved model's); the threshold is chosen on validation; test is only
-    measured."""
+    """metrics.json content. Frames hold eid, label, prob (the raw score) and subgroup columns, and may hold the
+    follow-up (survival blocks, with `censoring`: the training split's) and IPCW weights. The recalibrator is fitted on
+    validation unless one is given (a saved model's); the threshold is chosen on validation; test is only measured."""
     validation, test = validation.sort("eid"), test.sort("eid")  # row order must not change a single digit
     y_val, raw_val = frame_scores(validation, "validation")
     y_test, raw_test = frame_scores(test, "test")
@@ -88,6 +97,7 @@ def evaluate_scores(
             f"the test split has {int(y_test.sum())} cases among {len(y_test)} participants: discrimination "
             "needs cases and controls"
         )
+    w_val, w_test = weights_of(validation), weights_of(test)  # None unless task.censoring=ipcw
     validation_usable = 0 < y_val.sum() < len(y_val)
     method, notes = _threshold_method(settings, y_val) if not validation_usable else (settings.threshold, [])
     if recalibrator is None:
@@ -98,27 +108,45 @@ def evaluate_scores(
             )
             recalibrator = recalibration.fit("none", y_val, raw_val)
         else:
-            recalibrator = recalibration.fit(settings.recalibration, y_val, raw_val, sample=sample)
+            recalibrator = recalibration.fit(settings.recalibration, y_val, raw_val, sample=sample, weight=w_val)
     p_val, p_test = recalibrator.apply(raw_val), recalibrator.apply(raw_test)
     threshold = choose_threshold(
-        y_val, p_val, method, target_sensitivity=settings.target_sensitivity, fixed_threshold=settings.fixed_threshold
+        y_val,
+        p_val,
+        method,
+        target_sensitivity=settings.target_sensitivity,
+        fixed_threshold=settings.fixed_threshold,
+        weight=w_val,
     )
     rng = np.random.default_rng(seed)
     bins = settings.calibration_bins
-    test_block = split_metrics(y_test, p_test, threshold, bins) | {"raw": probability_metrics(y_test, raw_test, bins)}
+    test_block = split_metrics(y_test, p_test, threshold, bins, w_test) | {
+        "raw": probability_metrics(y_test, raw_test, bins, w_test)
+    }
     test_block["ci"] = with_oe_interval(
-        bootstrap_cis(y_test, p_test, threshold, resamples=settings.bootstrap, level=settings.ci_level, rng=rng),
+        bootstrap_cis(
+            y_test, p_test, threshold, resamples=settings.bootstrap, level=settings.ci_level, rng=rng, weight=w_test
+        ),
         test_block,
         settings.ci_level,
     )
-    test_block["decision"] = at_risk_thresholds(y_test, p_test, settings.risk_thresholds)
+    test_block["decision"] = at_risk_thresholds(y_test, p_test, settings.risk_thresholds, w_test)
     test_block["decision_curve"] = decision_curve(
-        y_test, {model: p_test}, decision_curve_thresholds(settings.decision_curve)
+        y_test, {model: p_test}, decision_curve_thresholds(settings.decision_curve), w_test
     )
     test_block["subgroups"] = {
-        group: {name: subgroup_metrics(y_test[mask], p_test[mask], settings, rng) for name, mask in masks.items()}
+        group: {
+            name: subgroup_metrics(y_test[mask], p_test[mask], settings, rng, None if w_test is None else w_test[mask])
+            for name, mask in masks.items()
+        }
         for group, masks in subgroup_masks(test, settings.age_bands).items()
     }
+    validation_block = split_metrics(y_val, p_val, threshold, bins, w_val) | {
+        "raw": probability_metrics(y_val, raw_val, bins, w_val)
+    }
+    if censoring is not None:
+        for block, frame, risk in ((validation_block, validation, p_val), (test_block, test, p_test)):
+            block["survival"] = survival_metrics(frame[TIME], frame[STATUS], risk, censoring, bins)
     return {
         "schema_version": SCHEMA_VERSION,
         "model": model,
@@ -135,7 +163,7 @@ def evaluate_scores(
         "risk_thresholds": list(settings.risk_thresholds),
         "min_subgroup_cases": settings.min_subgroup_cases,
         "notes": notes,
-        "validation": split_metrics(y_val, p_val, threshold, bins) | {"raw": probability_metrics(y_val, raw_val, bins)},
+        "validation": validation_block,
         "test": test_block,
     }
 
@@ -198,18 +226,24 @@ def check_scores(label, prob, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def choose_threshold(
-    label: np.ndarray, prob: np.ndarray, method: str, *, target_sensitivity: float, fixed_threshold: float
+    label: np.ndarray,
+    prob: np.ndarray,
+    method: str,
+    *,
+    target_sensitivity: float,
+    fixed_threshold: float,
+    weight: np.ndarray | None = None,
 ) -> float:
     """A probability cut-off (positive when prob >= it); among equally good cut-offs the highest (most specific)."""
     if method == "fixed":
         return float(fixed_threshold)
     if method == "max_f1":
-        precision, recall, thresholds = precision_recall_curve(label, prob)
+        precision, recall, thresholds = precision_recall_curve(label, prob, sample_weight=weight)
         total = precision + recall
         f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
         f1 = f1[:-1]  # the last point has no threshold
         return float(thresholds[np.flatnonzero(f1 == f1.max())[-1]])
-    fpr, tpr, thresholds = roc_curve(label, prob, drop_intermediate=False)  # thresholds decreasing; the first is +inf
+    fpr, tpr, thresholds = roc_curve(label, prob, drop_intermediate=False, sample_weight=weight)  # decreasing, +inf 1st
     if method == "youden":
         return float(thresholds[1 + np.argmax((tpr - fpr)[1:])])
     if method == "sensitivity":
@@ -219,42 +253,43 @@ def choose_threshold(
     raise CadftError(f"eval.threshold={method}; allowed: youden, max_f1, sensitivity, fixed")
 
 
-def probability_metrics(label: np.ndarray, prob: np.ndarray, bins: int) -> dict:
+def probability_metrics(label: np.ndarray, prob: np.ndarray, bins: int, weight: np.ndarray | None = None) -> dict:
     """Discrimination and calibration of probabilities, without a threshold."""
-    n, cases = len(label), int(label.sum())
+    counts = split_counts(label, prob, weight)
+    n, cases, mean_risk = counts["n"], counts["cases"], counts["mean_risk"]
     both_classes = 0 < cases < n
-    deciles = decile_table(label, prob, bins)
-    mean_risk = float(prob.mean())
+    deciles = decile_table(label, prob, bins, weight)
+    total = n if weight is None else float(weight.sum())
     return {
-        "n": n,
-        "cases": cases,
-        "prevalence": cases / n,
-        "auroc": float(roc_auc_score(label, prob)) if both_classes else None,
-        "auprc": float(average_precision_score(label, prob)) if both_classes else None,
-        "brier": float(brier_score_loss(label, prob, pos_label=1)),
-        "log_loss": float(log_loss(label, prob, labels=[0, 1])),
-        "mean_risk": mean_risk,
-        "oe_ratio": cases / n / mean_risk if mean_risk > 0 else None,
-        **calibration_fit(label, prob),
-        "ece": float(sum(row["n"] / n * abs(row["observed"] - row["mean_risk"]) for row in deciles)),
+        **counts,
+        "auroc": float(roc_auc_score(label, prob, sample_weight=weight)) if both_classes else None,
+        "auprc": float(average_precision_score(label, prob, sample_weight=weight)) if both_classes else None,
+        "brier": float(brier_score_loss(label, prob, pos_label=1, sample_weight=weight)),
+        "log_loss": float(log_loss(label, prob, labels=[0, 1], sample_weight=weight)),
+        "oe_ratio": counts["prevalence"] / mean_risk if mean_risk > 0 else None,
+        **calibration_fit(label, prob, weight),
+        "ece": float(
+            sum(row.get("weight", row["n"]) / total * abs(row["observed"] - row["mean_risk"]) for row in deciles)
+        ),
         "deciles": deciles,
     }
 
 
-def split_metrics(label: np.ndarray, prob: np.ndarray, threshold: float, bins: int) -> dict:
-    return probability_metrics(label, prob, bins) | threshold_metrics(label, prob, threshold)
+def split_metrics(
+    label: np.ndarray, prob: np.ndarray, threshold: float, bins: int, weight: np.ndarray | None = None
+) -> dict:
+    return probability_metrics(label, prob, bins, weight) | threshold_metrics(label, prob, threshold, weight)
 
 
-def subgroup_metrics(label: np.ndarray, prob: np.ndarray, settings: Eval, rng: np.random.Generator) -> dict:
-    n, cases = len(label), int(label.sum())
-    mean_risk = float(prob.mean())
+def subgroup_metrics(
+    label: np.ndarray, prob: np.ndarray, settings: Eval, rng: np.random.Generator, weight: np.ndarray | None = None
+) -> dict:
+    counts = split_counts(label, prob, weight)
+    n, cases, mean_risk = counts["n"], counts["cases"], counts["mean_risk"]
     block = {
-        "n": n,
-        "cases": cases,
-        "prevalence": cases / n,
-        "mean_risk": mean_risk,
-        "oe_ratio": cases / n / mean_risk if mean_risk > 0 else None,
-        "brier": float(brier_score_loss(label, prob, pos_label=1)),
+        **counts,
+        "oe_ratio": counts["prevalence"] / mean_risk if mean_risk > 0 else None,
+        "brier": float(brier_score_loss(label, prob, pos_label=1, sample_weight=weight)),
         "auroc": None,
         "ci": None,
         "note": None,
@@ -266,12 +301,12 @@ def subgroup_metrics(label: np.ndarray, prob: np.ndarray, settings: Eval, rng: n
             else "no controls"
         }
     ci = with_oe_interval(
-        bootstrap_cis(label, prob, 0.5, resamples=settings.bootstrap, level=settings.ci_level, rng=rng),
+        bootstrap_cis(label, prob, 0.5, resamples=settings.bootstrap, level=settings.ci_level, rng=rng, weight=weight),
         block,
         settings.ci_level,
     )
     return block | {
-        "auroc": float(roc_auc_score(label, prob)),
+        "auroc": float(roc_auc_score(label, prob, sample_weight=weight)),
         "ci": {k: ci[k] for k in ("auroc", "brier", "oe_ratio")} if ci else None,
     }
 
@@ -289,16 +324,21 @@ def oe_ratio_interval(cases: int, n: int, mean_risk: float, level: float) -> dic
 
 
 def with_oe_interval(ci: dict | None, block: dict, level: float) -> dict | None:
-    return (
-        None
-        if ci is None
-        else ci | {"oe_ratio": oe_ratio_interval(block["cases"], block["n"], block["mean_risk"], level)}
-    )
+    """The bootstrap CIs with O/E's analytic interval; weighted (IPCW) blocks count their effective size."""
+    if ci is None:
+        return None
+    if "effective_n" in block:
+        n = block["effective_n"]
+        return ci | {"oe_ratio": oe_ratio_interval(block["prevalence"] * n, n, block["mean_risk"], level)}
+    return ci | {"oe_ratio": oe_ratio_interval(block["cases"], block["n"], block["mean_risk"], level)}
 
 
-def decile_table(label: np.ndarray, prob: np.ndarray, bins: int) -> list[dict]:
+def decile_table(label: np.ndarray, prob: np.ndarray, bins: int, weight: np.ndarray | None = None) -> list[dict]:
     """Equal-count bins of predicted risk (ordered by risk; sizes differ by at most one): observed rate with its
-    Wilson 95% interval beside the mean predicted risk."""
+    Wilson 95% interval beside the mean predicted risk. IPCW-weighted: the bins of the participants used (weight > 0),
+    their weighted rates, the interval on the bin's effective size, and each bin's total `weight`."""
+    if weight is not None:
+        return weighted_decile_table(label, prob, bins, weight)
     order = np.argsort(prob, kind="stable")
     rows = []
     for index in np.array_split(order, min(bins, len(order))):
@@ -319,10 +359,9 @@ def decile_table(label: np.ndarray, prob: np.ndarray, bins: int) -> list[dict]:
     return rows
 
 
-def threshold_metrics(label: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
-    tn, fp, fn, tp = (
-        int(c) for c in confusion_matrix(label, (prob >= threshold).astype(np.int64), labels=[0, 1]).ravel()
-    )
+def threshold_metrics(label: np.ndarray, prob: np.ndarray, threshold: float, weight: np.ndarray | None = None) -> dict:
+    cells = confusion_matrix(label, (prob >= threshold).astype(np.int64), labels=[0, 1], sample_weight=weight).ravel()
+    tn, fp, fn, tp = (int(c) if weight is None else float(c) for c in cells)
     sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
     return {
         "tp": tp,
@@ -343,14 +382,18 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def calibration_fit(label: np.ndarray, prob: np.ndarray) -> dict:
+def calibration_fit(label: np.ndarray, prob: np.ndarray, weight: np.ndarray | None = None) -> dict:
     """Cox's logistic recalibration y ~ a + b logit(p) (ideal a=0, b=1), and calibration-in-the-large."""
     undefined = {"calibration_intercept": None, "calibration_slope": None, "calibration_in_the_large": None}
+    if weight is not None:  # the participants used, weighted
+        used = weight > 0
+        label, prob, weight = label[used], prob[used], weight[used]
     if not 0 < label.sum() < len(label):
         return undefined
     z = to_logit(prob)
     # The mean predicted risk equals the observed rate at the root: monotone in a, so brentq always finds it.
-    in_the_large = brentq(lambda a: expit(a + z).mean() - label.mean(), -100.0, 100.0, xtol=1e-12)
+    rate = np.average(label, weights=weight)  # without weights: the plain means, exactly
+    in_the_large = brentq(lambda a: np.average(expit(a + z), weights=weight) - rate, -100.0, 100.0, xtol=1e-12)
     cases, controls = z[label == 1], z[label == 0]
     if cases.min() >= controls.max() or controls.min() >= cases.max():  # separated: the slope's MLE is infinite
         return undefined | {"calibration_in_the_large": float(in_the_large)}
@@ -358,7 +401,7 @@ def calibration_fit(label: np.ndarray, prob: np.ndarray) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
             model = LogisticRegression(C=math.inf, solver="newton-cholesky", tol=1e-12, max_iter=100).fit(
-                z.reshape(-1, 1), label
+                z.reshape(-1, 1), label, sample_weight=weight
             )
     except ConvergenceWarning:
         return undefined | {"calibration_in_the_large": float(in_the_large)}

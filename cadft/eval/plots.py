@@ -1,7 +1,9 @@
 """Report figures for the test split: ROC and PR curves (model plus reference curves), calibration on equal-count bins,
 decision curve, score distribution.
 
-Figures are drawn on the Agg canvas directly (no pyplot), so nothing depends on a display or global state.
+Figures are drawn on the Agg canvas directly (no pyplot), so nothing depends on a display or global state. Under
+task.censoring=ipcw the curves are IPCW-weighted like the metrics; with follow-up, the calibration plot adds the
+observed 10-year risk of each bin from everyone's follow-up (cadft.eval.survival).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from cadft.data.ipcw import weights_of
 from cadft.eval.decision import decision_curve
 from cadft.eval.metrics import recalibrated
 
@@ -44,6 +47,7 @@ def write_plots(
             label,
             {name: frame.sort("eid")["prob"].to_numpy() for name, frame in models.items()},
             [row["threshold"] for row in metrics["test"]["decision_curve"]],
+            weights_of(test),
         ),
         "scores": score_distribution_figure(label, risk, float(metrics["threshold"]["value"])),
     }
@@ -58,9 +62,9 @@ def write_plots(
 def roc_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
     """The first model is the one reported (drawn thicker); the rest are references on the same participants."""
 
-    def draw(ax, label, prob, width, name):
-        fpr, tpr, _ = roc_curve(label, prob)
-        ax.plot(fpr, tpr, lw=width, label=f"{name} (AUROC {roc_auc_score(label, prob):.3f})")
+    def draw(ax, label, prob, weight, width, name):
+        fpr, tpr, _ = roc_curve(label, prob, sample_weight=weight)
+        ax.plot(fpr, tpr, lw=width, label=f"{name} (AUROC {roc_auc_score(label, prob, sample_weight=weight):.3f})")
 
     def chance(ax):
         ax.plot([0, 1], [0, 1], ls=":", color="grey", label="chance")
@@ -74,18 +78,19 @@ def roc_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
 
 
 def pr_figure(models: Mapping[str, pl.DataFrame]) -> Figure:
-    def draw(ax, label, prob, width, name):
-        precision, recall, _ = precision_recall_curve(label, prob)
+    def draw(ax, label, prob, weight, width, name):
+        precision, recall, _ = precision_recall_curve(label, prob, sample_weight=weight)
         ax.step(
             recall,
             precision,
             where="post",
             lw=width,
-            label=f"{name} (AUPRC {average_precision_score(label, prob):.3f})",
+            label=f"{name} (AUPRC {average_precision_score(label, prob, sample_weight=weight):.3f})",
         )
 
     def prevalence_line(ax):
-        prevalence = float(next(iter(models.values()))["label"].mean())
+        first = next(iter(models.values()))
+        prevalence = float(np.average(first["label"].to_numpy(), weights=weights_of(first)))
         ax.axhline(prevalence, ls=":", color="grey", label=f"prevalence {prevalence:.3f}")
 
     axes = {"xlabel": "recall (sensitivity)", "ylabel": "precision (PPV)", "title": "Precision-recall, test split"}
@@ -97,7 +102,7 @@ def _curves_figure(models: Mapping[str, pl.DataFrame], draw, reference, axes: di
     figure = Figure(figsize=(5.5, 5))
     ax = figure.add_subplot()
     for rank, (name, frame) in enumerate(models.items()):
-        draw(ax, frame["label"].to_numpy(), frame["prob"].to_numpy(), 2 if rank == 0 else 1.2, name)
+        draw(ax, frame["label"].to_numpy(), frame["prob"].to_numpy(), weights_of(frame), 2 if rank == 0 else 1.2, name)
     reference(ax)
     ax.set(**axes, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc=legend, fontsize="small")
@@ -117,7 +122,19 @@ def calibration_figure(test_block: dict, method: str) -> Figure:
             [[r["observed"] - r["observed_low"] for r in rows], [r["observed_high"] - r["observed"] for r in rows]]
         )
         ax.errorbar(x, y, yerr=error, fmt="o-", capsize=2, label=name)
-        limit = min(1.0, 1.05 * max(0.05, x.max(), max(r["observed_high"] for r in rows)))  # low risks sit near 0: zoom
+        if block is test_block and "survival" in block:  # the same risk, observed from everyone's follow-up
+            follow = block["survival"]["deciles"]
+            ax.plot(
+                [r["mean_risk"] for r in follow],
+                [r["observed"] for r in follow],
+                "s--",
+                ms=4,
+                label="observed from follow-up (Aalen-Johansen)",
+            )
+            rows = rows + follow
+        limit = min(
+            1.0, 1.05 * max(0.05, x.max(), max(r["observed_high"] or 0 for r in rows))
+        )  # low risks near 0: zoom
         ax.plot([0, limit], [0, limit], ls=":", color="grey", label="perfect calibration")
         oe = f"O/E {block['oe_ratio']:.2f}, slope " + (
             "–" if block["calibration_slope"] is None else f"{block['calibration_slope']:.2f}"
@@ -135,9 +152,11 @@ def calibration_figure(test_block: dict, method: str) -> Figure:
     return figure
 
 
-def decision_curve_figure(label: np.ndarray, risks: Mapping[str, np.ndarray], thresholds: list[float]) -> Figure:
+def decision_curve_figure(
+    label: np.ndarray, risks: Mapping[str, np.ndarray], thresholds: list[float], weight: np.ndarray | None = None
+) -> Figure:
     """Net benefit against the risk threshold for each model, treat-all and treat-none (dcurves)."""
-    rows = decision_curve(label, dict(risks), np.asarray(thresholds))
+    rows = decision_curve(label, dict(risks), np.asarray(thresholds), weight)
     figure = Figure(figsize=(6, 4.5))
     ax = figure.add_subplot()
     x = [row["threshold"] for row in rows]
@@ -145,7 +164,7 @@ def decision_curve_figure(label: np.ndarray, risks: Mapping[str, np.ndarray], th
         ax.plot(x, [row[name] for row in rows], lw=2 if rank == 0 else 1.2, label=name)
     ax.plot(x, [row["treat_all"] for row in rows], color="grey", ls="--", label="treat all")
     ax.plot(x, [row["treat_none"] for row in rows], color="black", ls=":", label="treat none")
-    prevalence = float(label.mean())
+    prevalence = float(np.average(label, weights=weight))
     ax.set(
         xlabel="risk threshold",
         ylabel="net benefit",

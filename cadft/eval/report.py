@@ -4,7 +4,8 @@ Identical inputs give byte-identical metrics.json and predictions.jsonl: keys so
 Python's shortest round-trip repr (exact, platform-independent), rows sorted by split then eid, no timestamps.
 predictions.jsonl has one line per participant of validation and test: eid (unless include_eids=False),
 split, label, risk (the recalibrated probability: the number to report), raw_score (the model's probability
-before recalibration) and flagged (risk >= the threshold chosen on validation).
+before recalibration) and flagged (risk >= the threshold chosen on validation); under task.censoring=ipcw also
+ipcw_weight (the participant's weight in the binary-label metrics).
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from cadft.data.followup import WEIGHT
 from cadft.errors import CadftError
 from cadft.eval.html import write_html
 from cadft.eval.metrics import recalibrated
 from cadft.eval.plots import write_plots
 from cadft.files import atomic_file, staging_dir
-from cadft.layout import METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, SHAREABLE_DIR
+from cadft.layout import EXPLANATIONS_FILE, METRICS_FILE, PREDICTIONS_FILE, REPORT_FILE, RUN_RECORD, SHAREABLE_DIR
 
 SCORED_SPLITS = ("validation", "test")
+# Around a page's table of each participant's reasons (templates/explanations.html.j2): cut from shared copies.
+PARTICIPANTS = ("<!-- cadft:participants -->", "<!-- /cadft:participants -->")
 
 
 def write_report(
@@ -89,6 +93,8 @@ def prediction_lines(frames: Mapping[str, pl.DataFrame], metrics: dict, *, inclu
             "raw_score": prob.tolist(),
             "flagged": (risk >= threshold).astype(int).tolist(),
         }
+        if WEIGHT in frame.columns:
+            columns[WEIGHT] = frame[WEIGHT].to_list()
         if include_eids:
             columns["eid"] = frame["eid"].cast(pl.Int64).to_list()
         lines[split] = [
@@ -118,15 +124,50 @@ def _check_curves(test: pl.DataFrame, curves: Mapping[str, pl.DataFrame]) -> Non
 
 
 def shareable_files(out_dir: Path, *, include_eids: bool) -> list[Path]:
-    """The report files to upload to a tracking store; without eids, predictions go up with the eid key removed (a copy
-    in out_dir/shareable/)."""
-    files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    """The report files to upload to a tracking store. Without eids, what is per participant goes up without them
+    (copies in out_dir/shareable/): predictions without the eid key, explanations with a participant number in place
+    of the eid, and report pages without their table of each participant's reasons (between the PARTICIPANTS
+    markers)."""
+    files = sorted(p for p in out_dir.iterdir() if p.is_file() and p.name != RUN_RECORD)  # an evaluation's record
     if include_eids:
         return files
-    stripped = out_dir / SHAREABLE_DIR / PREDICTIONS_FILE
-    with (out_dir / PREDICTIONS_FILE).open() as src, atomic_file(stripped) as partial, partial.open("w") as dst:
+    strip = {PREDICTIONS_FILE: _predictions_without_eids, EXPLANATIONS_FILE: _explanations_without_eids}
+    shared = []
+    for path in files:
+        if path.name in strip:
+            shared.append(_stripped(path, out_dir, strip[path.name]))
+        elif path.suffix == ".html" and PARTICIPANTS[0] in path.read_text(encoding="utf-8"):
+            shared.append(_stripped(path, out_dir, _page_without_participants))
+        else:
+            shared.append(path)
+    return shared
+
+
+def _stripped(path: Path, out_dir: Path, write) -> Path:
+    copy = out_dir / SHAREABLE_DIR / path.name
+    with atomic_file(copy) as partial:
+        write(path, partial)
+    return copy
+
+
+def _predictions_without_eids(src_path: Path, dst_path: Path) -> None:
+    with src_path.open() as src, dst_path.open("w") as dst:
         for line in src:
             record = json.loads(line)
             record.pop("eid", None)
             dst.write(json.dumps(record, sort_keys=True) + "\n")
-    return [p for p in files if p.name != PREDICTIONS_FILE] + [stripped]
+
+
+def _explanations_without_eids(src_path: Path, dst_path: Path) -> None:
+    """Participants numbered in the order they were drawn (a random order), not by eid."""
+    frame = pl.read_parquet(src_path)
+    number = {eid: i + 1 for i, eid in enumerate(frame["eid"].unique(maintain_order=True).to_list())}
+    participant = pl.col("eid").replace_strict(number, return_dtype=pl.Int64).alias("participant")
+    frame.select(participant, pl.exclude("eid")).write_parquet(dst_path)
+
+
+def _page_without_participants(src_path: Path, dst_path: Path) -> None:
+    html = src_path.read_text(encoding="utf-8")
+    begin, end = html.index(PARTICIPANTS[0]), html.index(PARTICIPANTS[1]) + len(PARTICIPANTS[1])
+    note = '<p class="note">Each participant\'s reasons are kept where the run is (tracking.log_eids=false).</p>'
+    dst_path.write_text(html[:begin] + note + html[end:], encoding="utf-8")

@@ -7,20 +7,23 @@ run evaluates to the same numbers.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
 import polars as pl
 
 from cadft.config.schema import Config
+from cadft.data.followup import FOLLOWUP_COLUMNS
 from cadft.data.prepare import feature_columns
 from cadft.eval.baselines.run import run_baselines, terms_for_run
 from cadft.eval.comparison import compare_with_baselines
 from cadft.eval.metrics import evaluate_scores
 from cadft.eval.recalibration import Recalibrator, TrainingSample
 from cadft.eval.report import write_report
-from cadft.eval.score import score_records
+from cadft.eval.score import score_records, score_texts
 from cadft.eval.subgroups import SUBGROUP_COLUMNS
+from cadft.eval.survival import training_censoring
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ def evaluate_model(
         model=model_name(config),
         recalibrator=recalibrator,
         sample=sample,
+        censoring=training_censoring(table, config.task.horizon_years),
     )
     baselines = _baselines(table, config, train_rows, device, (scored["validation"], scored["test"]))
     if baselines:
@@ -70,6 +74,23 @@ def evaluate_model(
         "data": card,
         "baselines": {name: baseline_metrics for name, (baseline_metrics, _) in baselines.items()},
     }
+    if config.eval.explain:  # which parts of the records moved the risks (cadft/explain/)
+        from cadft.explain.report import explain_into, metrics_entry
+
+        score = functools.partial(
+            score_texts,
+            model,
+            tokenizer,
+            head=config.head,
+            batch_size=config.explain.batch_size,
+            max_length=config.train.max_length,
+            device=device,
+            desc="explaining",
+            prefix_reuse=config.eval.prefix_reuse,
+        )
+        calibrator = Recalibrator(**metrics["recalibration"])  # the one fitted on validation, or the saved one
+        explained = explain_into(out_dir, config, table, train_rows, score, calibrator, lambda: device)
+        metrics["explanations"], context["explanations"] = metrics_entry(explained.summary), explained.section
     write_report(
         out_dir,
         scored["validation"],
@@ -119,5 +140,6 @@ def config_summary(config: Config, train_rows: pl.DataFrame) -> dict[str, str]:
 
 
 def subgroup_frame(rows: pl.DataFrame) -> pl.DataFrame:
-    """eid, label and the columns subgroups are cut by, where the prepared table has them."""
-    return rows.select("eid", "label", *[c for c in SUBGROUP_COLUMNS if c in rows.columns])
+    """eid, label, the follow-up (time, status, IPCW weight) and the columns subgroups are cut by, where the prepared
+    table has them."""
+    return rows.select("eid", "label", *[c for c in FOLLOWUP_COLUMNS + SUBGROUP_COLUMNS if c in rows.columns])

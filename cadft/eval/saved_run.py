@@ -1,12 +1,21 @@
 """A saved run, found and evaluated again: its run dir, checkpoint, model dir or MLflow run id (`resolve_target`), its
 saved config (`load_run_config`), its prepared splits (rebuilt from data.path through the cache if they are gone) and
-its calibrator; `evaluate` scores it as training did (cadft.eval.run) and logs to its MLflow run."""
+its calibrator; `evaluate` checks the model folder against its record (cadft.predict.check), scores it as training
+did (cadft.eval.run) and logs to an MLflow run of its own (cadft.eval.evaluation_run), or, with finish=True, completes
+a run stopped before it was scored.
+
+Where the files go by default: a run dir's evaluation gets a new folder, <run>/evaluations/<date>_<time>/ (eval/ is
+what training wrote and stays so); a checkpoint's goes to eval/ inside it; --finish writes the run's own eval/.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +35,9 @@ from cadft.layout import (
     PREPARED_RECORD,
     RESOLVED_CONFIG,
     TRAINING_SAMPLE_FILE,
+    RunLayout,
 )
-from cadft.tracking import names, session, store
+from cadft.tracking import names
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ def resolve_target(target: str, tracking_uri: str | None) -> Target:
 
 def _local_target(path: Path) -> Target:
     if (path / MODEL_DIR / CHECKPOINT_INFO).is_file():
-        return Target(path, path / MODEL_DIR, path / EVAL_DIR)
+        return Target(path, path / MODEL_DIR, new_evaluation_dir(path))
     if (path / CHECKPOINT_INFO).is_file():
         if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
             raise CadftError(f"{path}: {CHECKPOINT_INFO} is there but no adapter or model weights (*.safetensors)")
@@ -89,6 +99,44 @@ def _mlflow_target(run_id: str, tracking_uri: str | None) -> Target:
     return Target(download, download / MODEL_DIR, download / EVAL_DIR)
 
 
+def new_evaluation_dir(run_dir: Path) -> Path:
+    """<run>/evaluations/<date>_<time>: the name; `evaluate` makes it (another -2, -3, ... when it exists)."""
+    return RunLayout(run_dir).evaluations / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _reserved(folder: Path) -> Path:
+    """`folder`, or `folder`-2, -3, ...: the first that this process creates (two evaluations in one second)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 1000):
+        candidate = folder if number == 1 else folder.with_name(f"{folder.name}-{number}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise CadftError(f"{folder.parent}: 999 evaluations started in the same second; give --out DIR")
+
+
+def finished_target(target: Target, overrides: list[str]) -> Target:
+    """The target of `cadft eval RUN --finish`: a local run dir whose model was saved but not scored (no
+    calibrator), evaluated with its own config (data.path may point at a copy of the extract) into its own eval/."""
+    layout = RunLayout(target.run_dir)
+    if target.model_dir != layout.model_dir or not layout.config.is_file():
+        raise CadftError(f"--finish completes a local training run dir (with {MODEL_DIR}/), not {target.model_dir}")
+    if (layout.model_dir / CALIBRATOR_FILE).is_file():
+        raise CadftError(
+            f"{target.run_dir}: its {MODEL_DIR}/{CALIBRATOR_FILE} is there, nothing to finish; cadft eval "
+            f"{target.run_dir} (without --finish) evaluates it again"
+        )
+    changed = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "data.path"]
+    if changed:
+        raise CadftError(
+            f"--finish writes the calibrator and metrics the run's own config gives: no overrides but data.path "
+            f"(got {' '.join(changed)})"
+        )
+    return Target(target.run_dir, layout.model_dir, layout.eval_dir)
+
+
 def load_run_config(run_dir: Path, overrides: list[str]) -> Config:
     for candidate in (run_dir / RESOLVED_CONFIG, run_dir / ".hydra" / "config.yaml"):
         if candidate.is_file():
@@ -117,55 +165,80 @@ def load_prepared_table(run_dir: Path, config: Config) -> tuple[pl.DataFrame, di
     return prepared.table(), prepared.card
 
 
-def saved_recalibrator(model_dir: Path, method: str):
-    """The calibrator saved beside the model when it is the configured method (else None: fitted again on
-    validation)."""
-    from cadft.eval.recalibration import Recalibrator
+def check_target(target: Target, config: Config, overrides: list[str]):
+    """The model folder checked against what its run recorded (files, calibrator, what it was trained on) before it
+    is loaded (cadft.predict.check); returns its saved calibrator, or None."""
+    from cadft.predict.check import check_model
 
-    path = model_dir / CALIBRATOR_FILE
-    if not path.is_file():
-        return None
-    recalibrator = Recalibrator.load(path)
-    return recalibrator if recalibrator.method == method else None
+    run_model = RunLayout(target.run_dir).model_dir
+    return check_model(
+        target.model_dir,
+        config,
+        label=str(target.run_dir),
+        config_source=f"the run's {RESOLVED_CONFIG}" + (" with the overrides" if overrides else ""),
+        record_dir=run_model if target.model_dir != run_model else None,
+    )
 
 
-def evaluate(target: Target, config: Config, *, device_setting: str = "auto") -> tuple[dict, dict]:
-    """(metrics, the baselines' metrics); the calibrator saved with the model is reused when eval.recalibration
-    matches."""
+def evaluate(
+    target: Target,
+    config: Config,
+    *,
+    device_setting: str = "auto",
+    overrides: list[str] | None = None,
+    finish: bool = False,
+) -> tuple[dict, dict]:
+    """(metrics, the baselines' metrics), logged to an MLflow run of its own (cadft.eval.evaluation_run); the
+    calibrator saved with the model is reused when eval.recalibration matches. finish=True (`finished_target`): the
+    run's own eval/ and calibrator, and its metrics logged into the training run."""
     from transformers import AutoTokenizer
 
+    from cadft.eval import evaluation_run
     from cadft.eval.recalibration import TrainingSample
     from cadft.eval.report import shareable_files
     from cadft.eval.run import evaluate_model
+    from cadft.files import check_writable, writing
     from cadft.train.model import load_model
     from cadft.train.trainer import resolve_device
 
+    overrides = list(overrides or [])
+    saved = check_target(target, config, overrides)
+    recalibrator = saved if saved is not None and saved.method == config.eval.recalibration else None
+    check_writable(target.out_dir, "output folder (--out)", create=False)  # before the model loads
+    if target.out_dir.parent == RunLayout(target.run_dir).evaluations:
+        target = dataclasses.replace(target, out_dir=_reserved(target.out_dir))
     device = resolve_device(device_setting)
     table, card = load_prepared_table(target.run_dir, config)
-    model = load_model(target.model_dir, device=device)
-    tokenizer = AutoTokenizer.from_pretrained(target.model_dir)
     sample = TrainingSample.load(target.model_dir / TRAINING_SAMPLE_FILE) or TrainingSample.load(
         target.run_dir / MODEL_DIR / TRAINING_SAMPLE_FILE
     )
-    metrics, baselines = evaluate_model(
-        model,
-        tokenizer,
-        table,
-        config,
-        target.out_dir,
-        device=device,
-        train_rows=training_records(table, config),
-        sample=sample,
-        card=card,
-        recalibrator=saved_recalibrator(target.model_dir, config.eval.recalibration),
+    tracked = (
+        contextlib.nullcontext()
+        if finish
+        else evaluation_run.evaluation_run(target.run_dir, target.model_dir, target.out_dir, config, overrides)
     )
-    flat = names.flatten_metrics(metrics)
-    if session.reopen_run(target.run_dir):
-        try:
-            prefix = "" if target.model_dir.name == MODEL_DIR else f"{target.model_dir.name}/"
-            session.log_metrics({prefix + k: v for k, v in flat.items()})
-            files = shareable_files(target.out_dir, include_eids=store.may_log_eids(config.tracking, config.paths))
-            session.log_artifacts(files, artifact_path=f"eval/{prefix.rstrip('/')}" if prefix else "eval")
-        finally:
-            session.end_run()
+    with tracked:
+        model = load_model(target.model_dir, device=device)
+        tokenizer = AutoTokenizer.from_pretrained(target.model_dir)
+        with writing(target.out_dir):
+            metrics, baselines = evaluate_model(
+                model,
+                tokenizer,
+                table,
+                config,
+                target.out_dir,
+                device=device,
+                train_rows=training_records(table, config),
+                sample=sample,
+                card=card,
+                recalibrator=recalibrator,
+            )
+        files = shareable_files(target.out_dir, include_eids=evaluation_run.may_log_eids(target.run_dir, config))
+        if finish:
+            from cadft.train.provenance import save_calibrator
+
+            save_calibrator(target.model_dir, metrics["recalibration"])
+            evaluation_run.log_finished_run(target.run_dir, names.flatten_metrics(metrics), files)
+        else:
+            evaluation_run.log_results(names.flatten_metrics(metrics), files)
     return metrics, baselines

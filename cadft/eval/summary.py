@@ -1,7 +1,8 @@
 """The one printed summary of evaluation results (cadft-train, cadft-eval, cadft-baselines): a table per model of
 validation AUROC (what choices are made on), test AUROC with its CI, Brier, O/E and calibration slope of the
-reported risk, and, for a model compared with baselines, the paired differences; when its metrics have the
-`incremental` block, a second table: what the language model adds to each clinical model (ΔAUROC, NRI, IDI)."""
+reported risk, for incident tasks Uno's C and the IPCW Brier score on everyone followed up (cadft.eval.survival),
+and, for a model compared with baselines, the paired differences; when its metrics have the `incremental` block, a
+second table: what the language model adds to each clinical model (ΔAUROC, NRI, IDI)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,14 @@ def with_ci(value, interval, digits: int = 3, missing: str = "-") -> str:
     return text
 
 
-def _row(name: str, metrics: dict) -> list[str]:
+def _survival_cells(test: dict) -> list[str]:
+    survival = test.get("survival")
+    if survival is None:
+        return ["-", "-"]
+    return [with_ci(survival["uno_c"], None), with_ci(survival["brier_ipcw"], None, 4)]
+
+
+def _row(name: str, metrics: dict, survival: bool) -> list[str]:
     test, ci = metrics["test"], metrics["test"].get("ci") or {}
     slope = test.get("calibration_slope")
     return [
@@ -30,6 +38,7 @@ def _row(name: str, metrics: dict) -> list[str]:
         with_ci(test["oe_ratio"], ci.get("oe_ratio"), 2),
         "-" if slope is None else f"{slope:.2f}",
         f"{100 * test['mean_risk']:.1f}% / {100 * test['prevalence']:.1f}%",
+        *(_survival_cells(test) if survival else []),
     ]
 
 
@@ -45,6 +54,9 @@ def summary_table(title: str, models: dict[str, dict], comparison: dict | None =
         "slope",
         "mean risk / observed",
     ]
+    survival = any("survival" in metrics["test"] for metrics in models.values())
+    if survival:
+        columns += ["Uno's C", "IPCW Brier"]
     if comparison:
         columns += ["ΔAUROC model − row [95% CI]", "ΔBrier model − row"]
     for column in columns:
@@ -61,7 +73,7 @@ def summary_table(title: str, models: dict[str, dict], comparison: dict | None =
                 if rank
                 else ["", ""]
             )
-        table.add_row(*_row(name, metrics), *extra)
+        table.add_row(*_row(name, metrics, survival), *extra)
     return table
 
 
@@ -86,7 +98,7 @@ def incremental_table(incremental: dict) -> Table:
 
 
 def print_summary(title: str, models: dict[str, dict], comparison: dict | None = None, footer: list[str] = ()) -> None:
-    console = Console(width=200)  # the comparison's nine columns of values with intervals, one line per model
+    console = Console(width=220)  # the comparison's eleven columns of values with intervals, one line per model
     console.print(summary_table(title, models, comparison))
     incremental = next(iter(models.values()), {}).get("incremental")
     if incremental:

@@ -25,9 +25,24 @@ CAD_RATE_SCALE = 0.43  # PCE hazard x this lands incident 10-y hard CAD near 4%
 PREVALENT_LOGIT_SHIFT = 1.85  # logit P(prevalent) = log(pre-treatment CAD hazard) + this: ~3% prevalent
 LOSS_HAZARD = 0.00022  # per year: ~0.3% lost to follow-up by the record end
 RECURRENT_CAD_FACTOR = 2.5  # CAD hazard multiplier once a person has had an event
-# Log hazard ratios of the conditions only the medical history shows (HR 2.5, 2.0 and 1.6: in the range reported for
-# stable angina, peripheral arterial disease and rheumatoid arthritis).
-HISTORY_LOG_HAZARD_RATIO = {"angina": 0.92, "peripheral_vascular": 0.7, "rheumatoid": 0.47}
+# Log hazard ratios of the CAD hazard beyond the PCE's, per unit of each term of non_pce_terms: genetics and family,
+# LDL beyond total cholesterol, Lp(a), adiposity, deprivation, inflammation, glycaemia below the diabetes threshold,
+# kidney function, and the conditions only the medical history shows (HR 2.5, 2.0 and 1.6: in the range reported for
+# stable angina, peripheral arterial disease and rheumatoid arthritis). The PCE's own log hazard has coefficient 1.
+LOG_HAZARD_RATIOS = {
+    "polygenic": 0.30,
+    "family_heart": 0.10,
+    "ldl": 0.12,
+    "log_lpa": 0.18,
+    "bmi": 0.015,
+    "townsend": 0.03,
+    "log_crp": 0.10,
+    "hba1c_below_diabetes": 0.02,
+    "cystatin_c": 0.6,
+    "angina": 0.92,
+    "peripheral_vascular": 0.7,
+    "rheumatoid": 0.47,
+}
 
 
 def pce_hazard(age, female, black, total_chol, hdl, sbp, bp_treated, smoker, diabetes) -> np.ndarray:
@@ -37,30 +52,43 @@ def pce_hazard(age, female, black, total_chol, hdl, sbp, bp_treated, smoker, dia
     return -np.log1p(-risk) / HORIZON_YEARS
 
 
+def non_pce_terms(b: Baseline, ldl: np.ndarray) -> dict[str, np.ndarray]:
+    """Each participant's value of the terms of LOG_HAZARD_RATIOS (centred near the cohort's typical value)."""
+    return {
+        "polygenic": b.polygenic,
+        "family_heart": b.family_heart,
+        "ldl": ldl - 3.6,
+        "log_lpa": np.log(b.lpa) - np.log(22.0),
+        "bmi": b.bmi - 27.0,
+        "townsend": b.townsend + 1.4,
+        "log_crp": np.log(b.crp) - np.log(1.25),
+        "hba1c_below_diabetes": np.where(b.diabetes, 0.0, np.clip(b.hba1c - 35.0, -10.0, 15.0)),
+        "cystatin_c": b.cystatin_c - 0.9,
+        "angina": b.angina,
+        "peripheral_vascular": b.peripheral_vascular,
+        "rheumatoid": b.rheumatoid,
+    }
+
+
 def non_pce_log_hazard_ratio(b: Baseline, ldl: np.ndarray) -> np.ndarray:
-    """Risk factors outside the PCE: genetics and family, LDL beyond total cholesterol, Lp(a), adiposity,
-    deprivation, inflammation, glycaemia below the diabetes threshold, kidney function, and three conditions seen
-    only in the medical history (stable angina, peripheral vascular disease, rheumatoid arthritis)."""
-    return (
-        0.30 * b.polygenic
-        + 0.10 * b.family_heart
-        + 0.12 * (ldl - 3.6)
-        + 0.18 * (np.log(b.lpa) - np.log(22.0))
-        + 0.015 * (b.bmi - 27.0)
-        + 0.03 * (b.townsend + 1.4)
-        + 0.10 * (np.log(b.crp) - np.log(1.25))
-        + 0.02 * np.where(b.diabetes, 0.0, np.clip(b.hba1c - 35.0, -10.0, 15.0))
-        + 0.6 * (b.cystatin_c - 0.9)
-        + HISTORY_LOG_HAZARD_RATIO["angina"] * b.angina
-        + HISTORY_LOG_HAZARD_RATIO["peripheral_vascular"] * b.peripheral_vascular
-        + HISTORY_LOG_HAZARD_RATIO["rheumatoid"] * b.rheumatoid
-    )
+    """Risk factors outside the PCE: sum of LOG_HAZARD_RATIOS times their terms."""
+    terms = non_pce_terms(b, ldl)
+    return sum(ratio * terms[name] for name, ratio in LOG_HAZARD_RATIOS.items())
+
+
+def _pce_hazard_on_treatment(b: Baseline, t: Treatment) -> np.ndarray:
+    return pce_hazard(b.age, b.female, b.black, t.total_chol, b.hdl, t.sbp, t.bp_treated, b.current_smoker, b.diabetes)
 
 
 def cad_hazard(b: Baseline, t: Treatment) -> np.ndarray:
     """Yearly hazard of a first hard-CAD event after baseline, from the on-treatment (true) values."""
-    pce = pce_hazard(b.age, b.female, b.black, t.total_chol, b.hdl, t.sbp, t.bp_treated, b.current_smoker, b.diabetes)
-    return pce * np.exp(non_pce_log_hazard_ratio(b, t.ldl))
+    return _pce_hazard_on_treatment(b, t) * np.exp(non_pce_log_hazard_ratio(b, t.ldl))
+
+
+def hazard_terms(b: Baseline, t: Treatment) -> dict[str, np.ndarray]:
+    """The terms of the log CAD hazard: log_pce_hazard (coefficient 1) and non_pce_terms (LOG_HAZARD_RATIOS): what a
+    correctly specified Cox model on the true values recovers."""
+    return {"log_pce_hazard": np.log(_pce_hazard_on_treatment(b, t)), **non_pce_terms(b, t.ldl)}
 
 
 def prevalent_probability(b: Baseline) -> np.ndarray:

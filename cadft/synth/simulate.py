@@ -16,12 +16,13 @@ import pyarrow as pa
 from cadft.data.ukb.registry import load_registry
 from cadft.synth import hazards
 from cadft.synth.codelists import NO_DAY, PLACEHOLDER_DAY, CodeList, date_values, list_series
-from cadft.synth.cohort import draw_baseline
+from cadft.synth.cohort import Baseline, draw_baseline
+from cadft.synth.contributions import COLUMN_PREFIX, true_contributions
 from cadft.synth.hospital import record_hospital
 from cadft.synth.measurements import baseline_fields, dates, repeat_visit_fields, values
 from cadft.synth.outcomes import draw_outcomes, draw_prevalence
 from cadft.synth.selfreport import record_self_reports
-from cadft.synth.treatment import draw_treatment
+from cadft.synth.treatment import Treatment, draw_treatment
 
 UNDATED_SHARE = 0.005  # hospital date slots left empty
 PLACEHOLDER_SHARE = 0.0005  # hospital date slots holding UKB's 1900-01-01
@@ -33,7 +34,12 @@ FieldKey = tuple[int, int]  # (field, instance); fields without instances use 0
 class Simulation:
     eid: pl.Series
     fields: dict[FieldKey, pl.Series]
-    oracle: pl.DataFrame  # eid, prevalent, risk (null for prevalent), incident (the simulated truth)
+    # eid, prevalent, risk (null for prevalent), incident (the simulated truth); log_hazard, reference_log_hazard and
+    # true:<factor>, each factor's contribution to log_hazard - reference_log_hazard (cadft/synth/contributions.py;
+    # null for prevalent, like risk)
+    oracle: pl.DataFrame
+    # eid and the true terms of each participant's log CAD hazard (hazards.hazard_terms): never written, for tests
+    hazard_terms: pl.DataFrame
 
     @property
     def n(self) -> int:
@@ -91,8 +97,23 @@ def simulate(n: int, seed: int) -> Simulation:
             "risk": pl.Series(outcomes.risk).fill_nan(None),
             "incident": outcomes.incident.astype(np.int8),
         }
-    )
-    return Simulation(eid=pl.Series("eid", baseline.eid), fields=fields, oracle=oracle)
+    ).with_columns(_true_log_hazard(baseline, treatment, prevalence.prevalent))
+    terms = pl.DataFrame({"eid": baseline.eid, **hazards.hazard_terms(baseline, treatment)})
+    return Simulation(eid=pl.Series("eid", baseline.eid), fields=fields, oracle=oracle, hazard_terms=terms)
+
+
+def _true_log_hazard(baseline: Baseline, treatment: Treatment, prevalent: np.ndarray) -> list[pl.Series]:
+    """The oracle's log-hazard columns: null for prevalent participants, whose first event is behind them."""
+    contributions, log_hazard, reference = true_contributions(baseline, treatment)
+
+    def column(name: str, values) -> pl.Series:
+        return pl.Series(name, np.where(prevalent, np.nan, values), pl.Float64).fill_nan(None)
+
+    return [
+        column("log_hazard", log_hazard),
+        column("reference_log_hazard", np.full(len(prevalent), reference)),
+        *(column(COLUMN_PREFIX + factor, values) for factor, values in contributions.items()),
+    ]
 
 
 def _code_list_series(codes: CodeList, n: int, width: int) -> pl.Series:

@@ -46,7 +46,7 @@ def experiment_runs(client, name: str) -> list:
     return [
         run
         for run in _search(client, "", [experiment.experiment_id])
-        if run.data.tags.get(names.KIND_TAG) != names.KIND_SWEEP
+        if run.data.tags.get(names.KIND_TAG) not in (names.KIND_SWEEP, names.KIND_EVALUATION, names.KIND_EXPLANATION)
     ]
 
 

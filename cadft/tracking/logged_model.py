@@ -37,7 +37,7 @@ class CadftRiskModel(mlflow.pyfunc.PythonModel):
         with tempfile.TemporaryDirectory(prefix="cadft-pyfunc-") as folder:
             extract = Path(folder) / "extract.parquet"  # the same reader as cadft-predict, on the same values as text
             pl.from_pandas(model_input.astype("string")).write_parquet(extract)
-            return self.trained.predict(self.trained.records(extract, "parquet")).to_pandas()
+            return self.trained.predict(self.trained.record_table(extract, "parquet")).to_pandas()
 
 
 def log_risk_model(run_dir: Path, tracking_uri: str, run_id: str, register_as: str | None = None) -> str:

@@ -7,6 +7,11 @@ import re
 
 KIND_TAG = "kind"  # llm (a training run) | baseline | oracle | sweep (a sweep's parent run) | evaluation (cadft eval)
 KIND_LLM, KIND_BASELINE, KIND_ORACLE, KIND_SWEEP = "llm", "baseline", "oracle", "sweep"
+KIND_EVALUATION = "evaluation"  # cadft eval: a run of its own, a child of the training run it evaluates
+KIND_EXPLANATION = "explanation"  # cadft explain: likewise
+EVALUATES_TAG = "cadft.evaluates"  # an evaluation's training run id
+EVALUATED_MODEL_TAG = "cadft.evaluated_model"  # the model folder an evaluation scored (model/ or checkpoint-N)
+FINISHED_BY_TAG = "cadft.finished_by"  # a run stopped before scoring, finished later by `cadft eval RUN --finish`
 RUN_TAGS = ("strategy", "head", "imbalance", "zero", "backbone")  # what a training run is (cadft.train.run.run_tags)
 RUN_DIR_TAG = "cadft.run_dir"  # the run's local folder: cadft eval finds the run through it
 ERROR_TAG = "cadft.error"  # a failed sweep job's error
@@ -31,6 +36,9 @@ VALIDATION_DURING_TRAINING = (
 )
 COMPARISON = "comparison/"  # + baseline name + /metric: the paired comparison with a baseline
 INCREMENTAL = "incremental/"  # + combination (logistic_llm) + /statistic: what the language model adds to it
+# + <model>_<variant>/importance/<part>, /truth_spearman (+ _ci_low, _ci_high), /truth_rank_correlation_median:
+# explanations (cadft explain, eval.explain=true); aggregates only
+EXPLAIN = "explain/"
 
 
 def flat_config(values: dict) -> dict[str, object]:
@@ -61,8 +69,9 @@ def cohort_params(card: dict) -> dict[str, int]:
 
 
 def flatten_metrics(metrics: dict) -> dict[str, float]:
-    """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/raw/brier, test/decision/t0.075/net_benefit,
-    test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc, incremental/logistic_llm/nri, ...
+    """Flat MLflow keys: test/auroc, test/auroc_ci_low, test/raw/brier, test/survival/uno_c,
+    test/decision/t0.075/net_benefit, test/subgroup/sex_Female/auroc, comparison/logistic/delta_auroc,
+    incremental/logistic_llm/nri, ...
 
     MLflow metric names allow only letters, digits, _ - . / space, so subgroup names are sanitised
     (`sex=Female` would be refused).
@@ -81,6 +90,28 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
         _flatten_block(flat, f"{COMPARISON}{_mlflow_name(name)}", comparison)
     for name, incremental in (metrics.get("incremental") or {}).items():
         _flatten_block(flat, f"{INCREMENTAL}{_mlflow_name(name)}", incremental)
+    if metrics.get("explanations"):
+        flat |= flatten_explanations(metrics["explanations"])
+    return flat
+
+
+def flatten_explanations(summary: dict) -> dict[str, float]:
+    """An explanation summary (cadft.explain.importance) as metrics: each method's global importance per part and its
+    agreement with the truth."""
+    flat = {}
+    for row in summary.get("importance", []):
+        method = _mlflow_name(f"{row['model']}_{row['variant']}")
+        flat[f"{EXPLAIN}{method}/importance/{_mlflow_name(row['feature'])}"] = float(row["mean_abs_delta_logit"])
+    for row in summary.get("agreement", []):
+        method = f"{EXPLAIN}{_mlflow_name(row['model'] + '_' + row['variant'])}"
+        for key, name in (
+            ("spearman", "truth_spearman"),
+            ("low", "truth_spearman_ci_low"),
+            ("high", "truth_spearman_ci_high"),
+            ("participant_rank_correlation_median", "truth_rank_correlation_median"),
+        ):
+            if row.get(key) is not None:
+                flat[f"{method}/{name}"] = float(row[key])
     return flat
 
 
@@ -110,3 +141,5 @@ def _flatten_block(flat: dict, prefix: str, block: dict) -> None:
             _flatten_block(flat, f"{prefix}/subgroup/{_mlflow_name(f'{group}_{name}')}", sub)
     if block.get("raw"):
         _flatten_block(flat, f"{prefix}/raw", block["raw"])
+    if block.get("survival"):  # test/survival/uno_c, ... (cadft.eval.survival)
+        _flatten_block(flat, f"{prefix}/survival", block["survival"])

@@ -6,16 +6,20 @@ Faults. A server that stops answering does not stop the run. MLflow's HTTP retri
 local store in the run dir (`mlflow_offline.db`, artifacts in `mlflow_offline/`), noted in the run record under
 "offline", and `cadft sync RUN_DIR` (cadft.tracking.sync) replays it into the server later. A server that refuses a
 request (a 4xx answer) is an error as before, and so is any failure of a local store. A run ends FINISHED, FAILED (an
-exception) or KILLED (Ctrl-C, SIGTERM), never RUNNING (cadft.cli.train), on the server once synced. Nothing
-identifying is logged as a param, tag or metric: the config holds no eids or record text.
+exception) or KILLED (Ctrl-C, SIGTERM, SIGINT: cadft.cli.common.stop_on_signals), never RUNNING (`closing_run`; the
+signals are held back while the final status is written), on the server once synced. A local SQLite store is created
+once under a lock, and writes that find it locked by another process are retried (cadft.tracking.sqlite_store).
+Nothing identifying is logged as a param, tag or metric: the config holds no eids or record text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from typing import Any
 from cadft.config.schema import Paths, Tracking
 from cadft.tracking.names import RESUMED_WITH_TAG
 from cadft.tracking.record import read_record, update_record
+from cadft.tracking.sqlite_store import client_for, get_or_create_experiment, retry_if_locked, store_failure
 from cadft.tracking.store import (
     OFFLINE_ARTIFACTS,
     OFFLINE_STORE,
@@ -62,36 +67,41 @@ def start_run(
     *,
     run_name: str | None = None,
     parent_run_id: str | None = None,
+    resume: bool = True,
 ) -> str | None:
-    """Open (or, on resume, reopen) this job's MLflow run, a child of `parent_run_id` when given (a sweep job); returns
-    its id (None when tracking is off). Every run is tagged with the git commit of the code that made it."""
+    """Open (or, on resume, reopen) this job's MLflow run, a child of `parent_run_id` when given (a sweep job, an
+    evaluation); returns its id (None when tracking is off). resume=False: always a new run, whatever run_dir's record
+    says. Every run is tagged with the git commit of the code that made it."""
     global _session
     if not tracking.enabled or not is_main_process():
         return None
-    from mlflow import MlflowClient
     from mlflow.entities import RunTag
     from mlflow.tracking.context.registry import resolve_tags
 
     uri = tracking_uri(tracking, paths)
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = read_record(run_dir).get("run_id")
+    previous = read_record(run_dir).get("run_id") if resume else None
     tags = {k: _short(v) for k, v in (tags | {"git_commit": git_commit()}).items()}
     name = run_name or tracking.run_name or run_dir.name
-    _session = _Session(MlflowClient(uri), previous, run_dir, tracking.experiment, name, tags=dict(tags))
-    experiment_id = None
+    experiment_id, _session = None, None
     try:
+        _session = _Session(client_for(uri), previous, run_dir, tracking.experiment, name, tags=dict(tags))
+        client = _session.client
         experiment_id = experiment_for(tracking, paths)
         if previous:
-            _session.client.update_run(previous, status="RUNNING")
-            _session.client.log_batch(previous, tags=[RunTag(k, v) for k, v in tags.items()])
+            retry_if_locked(lambda: client.update_run(previous, status="RUNNING"), uri)
+            retry_if_locked(lambda: client.log_batch(previous, tags=[RunTag(k, v) for k, v in tags.items()]), uri)
         else:
             extra = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
-            run = _session.client.create_run(
-                experiment_id, run_name=name, tags=resolve_tags(tags | extra | {"mlflow.runName": name})
+            run = retry_if_locked(
+                lambda: client.create_run(
+                    experiment_id, run_name=name, tags=resolve_tags(tags | extra | {"mlflow.runName": name})
+                ),
+                uri,
             )
             _session.run_id = run.info.run_id
     except Exception as err:
-        if not unreachable(err, uri):
+        if _session is None or not unreachable(err, uri):  # None: a local store that cannot be opened
             _session = None
             raise
         _go_offline(err)
@@ -101,18 +111,17 @@ def start_run(
     return _session.run_id
 
 
-def reopen_run(run_dir: Path) -> bool:
-    """Make the MLflow run recorded in run_dir the one logged to (for cadft-eval); False when there is none."""
+def reopen_run(run_dir: Path, *, mark_running: bool = True) -> bool:
+    """Make the MLflow run recorded in run_dir the one logged to (a failed sweep job; `cadft eval --finish`, which
+    leaves its status as it was: mark_running=False and `leave_run`); False when there is none."""
     global _session
     record = read_record(run_dir)
     if not record or not is_main_process():
         return False
-    from mlflow import MlflowClient
-
     bound_http_retries()
     uri = record["tracking_uri"]
     _session = _Session(
-        MlflowClient(uri), record.get("run_id"), run_dir, record.get("experiment", "Default"), run_dir.name
+        client_for(uri), record.get("run_id"), run_dir, record.get("experiment", "Default"), run_dir.name
     )
     if _session.run_id is None:  # the server never saw the run: it lives offline
         _go_offline(RuntimeError("the run was recorded offline from its start"))
@@ -120,7 +129,8 @@ def reopen_run(run_dir: Path) -> bool:
     try:
         run = _session.client.get_run(_session.run_id)
         _session.run_name = run.info.run_name
-        _session.client.update_run(_session.run_id, status="RUNNING")
+        if mark_running:
+            _session.client.update_run(_session.run_id, status="RUNNING")
     except Exception as err:
         if not unreachable(err, uri):
             _session = None
@@ -132,7 +142,6 @@ def reopen_run(run_dir: Path) -> bool:
 def _go_offline(err: Exception) -> None:
     """Go on in the run dir's offline store: the unsynced offline run of an earlier process of this run, or a new
     one that starts with the params and tags logged so far."""
-    from mlflow import MlflowClient
     from mlflow.entities import Param, RunTag
 
     session = _session
@@ -143,19 +152,14 @@ def _go_offline(err: Exception) -> None:
         session.run_dir / OFFLINE_STORE,
         session.run_dir,
     )
-    client = MlflowClient(offline_uri(session.run_dir))
+    client = client_for(offline_uri(session.run_dir))
     offline = read_record(session.run_dir).get("offline") or {}
     if offline.get("run_id") and not offline.get("synced"):
         run_id = offline["run_id"]
         client.update_run(run_id, status="RUNNING")
     else:
-        experiment = client.get_experiment_by_name(session.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else client.create_experiment(
-                session.experiment, artifact_location=(session.run_dir.resolve() / OFFLINE_ARTIFACTS).as_uri()
-            )
+        experiment_id = get_or_create_experiment(
+            client, session.experiment, (session.run_dir.resolve() / OFFLINE_ARTIFACTS).as_uri()
         )
         run_id = client.create_run(
             experiment_id, run_name=session.run_name, tags={"mlflow.runName": session.run_name}
@@ -184,14 +188,16 @@ def _logged(action: Callable[[Any, str], Any]) -> Any:
     Only rank 0 opens a run; with tracking.enabled=false none is, and mlflow is never imported."""
     if _session is None:
         return None
-    if not _session.offline:
+    session = _session
+    if not session.offline:
         try:
-            return action(_session.client, _session.run_id)
+            return retry_if_locked(lambda: action(session.client, session.run_id), session.client.tracking_uri)
         except Exception as err:
-            if not unreachable(err, _session.client.tracking_uri):
+            if not unreachable(err, session.client.tracking_uri):
                 raise
             _go_offline(err)
-    return action(_session.client, _session.run_id)
+    with store_failure(session.client.tracking_uri):
+        return action(session.client, session.run_id)
 
 
 def is_active() -> bool:
@@ -206,11 +212,46 @@ def log_with(action: Callable[[Any, str], Any]) -> Any:
 
 
 def end_run(status: str = "FINISHED") -> None:
+    """End the open run with `status`; a stop signal that comes meanwhile waits until it is written (never RUNNING)."""
     global _session
+    held = _hold_signals()
     try:
         _logged(lambda client, run_id: client.set_terminated(run_id, status))
     finally:
         _session = None
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+def leave_run() -> None:
+    """Stop logging to the open run, leaving its status as it is (`cadft eval --finish` on an ended run)."""
+    global _session
+    _session = None
+
+
+@contextlib.contextmanager
+def closing_run() -> Iterator[None]:
+    """End the open run (if any) when the block ends: FINISHED, KILLED on a stop (Ctrl-C, SIGTERM), FAILED on an
+    error."""
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        end_run(status)
+
+
+def _hold_signals() -> set[signal.Signals]:
+    """Block SIGTERM and SIGINT in this thread (their handlers run once unblocked); the set blocked."""
+    stops = {signal.SIGTERM, signal.SIGINT}
+    try:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    except (AttributeError, OSError):  # no pthread_sigmask on this platform
+        return set()
+    return stops - set(blocked)
 
 
 def log_params(params: dict) -> None:

@@ -66,6 +66,12 @@ def preflight(tracking: Tracking, paths: Paths) -> None:
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
         check_writable(folder, "tracking store (paths.output_dir)")
+        from cadft.train.distributed import is_main_process
+
+        if is_main_process():  # a new store is created and migrated now, once, before the work it would lose
+            from cadft.tracking.sqlite_store import client_for
+
+            client_for(uri)
 
 
 def bound_http_retries() -> None:
@@ -75,19 +81,20 @@ def bound_http_retries() -> None:
 
 
 def experiment_for(tracking: Tracking, paths: Paths) -> str:
-    """The id of the config's experiment (tracking.experiment), created on first use with its artifact location."""
+    """The id of the config's experiment (tracking.experiment), created on first use with its artifact location (by
+    whichever of several processes started together gets there first)."""
     import mlflow
+
+    from cadft.tracking.sqlite_store import client_for, get_or_create_experiment, retry_if_locked
 
     bound_http_retries()
     uri = tracking_uri(tracking, paths)
+    client = client_for(uri)  # a new local store is created once, under a lock
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(tracking.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
     location = tracking.artifact_location
     if location is None and not is_remote(uri):
         location = (Path(paths.output_dir).resolve() / "mlartifacts").as_uri()
-    return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+    return retry_if_locked(lambda: get_or_create_experiment(client, tracking.experiment, location), uri)
 
 
 def unreachable(err: Exception, uri: str) -> bool:

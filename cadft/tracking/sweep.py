@@ -24,6 +24,7 @@ from cadft.config.validate import validate_group
 from cadft.layout import SWEEP_RECORD
 from cadft.tracking import leaderboard, learning_curve, names
 from cadft.tracking.session import git_commit
+from cadft.tracking.sqlite_store import client_for
 from cadft.tracking.store import experiment_for, tracking_uri
 from cadft.train.distributed import is_main_process
 
@@ -37,6 +38,13 @@ class SweepJob:
     parent_run_id: str
     tags: dict[str, str]
     run_name: str | None
+    tracking_uri: str | None = None  # the parent run's store
+
+    def stopped(self) -> None:
+        """The sweep was stopped (Ctrl-C, SIGTERM) in this job: its parent run ends KILLED (Hydra never reaches
+        on_multirun_end)."""
+        if self.tracking_uri:
+            client_for(self.tracking_uri).set_terminated(self.parent_run_id, "KILLED")
 
 
 def swept_keys(config: DictConfig) -> list[str]:
@@ -69,7 +77,8 @@ def sweep_job(hydra_config) -> SweepJob | None:
     tags = {names.SWEPT_TAG + key: value for key, value in values.items()} | {
         names.SWEEP_TAG + "job": str(hydra_config.job.num)
     }
-    return SweepJob(record["parent_run_id"], tags, " ".join(f"{key}={value}" for key, value in values.items()) or None)
+    name = " ".join(f"{key}={value}" for key, value in values.items()) or None
+    return SweepJob(record["parent_run_id"], tags, name, record.get("tracking_uri"))
 
 
 class SweepTracking(Callback):
@@ -78,13 +87,11 @@ class SweepTracking(Callback):
         tracking, paths = validate_group(config, "tracking"), validate_group(config, "paths")
         if not tracking.enabled or not is_main_process():
             return
-        from mlflow import MlflowClient
-
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         uri = tracking_uri(tracking, paths)
         keys = swept_keys(config)
         overrides = list(config.hydra.overrides.task)
-        parent = MlflowClient(uri).create_run(
+        parent = client_for(uri).create_run(
             experiment_for(tracking, paths),
             run_name=f"{config_name}-{sweep_dir.name}",
             tags={
@@ -117,10 +124,8 @@ class SweepTracking(Callback):
         path = Path(str(config.hydra.sweep.dir)) / SWEEP_RECORD
         if not is_main_process() or not path.is_file():
             return
-        from mlflow import MlflowClient
-
         record = json.loads(path.read_text())
-        client = MlflowClient(record["tracking_uri"])
+        client = client_for(record["tracking_uri"])
         parent_id = record["parent_run_id"]
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         client.log_artifact(parent_id, str(sweep_dir / "multirun.yaml"), "config")  # written by the sweeper

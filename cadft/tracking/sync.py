@@ -22,6 +22,7 @@ from pathlib import Path
 from cadft.errors import CadftError
 from cadft.layout import RUN_RECORD
 from cadft.tracking.record import read_record, update_record
+from cadft.tracking.sqlite_store import client_for
 from cadft.tracking.store import bound_http_retries, offline_uri
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,13 @@ def sync(run_dir: Path, tracking_uri: str | None = None, *, killed: bool = False
         raise CadftError(f"{run_dir}: nothing recorded offline here (no 'offline' entry in {run_dir / RUN_RECORD})")
     if offline.get("synced"):
         return None
-    from mlflow import MlflowClient
     from mlflow.entities import Param, RunTag
     from mlflow.exceptions import MlflowException
     from mlflow.utils.file_utils import local_file_uri_to_path
 
     bound_http_retries()
     uri = tracking_uri or record["tracking_uri"]
-    local = MlflowClient(offline_uri(run_dir))
+    local = client_for(offline_uri(run_dir))
     run = local.get_run(offline["run_id"])
     status = run.info.status
     if status == "RUNNING":
@@ -52,7 +52,7 @@ def sync(run_dir: Path, tracking_uri: str | None = None, *, killed: bool = False
                 "outright (SIGKILL, out of memory) never closes it: pass --killed to send it as KILLED"
             )
         status = "KILLED"
-    server = MlflowClient(uri)
+    server = client_for(uri)
     try:
         target = _server_run(server, offline.get("server_run_id") or record.get("run_id"))
         new_run = target is None

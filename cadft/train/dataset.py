@@ -1,4 +1,5 @@
-"""Prepared splits as tokenized datasets for the trainer, with truncation counted."""
+"""Prepared splits as tokenized datasets for the trainer, with truncation counted, and each record's IPCW weight under
+task.censoring=ipcw (cadft.data.ipcw: the loss weighs each example by it)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import polars as pl
 import torch
 
 from cadft.config.schema import Head
+from cadft.data.ipcw import weights_of
 from cadft.errors import CadftError
 
 log = logging.getLogger(__name__)
+EXAMPLE_WEIGHT = "example_weight"  # a batch's IPCW weights, beside its labels
 
 
 @dataclass
@@ -24,12 +27,16 @@ class TokenizedSplit(torch.utils.data.Dataset):
     labels: np.ndarray
     input_ids: list[list[int]]
     truncated: int
+    weights: np.ndarray | None = None  # IPCW weights (task.censoring=ipcw), else None
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.input_ids[i], "labels": int(self.labels[i])}
+        item = {"input_ids": self.input_ids[i], "labels": int(self.labels[i])}
+        if self.weights is not None:
+            item[EXAMPLE_WEIGHT] = float(self.weights[i])
+        return item
 
     @property
     def lengths(self) -> list[int]:
@@ -39,7 +46,12 @@ class TokenizedSplit(torch.utils.data.Dataset):
         """The same examples, longest first: evaluation batches with little padding."""
         order = np.argsort([-len(ids) for ids in self.input_ids], kind="stable")
         return TokenizedSplit(
-            self.name, self.eids[order], self.labels[order], [self.input_ids[i] for i in order], self.truncated
+            self.name,
+            self.eids[order],
+            self.labels[order],
+            [self.input_ids[i] for i in order],
+            self.truncated,
+            None if self.weights is None else self.weights[order],
         )
 
 
@@ -61,5 +73,10 @@ def tokenize_split(table: pl.DataFrame, name: str, tokenizer, max_length: int, h
             encoded.longest,
         )
     return TokenizedSplit(
-        name, table["eid"].to_numpy(), table["label"].to_numpy().astype(np.int64), encoded.input_ids, encoded.truncated
+        name,
+        table["eid"].to_numpy(),
+        table["label"].to_numpy().astype(np.int64),
+        encoded.input_ids,
+        encoded.truncated,
+        weights_of(table),
     )

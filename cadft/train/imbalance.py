@@ -7,6 +7,9 @@
   `positive_fraction`, cycling through shuffled cases (no case repeats before every case was drawn).
   Only the training split is resampled.
 - none: plain cross-entropy, every example once per epoch.
+- task.censoring=ipcw composes with each: every example's loss is also multiplied by its IPCW weight (0 for a record
+  censored before the horizon; cadft.data.ipcw), inverse-frequency class weights come from the weighted counts, and
+  the trainer normalises by the summed product of both weights.
 
 Every option shares one sampler that groups examples of similar length into batches (little padding)
 and yields the same global order on every rank, so accelerate/DeepSpeed shard whole batches across
@@ -45,8 +48,10 @@ class AppliedImbalance:
         }
 
 
-def resolve_imbalance(imbalance: Imbalance, train_labels: np.ndarray) -> AppliedImbalance:
-    """The imbalance group applied to the training labels."""
+def resolve_imbalance(
+    imbalance: Imbalance, train_labels: np.ndarray, example_weights: np.ndarray | None = None
+) -> AppliedImbalance:
+    """The imbalance group applied to the training labels (and their IPCW weights, task.censoring=ipcw)."""
     method = imbalance.method
     n_case = int(train_labels.sum())
     n = len(train_labels)
@@ -54,6 +59,8 @@ def resolve_imbalance(imbalance: Imbalance, train_labels: np.ndarray) -> Applied
         raise CadftError("the training split is empty: check data.split.fractions and train.max_train_examples")
     if n_case in (0, n):
         raise CadftError(f"the training split has {n_case} cases among {n} examples: both classes are needed to train")
+    if example_weights is not None:  # the weighted counts the loss sees
+        n_case, n = float(example_weights @ train_labels), float(example_weights.sum())
     fraction = imbalance.positive_fraction if method == "oversample" else None
     weights = imbalance.class_weights
     if weights is None or method == "none":
@@ -158,8 +165,16 @@ def _cycle(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray
 
 
 def weighted_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, example_weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example losses in fp32: (weight * CE, CE)."""
+    """Per-example losses in fp32: (class weight * IPCW weight (when given) * CE, CE)."""
     losses = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
-    return weights.to(losses.device)[labels] * losses, losses
+    return example_loss_weights(weights, labels, example_weights).to(losses.device) * losses, losses
+
+
+def example_loss_weights(
+    class_weights: torch.Tensor, labels: torch.Tensor, example_weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Each example's weight in the loss: its class weight, times its IPCW weight under task.censoring=ipcw."""
+    weights = class_weights.to(labels.device)[labels]
+    return weights if example_weights is None else weights * example_weights.to(weights.device, torch.float32)

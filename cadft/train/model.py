@@ -28,6 +28,7 @@ from transformers import (
 from cadft.config.schema import Head, HeadVerbalizer, Model
 from cadft.config.typecheck import plain
 from cadft.errors import CadftError
+from cadft.files import write_text_atomic
 from cadft.layout import CHECKPOINT_INFO
 from cadft.quiet import without_log_records
 from cadft.train.head import init_head
@@ -118,8 +119,7 @@ def write_checkpoint_info(model: torch.nn.Module, out_dir: str | Path) -> None:
     info = getattr(model, BUILD_INFO_ATTR, None)
     if info is None:
         raise CadftError("the model was not made by cadft.train.model.build_model: nothing says how to rebuild it")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / CHECKPOINT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    write_text_atomic(Path(out_dir) / CHECKPOINT_INFO, json.dumps(info, indent=2) + "\n")
 
 
 def load_model(checkpoint_dir: str | Path, *, device: str = "cpu", dtype: str | None = None) -> torch.nn.Module:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +22,8 @@ from cadft.config.typecheck import plain
 from cadft.config.validate import to_yaml
 from cadft.data.subsample import subsample, training_records
 from cadft.errors import CadftError
-from cadft.files import check_writable, write_text_atomic
-from cadft.layout import CALIBRATOR_FILE, REPORT_FILE, TRAINING_SAMPLE_FILE, RunLayout
+from cadft.files import check_writable, with_umask_modes, write_text_atomic, writing
+from cadft.layout import REPORT_FILE, TRAINING_SAMPLE_FILE, RunLayout
 from cadft.tracking import names, session, store
 from cadft.train.distributed import is_main_process
 
@@ -39,10 +40,11 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
     from transformers import DataCollatorWithPadding, set_seed
 
     from cadft.data.prepare import prepare
+    from cadft.eval.baselines.oracle import check_oracle
     from cadft.train.backbone import load_tokenizer, resolve_backbone
     from cadft.train.dataset import tokenize_split
     from cadft.train.imbalance import resolve_imbalance
-    from cadft.train.model import build_model, merged_for_scoring, trainable_parameter_summary, write_checkpoint_info
+    from cadft.train.model import build_model, merged_for_scoring, trainable_parameter_summary
     from cadft.train.trainer import (
         CadftTrainer,
         MlflowMetricsCallback,
@@ -69,6 +71,7 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
     with args.main_process_first(desc="prepare data"):  # the other ranks then read rank 0's cached table
         prepared = prepare(config)
     table = prepared.table()
+    check_oracle(config, table)  # a stale oracle fails now, not in the report after training
     if is_main_process():  # cadft eval reads the run's config and finds its own splits here
         write_text_atomic(run.config, to_yaml(config))
         write_text_atomic(
@@ -85,7 +88,7 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
         )
     train_set = tokenize_split(_training_texts(train_rows, config), "train", tokenizer, max_length, config.head)
     val_set = tokenize_split(val_rows, "validation", tokenizer, max_length, config.head)
-    applied = resolve_imbalance(config.imbalance, train_set.labels)
+    applied = resolve_imbalance(config.imbalance, train_set.labels, train_set.weights)
     evaluates = _evaluate_only_when_it_chooses(args, len(train_set))
     if config.train.early_stopping_patience and not evaluates:
         log.warning("train.early_stopping_patience is set, but validation is scored once, after training: no stopping")
@@ -140,18 +143,17 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
             callbacks=[MlflowMetricsCallback(), *early_stopping(config.train.early_stopping_patience, evaluates)],
         )
         started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=resume_from)
+        with writing(run.checkpoints):
+            trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - started
         steps = {  # where training stopped, and the checkpoint validation chose (the last step when none was chosen)
             names.TRAINING_STEPS["steps"]: trainer.state.global_step,
             names.TRAINING_STEPS["best_step"]: trainer.state.best_global_step or trainer.state.global_step,
         }
-        trainer.save_model(str(run.model_dir))  # on every rank: under ZeRO-3 they gather the weights together
+        sample = training_sample(table, train_rows, applied)
+        _save_model(trainer, run, config, sample)
         metrics = {}
         if trainer.is_world_process_zero():
-            write_checkpoint_info(trainer.model, run.model_dir)
-            sample = training_sample(table, train_rows, applied)
-            sample.save(run.model_dir / TRAINING_SAMPLE_FILE)
             # Under ZeRO-3 the trained weights are spread over the ranks: rank 0 scores the saved model instead.
             # Scored as cadft eval and cadft predict score the saved model: with the adapters merged (trainable no
             # more).
@@ -172,11 +174,33 @@ def run_training(config: Config, run_dir: Path, sweep_job: SweepJob | None = Non
             _print_summary(config, metrics, baselines, usage, run, train_set.truncated + val_set.truncated)
         status = "FINISHED"
         return metrics
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cadft.cli.train turns it into this)
+    except KeyboardInterrupt:  # Ctrl-C, SIGINT or SIGTERM (cadft.cli.common.stop_on_signals)
         status = "KILLED"
         raise
     finally:
         session.end_run(status)  # never left RUNNING: FINISHED, FAILED on an exception, KILLED when stopped
+
+
+def _save_model(trainer, run: RunLayout, config: Config, sample: TrainingSample) -> None:
+    """model/: the weights (on every rank: under ZeRO-3 they gather them together), then on rank 0 the training
+    sample, cadft_model.json with what the model was trained on and its files' checksums (cadft.train.provenance),
+    and the umask's modes. A model folder that could not be saved whole (a full disk, a stop) is removed: it never
+    looks saved."""
+    from cadft.train import provenance
+    from cadft.train.model import write_checkpoint_info
+
+    try:
+        with writing(run.model_dir):
+            trainer.save_model(str(run.model_dir))
+            if trainer.is_world_process_zero():
+                sample.save(run.model_dir / TRAINING_SAMPLE_FILE)
+                write_checkpoint_info(trainer.model, run.model_dir)
+                with_umask_modes(run.model_dir)  # safetensors writes the adapter 0600
+                provenance.seal(run.model_dir, config)
+    except BaseException:
+        if trainer.is_world_process_zero():
+            shutil.rmtree(run.model_dir, ignore_errors=True)
+        raise
 
 
 def run_tags(config: Config, run_dir: Path) -> dict[str, str]:
@@ -227,14 +251,15 @@ def _training_texts(train_rows: pl.DataFrame, config: Config) -> pl.DataFrame:
 
 
 def training_sample(table: pl.DataFrame, train_rows: pl.DataFrame, applied) -> TrainingSample:
-    """What the model was trained on relative to the whole training split (eval.recalibration=prior_shift's input)."""
+    """What the model was trained on relative to the whole training split (eval.recalibration=prior_shift's input);
+    IPCW-weighted counts under task.censoring=ipcw, as the loss weighs them."""
+    from cadft.data.ipcw import weighted_cases
     from cadft.eval.recalibration import TrainingSample
 
-    population = table.filter(pl.col("split") == "train")
-    fraction = applied.positive_fraction if applied.positive_fraction is not None else float(train_rows["label"].mean())
-    return TrainingSample(
-        int(population["label"].sum()), population.height, float(fraction), tuple(applied.class_weights)
-    )
+    population_cases, population_n = weighted_cases(table.filter(pl.col("split") == "train"))
+    sample_cases, sample_n = weighted_cases(train_rows)
+    fraction = applied.positive_fraction if applied.positive_fraction is not None else sample_cases / sample_n
+    return TrainingSample(population_cases, population_n, float(fraction), tuple(applied.class_weights))
 
 
 def _evaluate(
@@ -249,13 +274,22 @@ def _evaluate(
     card: dict,
 ) -> tuple[dict, dict]:
     """Score, recalibrate on validation and save the calibrator beside the model, compare with the baselines."""
-    from cadft.eval.recalibration import Recalibrator
     from cadft.eval.run import evaluate_model
+    from cadft.train.provenance import save_calibrator
 
-    metrics, baselines = evaluate_model(
-        model, tokenizer, table, config, run.eval_dir, device=device, train_rows=train_rows, sample=sample, card=card
-    )
-    Recalibrator(**metrics["recalibration"]).save(run.model_dir / CALIBRATOR_FILE)
+    with writing(run.eval_dir):
+        metrics, baselines = evaluate_model(
+            model,
+            tokenizer,
+            table,
+            config,
+            run.eval_dir,
+            device=device,
+            train_rows=train_rows,
+            sample=sample,
+            card=card,
+        )
+    save_calibrator(run.model_dir, metrics["recalibration"])
     session.log_metrics(names.flatten_metrics(metrics))
     return metrics, baselines
 

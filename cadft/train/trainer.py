@@ -1,7 +1,8 @@
 """The Hugging Face Trainer with cadft's loss and sampler.
 
-Loss: class-weighted cross-entropy in fp32, normalised by the total weight of the whole accumulated
-batch on all ranks, i.e. exactly the loss of one large batch (GA=2 x batch 4 equals GA=1 x batch 8).
+Loss: class-weighted cross-entropy in fp32 (each example's weight also multiplied by its IPCW weight under
+task.censoring=ipcw), normalised by the total weight of the whole accumulated batch on all ranks, i.e. exactly the
+loss of one large batch (GA=2 x batch 4 equals GA=1 x batch 8).
 transformers 5.x hands `num_items_in_batch` to `compute_loss` for that purpose; cadft replaces the
 count by the summed class weights, and says the loss is already scaled (`loss_is_scaled_for_ga`).
 Gradients are averaged over ranks (DDP, DeepSpeed), so each rank's share is multiplied by the world size.
@@ -25,10 +26,11 @@ from transformers.trainer_utils import rotate_checkpoints
 
 from cadft.config.schema import Config
 from cadft.errors import CadftError
-from cadft.files import publish_dir
+from cadft.files import publish_dir, with_umask_modes
 from cadft.tracking import names, session
 from cadft.train.checkpoints import STAGING_DIR, TRAINER_STATE
-from cadft.train.imbalance import AppliedImbalance, GroupedSampler, weighted_cross_entropy
+from cadft.train.dataset import EXAMPLE_WEIGHT
+from cadft.train.imbalance import AppliedImbalance, GroupedSampler, example_loss_weights, weighted_cross_entropy
 from cadft.train.model import resolve_dtype, write_checkpoint_info
 from cadft.train.zero import deepspeed_config, ready_process
 
@@ -59,9 +61,12 @@ class CadftTrainer(Trainer):
         )
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
-        """The summed class weight of the accumulated batch, over all ranks (the loss's denominator). Evaluation
-        asks too (prediction_step, per batch; all ranks in step), but compute_loss does not use it there."""
-        total = sum(self.class_weights[batch["labels"].cpu()].sum() for batch in batch_samples)
+        """The summed class (times IPCW) weight of the accumulated batch, over all ranks (the loss's denominator).
+        Evaluation asks too (prediction_step, per batch; all ranks in step), but compute_loss does not use it there."""
+        total = sum(
+            example_loss_weights(self.class_weights, batch["labels"].cpu(), _cpu(batch.get(EXAMPLE_WEIGHT))).sum()
+            for batch in batch_samples
+        )
         total = torch.as_tensor(total, dtype=torch.float32, device=device)
         if self.args.world_size > 1:
             total = self.accelerator.gather(total.reshape(1)).sum()
@@ -69,11 +74,12 @@ class CadftTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
+        example_weights = inputs.pop(EXAMPLE_WEIGHT, None)
         outputs = model(**inputs)
-        weighted, plain = weighted_cross_entropy(outputs.logits, labels, self.class_weights)
+        weighted, plain = weighted_cross_entropy(outputs.logits, labels, self.class_weights, example_weights)
         # Evaluation (model.eval()) gets num_items_in_batch too in transformers 5.x: decide on the mode instead.
         if not model.training:  # this batch's weighted mean, not counted in the training loss statistics
-            loss = weighted.sum() / self.class_weights.to(weighted.device)[labels].sum()
+            loss = weighted.sum() / example_loss_weights(self.class_weights, labels, example_weights).sum()
         else:
             loss = weighted.sum() / num_items_in_batch * max(1, self.args.world_size)
             self._unweighted_sum += float(plain.detach().sum())
@@ -107,6 +113,7 @@ class CadftTrainer(Trainer):
         if self.args.should_save:
             self.state.save_to_json(str(staging / TRAINER_STATE))
             write_checkpoint_info(self.model, staging)
+            with_umask_modes(staging)  # safetensors writes the weights 0600
             publish_dir(staging, final)  # over an incomplete checkpoint-N that a resumed run skipped
             rotate_checkpoints(
                 output_dir=str(parent),
@@ -133,19 +140,26 @@ class CadftTrainer(Trainer):
 
 
 def classification_metrics(eval_prediction) -> dict[str, float]:
-    """Validation metrics during training (model selection uses AUROC)."""
+    """Validation metrics during training (model selection uses AUROC), IPCW-weighted under task.censoring=ipcw (the
+    label ids are then (labels, weights): label_names)."""
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
     logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    labels, weights = labels if isinstance(labels, tuple) else (labels, None)
     logits = logits[0] if isinstance(logits, tuple) else logits
     probs = torch.softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float32), dim=-1)[:, 1].numpy()
     if len(np.unique(labels)) < 2:
-        return {"brier": float(brier_score_loss(labels, probs))}
+        return {"brier": float(brier_score_loss(labels, probs, sample_weight=weights))}
     return {
-        "auroc": float(roc_auc_score(labels, probs)),
-        "auprc": float(average_precision_score(labels, probs)),
-        "brier": float(brier_score_loss(labels, probs)),
+        "auroc": float(roc_auc_score(labels, probs, sample_weight=weights)),
+        "auprc": float(average_precision_score(labels, probs, sample_weight=weights)),
+        "brier": float(brier_score_loss(labels, probs, sample_weight=weights)),
     }
+
+
+def label_names(config: Config) -> list[str]:
+    """The batch keys the Trainer hands to compute_metrics: the IPCW weights go with the labels under ipcw."""
+    return ["labels", EXAMPLE_WEIGHT] if config.task.censoring == "ipcw" else ["labels"]
 
 
 def resolve_device(setting: str) -> str:
@@ -194,7 +208,7 @@ def build_training_arguments(config: Config, output_dir: Path, device: str) -> T
         data_seed=config.seed,
         dataloader_num_workers=t.dataloader_workers,
         remove_unused_columns=False,
-        label_names=["labels"],
+        label_names=label_names(config),
         report_to="none",
     )
 
@@ -223,3 +237,7 @@ class MlflowMetricsCallback(TrainerCallback):
             elif key in self.RENAME:
                 metrics[self.RENAME[key]] = value
         session.log_metrics(metrics, step=state.global_step)
+
+
+def _cpu(values: torch.Tensor | None) -> torch.Tensor | None:
+    return None if values is None else values.cpu()

@@ -83,7 +83,8 @@ CASES = [
         "baselines",
         ["baselines.which=[logistic,pcee]", f"paths.output_dir={OUT}"],
         "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
-        "lightgbm_all, pce, pce_recalibrated, age, zero_shot, logistic+llm, pce+llm (pcee: did you mean pce?)",
+        "lightgbm_all, pce, pce_recalibrated, age, zero_shot, cox, cox_all, logistic+llm, pce+llm (pcee: did you mean "
+        "pce?)",
     ),
     (
         "baselines",
@@ -104,6 +105,11 @@ CASES = [
         "eval",
         ["no_such_run", "--out", OUT, "--device"],
         "argument --device: expected one argument (see cadft eval --help)",
+    ),
+    (
+        "explain",
+        ["run=no_such_run", "explain.nn=3", f"out={OUT}"],
+        "explain.nn: unknown key; did you mean explain.n?",
     ),
     (
         "compare",

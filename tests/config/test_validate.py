@@ -56,6 +56,7 @@ GROUP_TYPES = {
     "eval": schema.Eval,
     "baselines": schema.Baselines,
     "tracking": schema.Tracking,
+    "explain": schema.Explain,
 }
 VARIANT_TYPES = {
     ("backbone", "tiny"): schema.BackboneTiny,
@@ -107,8 +108,9 @@ def test_the_groups_are_all_covered():
         "eval",
         "baselines",
         "tracking",
+        "explain",
     }
-    assert len(OPTIONS) >= 32 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 8
+    assert len(OPTIONS) >= 33 and EXPERIMENTS == ["demo"] and len(TEMPLATES) == 8
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
@@ -201,6 +203,11 @@ def test_a_saved_config_loads_back_the_same(tmp_path):
     old = tmp_path / "old.yaml"
     old.write_text(to_yaml(validate(_compose())).replace("head:\n  name: classifier\n", ""))
     assert "\nhead:" not in old.read_text() and load(old).head == schema.CLASSIFIER
+    # saved before the explain group existed: the shipped explain settings, eval.explain off
+    older = tmp_path / "older.yaml"
+    text = to_yaml(config)
+    older.write_text(text[: text.index("explain:\n")].replace("  explain: false\n", ""))
+    assert load(older) == config and not load(older).eval.explain
 
 
 def test_the_slurm_launcher_passes():
@@ -229,7 +236,7 @@ def test_the_slurm_launcher_passes():
             ["+eval.temperature_scaling=true"],
             "eval.temperature_scaling: unknown key; eval has: batch_size, recalibration, threshold, "
             "target_sensitivity, fixed_threshold, on_no_validation_cases, risk_thresholds, decision_curve, bootstrap, "
-            "ci_level, calibration_bins, min_subgroup_cases, age_bands, plots, test_time_orders, prefix_reuse",
+            "ci_level, calibration_bins, min_subgroup_cases, age_bands, plots, test_time_orders, prefix_reuse, explain",
         ),
         (["+tracking.urii=x"], "tracking.urii: unknown key; did you mean tracking.uri?"),
         (["~eval.plots"], "eval.plots: missing; expected true or false"),
@@ -305,7 +312,17 @@ def test_the_slurm_launcher_passes():
             ["task.censor_dates=2022-10-31"],
             "task.censor_dates=2022-10-31: expected a mapping of England, Scotland, Wales",
         ),
-        (["task.censoring=drop"], "task.censoring=drop: expected one of exclude, control"),
+        (["task.censoring=drop"], "task.censoring=drop: expected one of exclude, control, ipcw"),
+        (
+            ["task=hard_cad_prevalent", "task.censoring=ipcw"],
+            "task hard_cad_prevalent: task.censoring=ipcw weights follow-up, which only incident outcomes have; use "
+            "task.censoring=exclude for task.outcome=prevalent",
+        ),
+        (
+            ["data=seed_json", "data.path=/x.jsonl", "task.censoring=ipcw"],
+            "task.censoring=ipcw: seed-JSON records carry no follow-up to weight; use task.censoring=exclude",
+        ),
+        (["baselines.cox_penalizer=[]"], "baselines.cox_penalizer=[]: expected a list of numbers > 0, not empty"),
         (["task.competing_death=censor"], "task.competing_death=censor: expected one of control, exclude"),
         (["task.history_policy=ignore"], "task.history_policy=ignore: expected one of exclude, prevalent, event"),
         (["task.history_codes=I252"], "task.history_codes=I252: expected a list of texts"),
@@ -443,7 +460,8 @@ def test_the_slurm_launcher_passes():
         (
             ["baselines.which=[logistic,pcee]"],
             "baselines.which=[logistic, pcee]: expected a list, each one of logistic, lightgbm, logistic_all, "
-            "lightgbm_all, pce, pce_recalibrated, age, zero_shot, logistic+llm, pce+llm (pcee: did you mean pce?)",
+            "lightgbm_all, pce, pce_recalibrated, age, zero_shot, cox, cox_all, logistic+llm, pce+llm (pcee: did you "
+            "mean pce?)",
         ),
         (["baselines.logistic_c=[]"], "baselines.logistic_c=[]: expected a list of numbers > 0, not empty"),
         (
@@ -457,6 +475,30 @@ def test_the_slurm_launcher_passes():
         (["baselines.lightgbm.max_trees=0"], "baselines.lightgbm.max_trees=0: expected an integer >= 1"),
         (["tracking.log_eids=maybe"], "tracking.log_eids=maybe: expected auto or true or false"),
         (["tracking.log_model=full"], "tracking.log_model=full: expected one of pyfunc, adapter, none"),
+        # explain
+        (["explain.n=0"], "explain.n=0: expected an integer >= 1"),
+        (
+            ["explain.variants=[median]"],
+            "explain.variants=[median]: expected a list, each one of remove, median, containing remove, each once",
+        ),
+        (
+            ["text.features=[age,sex]", "explain.features=[age,bmi]"],
+            "explain.features names bmi, which is not part of the record (its parts: age, sex)",
+        ),
+        (
+            ["text.history=on", "explain.features=[history:diagnosis]"],
+            "explain.features names history:diagnosis, which is not part of the record (its parts: age, sex, "
+            "ethnicity, townsend, bmi, waist, systolic_bp, diastolic_bp, smoking, pack_years, alcohol, activity, "
+            "cholesterol, hdl, ldl, triglycerides, hba1c, glucose, crp, lipoprotein_a, cystatin_c, diabetes, "
+            "cholesterol_medication, bp_medication, insulin, stroke_diagnosed, high_bp_diagnosed, "
+            "family_heart_disease, family_stroke, self_reported_high_cholesterol, history:illnesses, "
+            "history:operations, history:medications, history:diagnoses)",
+        ),
+        (
+            ["data=seed_json", "data.path=/x.jsonl", "eval.explain=true"],
+            "eval.explain=true: seed-JSON records are text only, with no parts to take out one at a time; use "
+            "eval.explain=false",
+        ),
     ],
 )
 def test_a_mistake_is_one_line_naming_the_key_the_value_and_what_is_allowed(overrides, message):

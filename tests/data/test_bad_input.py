@@ -229,4 +229,7 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
         "manifest.json)" in done.stdout
     )
     assert pl.read_parquet(table_path).equals(expected)
-    assert [p.name for p in table_path.parent.parent.iterdir()] == [table_path.parent.name]
+    assert sorted(p.name for p in table_path.parent.parent.iterdir()) == [  # no staging or replaced folder left
+        ".extract_digests",  # the extract's SHA-256 for the cache key (cadft.data.fingerprint)
+        table_path.parent.name,
+    ]

@@ -195,9 +195,10 @@ def test_damaged_cache_entry_is_rebuilt(make_config, extract, caplog, damage):
     assert again.directory == first.directory and again.damage() is None
     assert again.table().equals(expected)
     assert f"prepared data in {first.directory} is damaged" in caplog.text
-    assert sorted(p.name for p in again.directory.parent.iterdir()) == [
-        first.directory.name
-    ]  # no staging or damaged leftovers
+    assert sorted(p.name for p in again.directory.parent.iterdir()) == [  # no staging or damaged leftovers
+        ".extract_digests",  # the extract's SHA-256 for the cache key (cadft.data.fingerprint)
+        first.directory.name,
+    ]
 
 
 def test_unwritable_prepared_dir_fails_before_the_extract_is_read(make_config, tmp_path):
@@ -251,6 +252,66 @@ def test_withdrawals_and_negative_eids_are_removed_first_and_counted(make_config
     assert again.directory != prepared.directory and set(plain.table()["eid"]) - set(again.table()["eid"]) == {
         withdrawn[1]
     }
+
+
+def test_every_participant_withdrawn_is_said_as_such(make_config, tmp_path):
+    cohort = _cohort(n_controls=5)
+    path = write_showcase(tmp_path / "cohort.csv", cohort)
+    withdrawals = tmp_path / "withdrawn.txt"
+    withdrawals.write_text("\n".join(str(p["eid"]) for p in cohort) + "\n")
+    message = rf"{path}: every participant was withdrawn \({len(cohort)} listed in the withdrawals file, 0 with a"
+    with pytest.raises(CadftError, match=message):  # not "no cases ... check task.definition"
+        prepare(make_config(f"data.path={path}", f"data.withdrawals={withdrawals}"))
+    from cadft.data.records import records_from_extract  # cadft predict's records: the same line
+
+    config = make_config(f"data.path={path}")
+    with pytest.raises(CadftError, match=message):
+        records_from_extract(config.data, config.text, config.task, withdrawals)
+
+
+def test_the_cache_follows_the_extracts_content_not_where_it_is(make_config, extract, tmp_path, monkeypatch):
+    """The same extract from another folder and another output folder (whose default oracle path differs) is
+    prepared once; the same path with other bytes (same size, an edit in the middle) is prepared again."""
+    shared = tmp_path / "shared-prepared"
+    first = prepare(make_config(f"data.path={extract}", f"paths.prepared_dir={shared}"))
+    copy = tmp_path / "elsewhere" / "copy.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(extract.read_bytes())  # a plain copy: a new modification time
+    other_folder = make_config(
+        f"data.path={copy}", f"paths.prepared_dir={shared}", f"paths.output_dir={tmp_path / 'another-workdir'}"
+    )
+    assert other_folder.data.oracle_path != make_config().data.oracle_path
+    mtime = first.table_path.stat().st_mtime_ns
+    again = prepare(other_folder)
+    assert again.directory == first.directory and again.table_path.stat().st_mtime_ns == mtime  # not rebuilt
+    monkeypatch.setattr("cadft.data.fingerprint.file_digest", lambda path: pytest.fail(f"{path} hashed again"))
+    assert prepare(other_folder).key == first.key  # the digest is remembered beside the cache
+    monkeypatch.undo()
+    raw = bytearray(copy.read_bytes())
+    middle = raw.index(b'"60"', len(raw) // 2)  # an age in the middle of the file, the size unchanged
+    raw[middle : middle + 4] = b'"61"'
+    copy.write_bytes(bytes(raw))
+    assert prepare(other_folder).key != first.key
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_compressed_extract_is_read_or_refused_by_name(make_config, extract, tmp_path, compression):
+    import gzip
+
+    packed = tmp_path / "cohort.csv.gz"
+    if compression == "gzip":
+        packed.write_bytes(gzip.compress(extract.read_bytes()))
+        plain = prepare(make_config(f"data.path={extract}")).table()
+        assert prepare(make_config(f"data.path={packed}")).table().equals(plain)
+        cut = tmp_path / "cut.csv.gz"
+        cut.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+        with pytest.raises(CadftError, match=rf"{cut}: the compressed file is cut off or damaged"):
+            prepare(make_config(f"data.path={cut}"))
+    else:
+        packed = tmp_path / "cohort.csv.zst"
+        packed.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(64))  # zstd's signature, which polars' CSV reader lacks
+        with pytest.raises(CadftError, match=rf"{packed}: a zstd-compressed file; cadft reads CSV/TSV \(plain or gzip"):
+            prepare(make_config(f"data.path={packed}"))
 
 
 def _labels(cohort: list[dict]) -> dict[int, int]:

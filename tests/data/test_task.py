@@ -9,6 +9,7 @@ import pytest
 from cadft.config.compose import compose
 from cadft.config.schema import Codes
 from cadft.config.validate import validate_group
+from cadft.data.card import summary_lines
 from cadft.data.task import OPTIONAL_FIELDS, Definition, TaskConfigError, label
 from cadft.data.ukb.read import read_extract
 from cadft.tracking.names import cohort_params
@@ -202,6 +203,34 @@ def test_competing_death(follow_up_extract, make_config):
         assert _outcome(rows["death_after_horizon"]) == 0 and not rows["death_after_horizon"]["competing_death"]
 
 
+def test_time_and_status(tmp_path, make_config):
+    """Years from baseline to the event or the end of follow-up, and how it ended, whatever the censoring policy
+    (days counted by hand; a calendar decade from 2008-06-15 is 3,652 days, written as exactly 10 years)."""
+    after_horizon = _person(3000018, f41270=[("I214", "2019-01-01")])  # an MI after the 2018-06-15 horizon
+    path = write_showcase(tmp_path / "time.csv", [*FOLLOW_UP.values(), after_horizon])
+    extract = read_extract(path, sorted(_definition("hard_cad").required_fields()), optional_ids=OPTIONAL_FIELDS)
+    expected = {  # name: (followup_years, followup_status: 0 no event, 1 event, 2 competing death)
+        "welsh_late": (3102 / 365.25, 0),  # 2009-09-01 to Wales' data end 2018-02-28: censored before the horizon
+        "english_late": (10.0, 0),  # the horizon reached event-free
+        "welsh_late_mi": (1948 / 365.25, 1),  # 2009-09-01 to the MI on 2015-01-01
+        "lost": (1357 / 365.25, 0),  # 2008-06-15 to lost on 2012-03-03
+        "competing_death": (2119 / 365.25, 2),  # 2008-06-15 to the death on 2014-04-04
+        "mi_then_death": (930 / 365.25, 1),  # the MI on 2011-01-01 ends follow-up, not the death
+        "death_after_horizon": (10.0, 0),
+    }
+    for policy in ("exclude", "control", "ipcw"):
+        definition = Definition.from_config(make_config(f"task.censoring={policy}").task)
+        rows = {r["eid"]: r for r in label(extract, definition).iter_rows(named=True)}
+        for name, (years, status) in expected.items():
+            row = rows[EIDS[name]]
+            assert (row["followup_years"], row["followup_status"]) == pytest.approx((years, status), abs=1e-12), name
+        assert (rows[3000018]["label"], rows[3000018]["followup_years"], rows[3000018]["followup_status"]) == (0, 10, 0)
+        welsh_late = rows[EIDS["welsh_late"]]
+        assert welsh_late["included"] == (policy != "exclude") and welsh_late["label"] == 0
+    prevalent = label(extract, _definition("hard_cad_prevalent"))
+    assert prevalent["followup_years"].null_count() == prevalent.height  # no follow-up for a prevalent outcome
+
+
 def test_history_codes(follow_up_extract, make_config):
     expected = {"exclude": "history_code", "prevalent": "prevalent", "event": 1}
     for policy, outcome in expected.items():
@@ -306,6 +335,9 @@ def test_cohort_counts_in_the_card(make_config, tmp_path):
         "lost_to_followup": 1,
     }
     assert card["task"]["censor_dates"] == {"England": "2022-10-31", "Scotland": "2022-08-31", "Wales": "2018-02-28"}
+    followup = card["followup"]  # how the included participants' follow-up ended
+    assert (followup["participants"], followup["events"], followup["reached_horizon"]) == (n - 4, 5, n - 9)
+    assert followup["competing_deaths"] == followup["censored_before_horizon"] == 0
     params = cohort_params(card)  # what a training run logs to MLflow
     assert params["cohort/read"] == n and params["cohort/censored"] == 2 and params["cohort/censored.excluded"] == 2
     assert params["cohort/cases"] == 5 and "cohort/cases.excluded" not in params
@@ -320,3 +352,8 @@ def test_cohort_counts_in_the_card(make_config, tmp_path):
     ) == (1, 0, "control")
     assert steps["controls"]["of_which_censored"] == 2 and steps["controls"]["of_which_competing_death"] == 1
     assert kept["included"] == n - 1
+    assert (kept["followup"]["competing_deaths"], kept["followup"]["censored_before_horizon"]) == (1, 2)
+    assert any(
+        "2 censored before the horizon" in line
+        for line in summary_lines(prepare(make_config(f"data.path={path}", "task.censoring=control")))
+    )

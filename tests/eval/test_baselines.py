@@ -298,3 +298,29 @@ def test_run_baselines_writes_one_report_per_model(tmp_path, table, make_config)
 def sorted_risks(folder: Path) -> list[float]:
     rows = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
     return [row["risk"] for row in sorted((r for r in rows if r["split"] == "test"), key=lambda r: r["eid"])]
+
+
+@pytest.mark.parametrize("name", ["logistic", "lightgbm"])
+def test_ipcw_weights_reach_the_fits_and_their_tuning(table, name):
+    """task.censoring=ipcw: a record of weight 0 (censored before the horizon) moves neither the fit nor the tuning on
+    validation, whatever its label; the other records' weights do."""
+    rng = np.random.default_rng(4)
+    weight = np.where(rng.random(table.height) < 0.1, 0.0, rng.uniform(1.0, 1.5, table.height))
+    weighted = table.with_columns(pl.Series("ipcw_weight", weight))
+    flipped = weighted.with_columns(
+        pl.when(pl.col("ipcw_weight") == 0).then(1 - pl.col("label")).otherwise(pl.col("label")).alias("label")
+    )
+    small = replace(  # a grid of two and early stopping: tuning on the weighted validation split
+        SETTINGS,
+        logistic_c=[0.1, 1.0],
+        lightgbm=replace(SETTINGS.lightgbm, num_leaves=[4, 8], learning_rate=[0.05], max_trees=300),
+    )
+    original = fit_baselines(weighted, ALL, small, seed=1, which=(name,))[name]
+    assert fit_baselines(flipped, ALL, small, seed=1, which=(name,))[name].test["prob"].to_list() == (
+        original.test["prob"].to_list()
+    )
+    unweighted = fit_baselines(table, ALL, small, seed=1, which=(name,))[name]
+    assert unweighted.test["prob"].to_list() != original.test["prob"].to_list()
+    train = weighted.filter(pl.col("split") == "train")
+    cases, n = train["ipcw_weight"].to_numpy() @ train["label"].to_numpy(), train["ipcw_weight"].sum()
+    assert original.sample.population_cases == pytest.approx(cases) and original.sample.population_n == pytest.approx(n)

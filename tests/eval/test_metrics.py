@@ -345,3 +345,43 @@ def test_metrics_json_reports_the_analytic_oe_interval():
     block = metrics["test"]
     assert block["ci"]["oe_ratio"] == oe_ratio_interval(block["cases"], block["n"], block["mean_risk"], 0.95)
     assert block["ci"]["oe_ratio"]["low"] < block["oe_ratio"] < block["ci"]["oe_ratio"]["high"]
+
+
+def _weighted_and_expanded(frame: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(frame with IPCW weights 1 or 2 plus censored rows of weight 0, the same people with each weight-2 row
+    written twice and no censored rows): integer weights are frequency weights."""
+    rng = np.random.default_rng(seed)
+    weight = rng.choice([1.0, 2.0], frame.height)
+    censored = scored(150, seed=seed + 100, first_eid=int(frame["eid"].max()) + 1).with_columns(
+        pl.Series("label", np.zeros(150, dtype=np.int8))
+    )
+    weighted = pl.concat(
+        [frame.with_columns(pl.Series("ipcw_weight", weight)), censored.with_columns(pl.lit(0.0).alias("ipcw_weight"))]
+    )
+    twice = frame.filter(pl.Series(weight == 2.0)).with_columns(pl.col("eid") + 10_000_000)
+    return weighted, pl.concat([frame, twice])
+
+
+def test_ipcw_weights_act_as_frequency_weights_on_every_binary_metric():
+    """task.censoring=ipcw: a participant of weight 2 counts as two, one of weight 0 (censored before the horizon,
+    label unknown) not at all, in the recalibration and threshold fitted on validation and in every test metric."""
+    settings = eval_config(bootstrap=0)
+    validation, test = scored(800, seed=21), scored(900, seed=22, first_eid=5000)
+    (w_val, e_val), (w_test, e_test) = _weighted_and_expanded(validation, 1), _weighted_and_expanded(test, 2)
+    weighted = evaluate_scores(w_val, w_test, settings, seed=0)
+    expanded = evaluate_scores(e_val, e_test, settings, seed=0)
+    assert weighted["recalibration"]["params"]["slope"] == pytest.approx(expanded["recalibration"]["params"]["slope"])
+    assert weighted["threshold"]["value"] == pytest.approx(expanded["threshold"]["value"])
+    ours, theirs = weighted["test"], expanded["test"]
+    same = ["prevalence", "auroc", "auprc", "brier", "log_loss", "mean_risk", "oe_ratio", "calibration_slope"]
+    same += ["calibration_intercept", "calibration_in_the_large", "sensitivity", "specificity", "tp", "fp", "tn", "fn"]
+    for key in same:
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-6), key
+    assert ours["raw"]["auroc"] == pytest.approx(theirs["raw"]["auroc"])
+    for mine, other in zip(ours["decision"], theirs["decision"]):
+        assert mine["net_benefit"] == pytest.approx(other["net_benefit"]) and mine["ppv"] == pytest.approx(other["ppv"])
+    for mine, other in zip(ours["decision_curve"], theirs["decision_curve"]):
+        assert mine["model"] == pytest.approx(other["model"], abs=1e-12)
+    assert (ours["n"], ours["participants_used"], ours["weighted"]) == (1050, 900, "ipcw")
+    assert ours["effective_n"] < 900 and sum(row["n"] for row in ours["deciles"]) == 900  # the censored are in no bin
+    assert "weighted" not in theirs and theirs["n"] == e_test.height

@@ -55,6 +55,14 @@ def test_baselines_cli(synthetic_cohort, prepared_dir, tmp_path):
     )
     for name in ("logistic", "lightgbm"):  # recalibrated on validation: the mean risk is near the observed rate
         assert 0.5 < metrics[name]["test"]["oe_ratio"] < 2, name
+    # the Cox model: logistic's features and records, with their follow-up; every model measured on the follow-up too
+    assert metrics["cox"]["baseline"]["features"] == metrics["logistic"]["baseline"]["features"]
+    assert metrics["cox"]["baseline"]["train_records"] == 300 and metrics["cox"]["test"]["auroc"] > 0.6
+    assert metrics["cox"]["baseline"]["tuned"]["penalizer"] in (0.001, 0.01, 0.1)
+    for name, block in metrics.items():
+        survival = block["test"]["survival"]
+        assert survival["participants"] == block["test"]["n"], name
+        assert name == "zero_shot" or 0.6 < survival["uno_c"] < 1, name  # (the tiny backbone knows nothing)
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["hard_cad_incident10"], output_format="list")
     kinds = sorted((r.data.tags["kind"], r.data.tags["baseline"]) for r in runs)

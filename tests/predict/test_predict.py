@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from cadft.cli.predict import parse_arguments
+from cadft.errors import CadftError
 from tests.conftest import CADFT
 
 
@@ -20,8 +23,8 @@ def trained(tiny_run, synthetic_cohort):
     return tiny_run, synthetic_cohort[0]
 
 
-def predict(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*CADFT, "predict", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+def predict(*args: str, cwd: Path, umask: int = -1) -> subprocess.CompletedProcess:
+    return subprocess.run([*CADFT, "predict", *args], capture_output=True, text=True, timeout=300, cwd=cwd, umask=umask)
 
 
 def run_test_risks(run: Path) -> pl.DataFrame:
@@ -31,8 +34,9 @@ def run_test_risks(run: Path) -> pl.DataFrame:
 
 def test_predict_reproduces_the_runs_test_risks(trained, tmp_path):
     run, extract = trained
-    done = predict(f"run={run}", f"data.path={extract}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path)
+    done = predict(f"run={run}", f"data.path={extract}", f"out={tmp_path / 'risks.csv'}", cwd=tmp_path, umask=0o007)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert stat.S_IMODE((tmp_path / "risks.csv").stat().st_mode) == 0o660  # the umask's modes, not mkstemp's 0600
     risks = pl.read_csv(tmp_path / "risks.csv")
     assert (
         risks.columns == ["eid", "risk", "raw_score"] and risks.height == 3000
@@ -132,3 +136,45 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path):
         assert done.returncode == 2 and "calibrator.json is missing" in done.stderr
     finally:
         (tmp_path / "calibrator.json").rename(run / "model" / "calibrator.json")
+
+
+def test_a_run_and_its_prepared_data_get_the_umasks_modes(trained):
+    """Shared filesystems: nothing private (safetensors writes the adapter 0600; staging folders are made 0700)."""
+    from cadft.files import umask
+
+    run, _ = trained
+    files, folders = 0o666 & ~umask(), 0o777 & ~umask()
+    for path in [*(run / "model").iterdir(), *(run / "checkpoints").glob("checkpoint-*/*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == (folders if path.is_dir() else files), path
+    prepared = Path(json.loads((run / "prepared.json").read_text())["table"])
+    assert stat.S_IMODE(prepared.parent.stat().st_mode) == folders and stat.S_IMODE(prepared.stat().st_mode) == files
+
+
+def test_predict_explain_gives_the_same_reasons_as_cadft_explain(trained, tiny_explanation, tmp_path):
+    from cadft.explain.report import reasons_columns, top_reasons
+
+    _, extract = trained
+    _, out, _ = tiny_explanation
+    explained = pl.read_parquet(out / "explanations.parquet")
+    people = explained["eid"].unique(maintain_order=True).head(6)
+    rows = pl.read_csv(extract, infer_schema=False)
+    subset = tmp_path / "six.csv"
+    rows.filter(pl.col("eid").cast(pl.Int64).is_in(people.implode())).write_csv(subset, quote_style="always")
+    arguments = [f"run={trained[0]}", f"data.path={subset}"]
+    done = predict(*arguments, f"out={tmp_path / 'risks.csv'}", "explain=true", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "top 3 reasons each" in done.stdout
+    risks = pl.read_csv(tmp_path / "risks.csv")
+    assert risks.columns == ["eid", "risk", "raw_score"] + [
+        f"reason_{k}{suffix}" for k in (1, 2, 3) for suffix in ("", "_delta_risk")
+    ]
+    parts = json.loads((out / "explanations.json").read_text())["parts"]
+    expected = reasons_columns(top_reasons(explained, parts, 3), people, 3)
+    joined = expected.join(risks, on="eid", suffix="_predict")
+    assert joined.height == 6 and joined["reason_1"].null_count() == 0
+    for k in (1, 2, 3):
+        assert joined[f"reason_{k}"].to_list() == joined[f"reason_{k}_predict"].to_list()
+        difference = (joined[f"reason_{k}_delta_risk"] - joined[f"reason_{k}_delta_risk_predict"]).abs().max()
+        assert difference is None or difference < 1e-6
+    with pytest.raises(CadftError, match=r"^explain=yes; allowed: true, false$"):
+        parse_arguments([*arguments, f"out={tmp_path / 'x.csv'}", "explain=yes"])

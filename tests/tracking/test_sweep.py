@@ -99,15 +99,17 @@ def test_each_job_reads_its_place_in_the_sweep_from_the_sweep_record(tmp_path, m
         "a" * 32,
         {"cadft.swept.imbalance.positive_fraction": "0.5", "cadft.sweep.job": "3"},
         "imbalance.positive_fraction=0.5",
+        "sqlite:///x.db",
     )
     (tmp_path / SWEEP_RECORD).write_text(json.dumps(record | {"swept": ["model.learning_rate", "model"]}))
     assert sweep_job(hydra_config) == SweepJob(
         "a" * 32,
         {"cadft.swept.model.learning_rate": "0.0001", "cadft.swept.model": "lora", "cadft.sweep.job": "3"},
         "model.learning_rate=0.0001 model=lora",
+        "sqlite:///x.db",
     )
     (tmp_path / SWEEP_RECORD).write_text(json.dumps(record | {"swept": []}))  # nothing swept: no run name of its own
-    assert sweep_job(hydra_config) == SweepJob("a" * 32, {"cadft.sweep.job": "3"}, None)
+    assert sweep_job(hydra_config) == SweepJob("a" * 32, {"cadft.sweep.job": "3"}, None, "sqlite:///x.db")
     monkeypatch.setenv("RANK", "1")  # only rank 0 talks to MLflow
     assert sweep_job(hydra_config) is None
 

@@ -103,6 +103,46 @@ def test_a_case_enriched_weighted_run_reports_calibrated_risks_beside_equal_term
     } <= metric_keys
 
 
+def test_an_ipcw_run_keeps_the_censored_and_weighs_training_and_every_metric(train_config, tmp_path):
+    """task.censoring=ipcw: the participants censored before the horizon stay in the prepared table (weight 0, the
+    others 1/G of the training split's censoring); the loss, the baselines and every binary metric use the weights,
+    and every model also gets the censoring-aware block."""
+    import polars as pl
+
+    from cadft.data.prepare import prepare
+
+    cfg = train_config("task.censoring=ipcw", "baselines.which=[logistic,cox]", "train.max_train_examples=128")
+    metrics = run_training(cfg, tmp_path / "run")
+    prepared = prepare(cfg)
+    table = prepared.table()
+    censored = table.filter((pl.col("followup_status") == 0) & (pl.col("followup_years") < 10))
+    assert censored.height > 20 and censored["ipcw_weight"].max() == 0 and censored["label"].max() == 0
+    assert table.filter(pl.col("ipcw_weight") > 0)["ipcw_weight"].min() >= 1
+    steps = {step["step"]: step for step in prepared.card["cohort_steps"]}
+    assert steps["censored"]["excluded"] == 0 and steps["censored"]["policy"] == "ipcw"
+    assert prepared.card["followup"]["censored_before_horizon"] == censored.height
+    test = metrics["test"]
+    assert test["weighted"] == "ipcw" and test["participants_used"] < test["n"]
+    assert test["n"] == table.filter(pl.col("split") == "test").height  # everyone is scored and written
+    survival = test["survival"]
+    assert (
+        survival["participants"] == test["n"]
+        and survival["censored_before_horizon"] == test["n"] - (test["participants_used"])
+    )
+    assert survival["censoring"]["censored_before_horizon"] == censored.filter(pl.col("split") == "train").height
+    assert set(metrics["comparison"]) == {"logistic", "cox", "oracle"}
+    sample = json.loads((tmp_path / "run" / "model" / "training_sample.json").read_text())
+    train = table.filter(pl.col("split") == "train")
+    assert sample["population_n"] == pytest.approx(train["ipcw_weight"].sum())  # the weighted training split
+    lines = (tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == test["n"] + metrics["validation"]["n"] and "ipcw_weight" in json.loads(lines[0])
+    html = (tmp_path / "run" / "eval" / "report.html").read_text()
+    assert "weighted by the inverse probability of censoring" in html and "Uno's C" in html
+    with sqlite3.connect(_mlflow_db(cfg)) as db:
+        metric_keys = {row[0] for row in db.execute("select distinct key from metrics")}
+    assert {"test/survival/uno_c", "test/survival/brier_ipcw", "test/participants_used"} <= metric_keys
+
+
 def test_nothing_identifying_is_logged(train_config, tmp_path, synthetic_cohort):
     cfg = train_config()
     run_training(cfg, tmp_path / "run")

@@ -31,6 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from cadft.data.ukb.columns import ColumnKey, detect_naming, eid_column, parse_column
+from cadft.data.ukb.compressed import GZIP, compression_of, open_bytes
 from cadft.data.ukb.registry import Field, get_field
 from cadft.data.ukb.rows import RaggedRow, first_ragged_row
 from cadft.errors import CadftError
@@ -86,6 +87,12 @@ def read_extract(
         raise ExtractError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ExtractError(f"{path}: the file is empty; {FORMAT_HELP}")
+    compression = compression_of(path)
+    if compression not in (None, GZIP):
+        raise ExtractError(
+            f"{path}: a {compression}-compressed file; cadft reads CSV/TSV (plain or gzip-compressed, .csv.gz) and "
+            "Parquet: decompress it first"
+        )
     is_parquet = fmt == "parquet" or (fmt == "auto" and _looks_like_parquet(path))
     scan, header, separator = _scan_parquet(path) if is_parquet else _scan_text(path, encoding)
     _check_unique_columns(path, header)
@@ -102,7 +109,7 @@ def read_extract(
         except pl.exceptions.ComputeError as err:
             _check_rows(path, rows)  # a file cut off mid-row is the reason polars failed: say that
             raise _decode_error(path, err, encoding) from None
-        except ExtractError:
+        except (ExtractError, OSError):  # OSError: polars on a cut .csv.gz ("unexpected end of file")
             _check_rows(path, rows)
             raise
         _check_rows(path, rows)
@@ -122,7 +129,7 @@ def _looks_like_parquet(path: Path) -> bool:
 
 
 def _scan_text(path: Path, encoding: str) -> tuple[pl.LazyFrame, list[str], str]:
-    with path.open("rb") as fh:
+    with open_bytes(path) as fh:
         first = fh.readline()
     try:
         line = first.decode(
@@ -166,8 +173,14 @@ def _check_unique_columns(path: Path, header: list[str]) -> None:
 
 
 def _check_rows(path: Path, rows: Future | None) -> None:
-    """Raise when the row check found a record whose field count differs from the header's."""
-    ragged: RaggedRow | None = rows.result() if rows is not None else None
+    """Raise when the row check found a record whose field count differs from the header's, or a compressed file
+    that ends early."""
+    try:
+        ragged: RaggedRow | None = rows.result() if rows is not None else None
+    except (EOFError, OSError) as err:  # gzip: "Compressed file ended before the end-of-stream marker"
+        raise ExtractError(
+            f"{path}: the compressed file is cut off or damaged ({err}): copy or download it again"
+        ) from None
     if ragged is None:
         return
     where = f"{path}: line {ragged.line}"
@@ -404,7 +417,7 @@ def _decode_error(path: Path, err: Exception, encoding: str) -> ExtractError:
 
 def _first_invalid_utf8(path: Path, chunk: int = 1 << 24) -> int | None:
     offset = 0
-    with path.open("rb") as fh:
+    with open_bytes(path) as fh:
         while block := fh.read(chunk):
             try:
                 block.decode("utf-8")

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cadft.data.ukb.compressed import open_bytes
+
 MAX_RECORD_BYTES = 1 << 26  # a quoted value still open after 64 MiB is a stray quote, not a value with newlines
 _QUOTE = ord('"')
 _QUOTED = re.compile(rb'"[^"]*"')  # `"a""b"` is two adjacent matches: removing them removes the whole value
@@ -37,7 +39,7 @@ def first_ragged_row(path: Path, separator: str) -> RaggedRow | None:
     expected = None
     bad = None
     record, start, quotes = b"", 1, 0  # the record being read (several lines when a quoted value holds a newline)
-    with path.open("rb") as fh:
+    with open_bytes(path) as fh:  # a .csv.gz decompressed as it is read
         for number, line in enumerate(fh, start=1):
             if bad is not None:  # a line after the bad record: it was not the last
                 return RaggedRow(*bad, at_end=False, open_quote=False)

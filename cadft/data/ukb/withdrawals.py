@@ -62,7 +62,17 @@ def drop_withdrawn(extract: Extract, withdrawn: frozenset[int]) -> tuple[Extract
     keep, counts = kept(extract.scalars["eid"], withdrawn)
     if all(count == 0 for count in counts.values()):
         return extract, counts
+    check_someone_left(extract.path, int(keep.sum()), counts)
     eids = extract.scalars.filter(keep).select("eid")
     return replace(
         extract, scalars=extract.scalars.filter(keep), entries=extract.entries.join(eids, on="eid", how="semi")
     ), counts
+
+
+def check_someone_left(path: str | Path, remaining: int, counts: dict[str, int]) -> None:
+    """Said as such when withdrawals removed everyone (not as an empty cohort, which points at the task)."""
+    if remaining == 0 and any(counts.values()):
+        raise WithdrawalsError(
+            f"{path}: every participant was withdrawn ({counts['withdrawn']} listed in the withdrawals file, "
+            f"{counts['negative_eids']} with a negative eid): no one is left to use"
+        )

@@ -4,10 +4,15 @@ Logistic regression: median-imputed, scaled numbers (plus missing indicators) an
 own category); C chosen from `baselines.logistic_c` by validation log loss. LightGBM: native categorical splits,
 num_leaves x learning_rate grid chosen by validation log loss, trees by early stopping on validation. With
 text.history=on both also get the history as 0/1 columns, one per item at least HISTORY_MIN_RECORDS training
-records have.
+records have. Under task.censoring=ipcw both are fitted and tuned with the IPCW weights (cadft.data.ipcw), as the
+language model's loss is.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import lightgbm
 import numpy as np
@@ -21,6 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from cadft.config.schema import Baselines
 from cadft.data.history import HISTORY_COLUMN
+from cadft.data.ipcw import weights_of
 from cadft.errors import CadftError
 
 MISSING_CATEGORY = "Missing"
@@ -48,63 +54,115 @@ def _with_history_indicators(
 ) -> tuple[dict[str, pl.DataFrame], list[str]]:
     """The history list column (text.history=on) as one 0/1 column per item that at least HISTORY_MIN_RECORDS of the
     training records have: the baselines see the history the language model reads. Items come from train alone."""
-    if HISTORY_COLUMN not in feature_names:
+    items = _history_items(splits["train"], feature_names)
+    if items is None:
         return splits, feature_names
-    counts = splits["train"][HISTORY_COLUMN].explode().drop_nulls().value_counts()
-    items = sorted(counts.filter(pl.col("count") >= HISTORY_MIN_RECORDS)[HISTORY_COLUMN].to_list())
-    indicators = [
-        pl.col(HISTORY_COLUMN).list.contains(item).cast(pl.Int8).alias(f"{HISTORY_COLUMN}={item}") for item in items
-    ]
     names = [name for name in feature_names if name != HISTORY_COLUMN] + [f"{HISTORY_COLUMN}={item}" for item in items]
-    return {split: rows.with_columns(indicators) for split, rows in splits.items()}, names
+    return {split: _add_indicators(rows, items) for split, rows in splits.items()}, names
+
+
+def _history_items(train: pl.DataFrame, feature_names: list[str]) -> list[str] | None:
+    if HISTORY_COLUMN not in feature_names:
+        return None
+    counts = train[HISTORY_COLUMN].explode().drop_nulls().value_counts()
+    return sorted(counts.filter(pl.col("count") >= HISTORY_MIN_RECORDS)[HISTORY_COLUMN].to_list())
+
+
+def _add_indicators(rows: pl.DataFrame, items: list[str] | None) -> pl.DataFrame:
+    if items is None:
+        return rows
+    return rows.with_columns(
+        pl.col(HISTORY_COLUMN).list.contains(item).cast(pl.Int8).alias(f"{HISTORY_COLUMN}={item}") for item in items
+    )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted baseline: `model` takes `inputs(rows)` of any prepared rows; `columns` are its input columns (history
+    items expanded), numeric ones first; `tuned` what validation chose."""
+
+    model: Any  # the scikit-learn pipeline (logistic) or the LGBMClassifier
+    inputs: Callable[[pl.DataFrame], Any]
+    columns: list[str]
+    numeric: list[str]
+    tuned: dict
+
+    def probabilities(self, rows: pl.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(self.inputs(rows))[:, 1]
+
+
+def linear_columns(numeric: list[str], categorical: list[str], *, drop_first: bool = False) -> ColumnTransformer:
+    """Median-imputed, scaled numbers with missing indicators, and one-hot labels (the first dropped for a model
+    without an intercept, the Cox model)."""
+    return ColumnTransformer(
+        [
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+                ),
+                numeric,
+            ),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", drop="first" if drop_first else None),
+                categorical,
+            ),
+        ]
+    )
 
 
 def logistic_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
+    fitted = fit_logistic(splits, feature_names, settings, seed)
+    return tuple(fitted.probabilities(splits[name]) for name in ("validation", "test")), fitted.tuned
+
+
+def fit_logistic(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int) -> Fitted:
     _check_trainable(splits)
-    splits, feature_names = _with_history_indicators(splits, feature_names)
-    numeric, categorical = _feature_kinds(splits["train"], feature_names)
-    frames = {name: _with_missing_category(rows.select(feature_names), categorical) for name, rows in splits.items()}
+    items = _history_items(splits["train"], feature_names)
+    expanded, feature_names = _with_history_indicators(splits, feature_names)
+    numeric, categorical = _feature_kinds(expanded["train"], feature_names)
+
+    def inputs(rows: pl.DataFrame) -> pl.DataFrame:
+        return _with_missing_category(_add_indicators(rows, items).select(feature_names), categorical)
+
+    frames = {name: inputs(rows) for name, rows in splits.items()}
     y_train, y_val = splits["train"]["label"].to_numpy(), splits["validation"]["label"].to_numpy()
+    w_train, w_val = weights_of(splits["train"]), weights_of(splits["validation"])
     best = None
     for c in settings.logistic_c:
-        columns = ColumnTransformer(
-            [
-                (
-                    "numeric",
-                    make_pipeline(
-                        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
-                    ),
-                    numeric,
-                ),
-                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ]
-        )
-        model = make_pipeline(columns, LogisticRegression(C=c, max_iter=5000, random_state=seed)).fit(
-            frames["train"], y_train
-        )
-        loss = log_loss(y_val, model.predict_proba(frames["validation"])[:, 1], labels=[0, 1])
+        model = make_pipeline(
+            linear_columns(numeric, categorical), LogisticRegression(C=c, max_iter=5000, random_state=seed)
+        ).fit(frames["train"], y_train, logisticregression__sample_weight=w_train)
+        loss = log_loss(y_val, model.predict_proba(frames["validation"])[:, 1], labels=[0, 1], sample_weight=w_val)
         if best is None or loss < best[0]:
             best = (loss, c, model)
-    _, c, model = best
-    probs = (model.predict_proba(frames["validation"])[:, 1], model.predict_proba(frames["test"])[:, 1])
-    return probs, {"C": c, "validation_log_loss": best[0]}
+    loss, c, model = best
+    return Fitted(model, inputs, numeric + categorical, numeric, {"C": c, "validation_log_loss": loss})
 
 
 def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
+    fitted = fit_lightgbm(splits, feature_names, settings, seed)
+    return tuple(fitted.probabilities(splits[name]) for name in ("validation", "test")), fitted.tuned
+
+
+def fit_lightgbm(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int) -> Fitted:
     _check_trainable(splits)
-    splits, feature_names = _with_history_indicators(splits, feature_names)
-    numeric, categorical = _feature_kinds(splits["train"], feature_names)
-    train = _with_missing_category(splits["train"], categorical)
+    items = _history_items(splits["train"], feature_names)
+    expanded, feature_names = _with_history_indicators(splits, feature_names)
+    numeric, categorical = _feature_kinds(expanded["train"], feature_names)
+    train = _with_missing_category(expanded["train"], categorical)
     # Category codes come from train alone; a label first seen in validation/test becomes NaN (LightGBM: missing).
     codes = {c: {value: i for i, value in enumerate(sorted(train[c].unique().to_list()))} for c in categorical}
 
     def matrix(rows: pl.DataFrame) -> np.ndarray:
-        rows = _with_missing_category(rows, categorical)
+        rows = _with_missing_category(_add_indicators(rows, items), categorical)
         encoded = [pl.col(c).replace_strict(codes[c], default=None, return_dtype=pl.Float64) for c in categorical]
         return rows.select(*[pl.col(c).cast(pl.Float64) for c in numeric], *encoded).to_numpy().astype(np.float64)
 
-    x_train, x_val, x_test = matrix(train), matrix(splits["validation"]), matrix(splits["test"])
+    x_train, x_val = matrix(splits["train"]), matrix(splits["validation"])
     y_train, y_val = train["label"].to_numpy(), splits["validation"]["label"].to_numpy()
+    w_train, w_val = weights_of(train), weights_of(splits["validation"])
     grid = settings.lightgbm
     best = None
     for leaves in grid.num_leaves:
@@ -125,8 +183,10 @@ def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
             model.fit(
                 x_train,
                 y_train,
+                sample_weight=w_train,
                 eval_X=(x_val,),
                 eval_y=(y_val,),
+                eval_sample_weight=None if w_val is None else [w_val],
                 eval_metric="binary_logloss",
                 categorical_feature=list(range(len(numeric), len(feature_names))),
                 callbacks=stopping,
@@ -134,7 +194,7 @@ def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
             loss = (
                 float(model.best_score_["valid_0"]["binary_logloss"])
                 if stopping
-                else log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1])
+                else log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1], sample_weight=w_val)
             )
             if best is None or loss < best[0]:
                 best = (
@@ -147,4 +207,4 @@ def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], s
                     model,
                 )
     loss, tuned, model = best
-    return (model.predict_proba(x_val)[:, 1], model.predict_proba(x_test)[:, 1]), tuned | {"validation_log_loss": loss}
+    return Fitted(model, matrix, numeric + categorical, numeric, tuned | {"validation_log_loss": loss})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from cadft.data.followup import FOLLOWUP_COLUMNS
 from cadft.data.split import SPLITS
 from cadft.errors import CadftError
 from cadft.eval.recalibration import TrainingSample
@@ -28,7 +29,7 @@ class Terms:
 
 @dataclass
 class Scored:
-    validation: pl.DataFrame  # eid, label, prob (raw score), subgroup columns
+    validation: pl.DataFrame  # eid, label, prob (raw score), follow-up and subgroup columns
     test: pl.DataFrame
     info: dict = field(default_factory=dict)  # fitted_on, features, train_records, tuned
     sample: TrainingSample | None = None  # for eval.recalibration=prior_shift
@@ -50,6 +51,5 @@ def splits_of(table: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 def score_frame(rows: pl.DataFrame, prob: np.ndarray) -> pl.DataFrame:
-    return rows.select("eid", "label", *[c for c in SUBGROUP_COLUMNS if c in rows.columns]).with_columns(
-        pl.Series("prob", prob, pl.Float64)
-    )
+    columns = [c for c in FOLLOWUP_COLUMNS + SUBGROUP_COLUMNS if c in rows.columns]
+    return rows.select("eid", "label", *columns).with_columns(pl.Series("prob", prob, pl.Float64))

@@ -5,6 +5,8 @@ validation, scored once on test.
   (the same subsample, the same eids); cadft.eval.baselines.classical.
 - logistic_all, lightgbm_all: every data.features column and the whole training split.
 - age: logistic regression on age alone, on the run's training records.
+- cox, cox_all (incident tasks): Cox proportional-hazards models of the follow-up, on logistic's and logistic_all's
+  features and records; cadft.eval.baselines.cox. Left out, with a warning, when the table has no follow-up.
 - pce: the Pooled Cohort Equations 10-year ASCVD risk as published (no fitting, no recalibration); missing numeric
   inputs get train medians. pce_recalibrated: the same with intercept and slope refitted on validation (Platt).
 - zero_shot: the untrained backbone asked the verbalizer's question (cadft.eval.baselines.zero_shot), recalibrated on
@@ -12,6 +14,8 @@ validation, scored once on test.
 - oracle (synthetic cohorts): the simulator's true risk, the ceiling any model can reach (not recalibrated).
 - logistic+llm, pce+llm: the clinical model's linear predictor and the language model's logit combined on validation
   (cadft.eval.baselines.incremental), when the language model's scores are given; with the `incremental` block.
+Under task.censoring=ipcw the fitted ones are fitted and tuned with the IPCW weights (the Cox models use the follow-up
+itself), and every one is evaluated with them, as the language model is.
 """
 
 from __future__ import annotations
@@ -23,21 +27,26 @@ from pathlib import Path
 import polars as pl
 
 from cadft.config.schema import Baselines, Config
+from cadft.data.followup import TIME
+from cadft.data.ipcw import weighted_cases
 from cadft.data.prepare import feature_columns
 from cadft.data.text import text_feature_names
 from cadft.errors import CadftError
 from cadft.eval.baselines.classical import lightgbm_scores, logistic_scores
 from cadft.eval.baselines.common import Scored, Terms, score_frame, splits_of
+from cadft.eval.baselines.cox import cox_scores
 from cadft.eval.baselines.incremental import COMBINATIONS, combine, incremental_value
 from cadft.eval.baselines.oracle import oracle_path_for, oracle_scores
 from cadft.eval.baselines.pce import PCE_LABEL_INPUTS, PCE_NUMERIC_INPUTS, pce_imputed_participants, pce_scores
 from cadft.eval.metrics import evaluate_scores, recalibrated
 from cadft.eval.recalibration import TrainingSample
 from cadft.eval.report import write_report
+from cadft.eval.survival import training_censoring
 
 log = logging.getLogger(__name__)
 
-CLASSICAL = ("logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age")
+CLASSICAL = ("logistic", "lightgbm", "logistic_all", "lightgbm_all", "pce", "pce_recalibrated", "age", "cox", "cox_all")
+SURVIVAL = ("cox", "cox_all")  # fitted on the follow-up: incident tasks only
 # Recalibration each baseline gets: absent = eval.recalibration, like the language model.
 RECALIBRATION = {
     "pce": "none",
@@ -56,12 +65,24 @@ def terms_for_run(table: pl.DataFrame, config: Config, train_rows: pl.DataFrame)
 
 
 def fit_baselines(
-    table: pl.DataFrame, terms: Terms, settings: Baselines, *, seed: int, which=CLASSICAL
+    table: pl.DataFrame,
+    terms: Terms,
+    settings: Baselines,
+    *,
+    seed: int,
+    which=CLASSICAL,
+    horizon: float | None = None,
 ) -> dict[str, Scored]:
-    """name -> Scored, for each classical baseline in `which`."""
+    """name -> Scored, for each classical baseline in `which`; the Cox models' risk is at `horizon` years
+    (task.horizon_years), which they need."""
     unknown = sorted(set(which) - set(CLASSICAL))
     if unknown:
         raise CadftError(f"baselines.which names {', '.join(unknown)}; allowed here: {', '.join(CLASSICAL)}")
+    if TIME not in table.columns and set(which) & set(SURVIVAL):
+        log.warning("the prepared table has no follow-up time (a prevalent outcome): the Cox baselines are left out")
+        which = [name for name in which if name not in SURVIVAL]
+    if set(which) & set(SURVIVAL) and horizon is None:
+        raise ValueError("the Cox baselines need the task's horizon")  # a programming error, not user input
     if not terms.all_features:
         raise CadftError(
             "the prepared table has no feature columns (seed-JSON data carries only text): classical "
@@ -89,6 +110,8 @@ def fit_baselines(
         "lightgbm_all": lambda: lightgbm_scores(splits, terms.all_features, settings, seed),
         "age": lambda: logistic_scores(equal, ["age"], settings, seed),
         "pce": lambda: pce_scores(splits),
+        "cox": lambda: cox_scores(equal, terms.features, settings, horizon),
+        "cox_all": lambda: cox_scores(splits, terms.all_features, settings, horizon),
     }
     fitted = {}
     results = {}
@@ -98,7 +121,7 @@ def fit_baselines(
             fitted[source] = fitters[source]()
         (validation_prob, test_prob), tuned = fitted[source]
         trained_on = splits["train"] if name.endswith("_all") or name.startswith("pce") else sample_rows
-        features = {"logistic": terms.features, "lightgbm": terms.features, "age": ["age"]}.get(
+        features = {"logistic": terms.features, "lightgbm": terms.features, "age": ["age"], "cox": terms.features}.get(
             name, terms.all_features
         )
         info = {
@@ -108,8 +131,9 @@ def fit_baselines(
             "train_records": 0 if name.startswith("pce") else trained_on.height,
             "tuned": tuned,
         }
-        population = splits["train"]
-        sample = TrainingSample(int(population["label"].sum()), population.height, float(trained_on["label"].mean()))
+        population_cases, population_n = weighted_cases(splits["train"])
+        sample_cases, sample_n = weighted_cases(trained_on)
+        sample = TrainingSample(population_cases, population_n, float(sample_cases / sample_n))
         results[name] = Scored(
             score_frame(splits["validation"], validation_prob), score_frame(splits["test"], test_prob), info, sample
         )
@@ -137,7 +161,9 @@ def run_baselines(
         log.info("%s need the language model's scores: cadft train and cadft eval report them", combinations)
         combinations = []
     sources = [COMBINATIONS[name] for name in combinations if COMBINATIONS[name] not in classical]
-    scores = fit_baselines(table, terms, config.baselines, seed=config.seed, which=classical + sources)
+    scores = fit_baselines(
+        table, terms, config.baselines, seed=config.seed, which=classical + sources, horizon=config.task.horizon_years
+    )
     references = {}
     for name in combinations:
         scores[name], references[name] = combine(scores[COMBINATIONS[name]], llm, name)
@@ -154,6 +180,12 @@ def run_baselines(
         scores["oracle"] = Scored(
             validation, test, {"name": "oracle", "fitted_on": "nothing (the simulator's true risk)"}
         )
+    # The Cox models come last: the paired comparison draws its resamples model after model, so adding them to
+    # baselines.which leaves every other model's intervals as they were.
+    scores = {name: scored for name, scored in scores.items() if name not in SURVIVAL} | {
+        name: scored for name, scored in scores.items() if name in SURVIVAL
+    }
+    censoring = training_censoring(table, config.task.horizon_years)
     results = {}
     for name, scored in scores.items():
         method = RECALIBRATION.get(name, config.eval.recalibration)
@@ -166,6 +198,7 @@ def run_baselines(
             seed=config.seed,
             model=name,
             sample=scored.sample,
+            censoring=censoring,
         )
         metrics["baseline"] = scored.info
         if name.startswith("pce"):

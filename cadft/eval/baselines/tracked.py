@@ -38,7 +38,7 @@ def run_tracked_baselines(config: Config, run_dir: Path) -> dict[str, dict]:
             names.RUN_DIR_TAG: str(run_dir / name),
         }
         session.start_run(config.tracking, config.paths, run_dir / name, tags, run_name=f"{kind}-{name}")
-        try:
+        with session.closing_run():  # FINISHED, KILLED when stopped, FAILED on an error
             session.log_params(
                 {
                     "baseline": name,
@@ -56,6 +56,4 @@ def run_tracked_baselines(config: Config, run_dir: Path) -> dict[str, dict]:
                 shareable_files(run_dir / name, include_eids=store.may_log_eids(config.tracking, config.paths)),
                 artifact_path="eval",
             )
-        finally:
-            session.end_run()
     return {name: metrics for name, (metrics, _) in results.items()}
