@@ -13,7 +13,8 @@ With events (cases) and non-events (controls), "up" meaning the new risk is high
   slope.
 Risks are compared as probabilities, so both models must be calibrated risks (NRI and IDI reward calibration as
 well as ranking): cadft compares a combination with the nested model fitted the same way (cadft.eval.baselines.
-incremental).
+incremental). Under task.censoring=ipcw each participant counts with their IPCW weight (the proportions are weighted
+ones; the censored before the horizon weigh 0 and are not counted as reclassified), as in cadft.eval.bootstrap.
 """
 
 from __future__ import annotations
@@ -41,31 +42,42 @@ def risk_categories(risk: np.ndarray, thresholds: list[float]) -> np.ndarray:
 
 class _Changes:
     """Per participant, in class order (cases as they appear in `label`, then controls): categorical and continuous
-    moves (+1 up, −1 down, 0 none) and the risk difference; statistics(w_pos, w_neg) for bootstrap count matrices."""
+    moves (+1 up, −1 down, 0 none) and the risk difference; statistics(w_pos, w_neg) for bootstrap count matrices,
+    which `weight` (IPCW) multiplies."""
 
-    def __init__(self, label: np.ndarray, reference: np.ndarray, new: np.ndarray, thresholds: list[float]):
+    def __init__(
+        self,
+        label: np.ndarray,
+        reference: np.ndarray,
+        new: np.ndarray,
+        thresholds: list[float],
+        weight: np.ndarray | None = None,
+    ):
         moved = np.sign(risk_categories(new, thresholds) - risk_categories(reference, thresholds))
         changed = np.sign(new - reference)
         difference = new - reference
         cases, controls = label == 1, label == 0
         self.pos = (moved[cases], changed[cases], difference[cases])
         self.neg = (moved[controls], changed[controls], difference[controls])
+        self.weights = None if weight is None else (weight[cases], weight[controls])
         self.auroc_new, self.auroc_reference = (
-            ResampledMetrics(label, new, 0.5),
-            ResampledMetrics(label, reference, 0.5),
+            ResampledMetrics(label, new, 0.5, weight),
+            ResampledMetrics(label, reference, 0.5, weight),
         )
         self.n_pos, self.n_neg = int(cases.sum()), int(controls.sum())
 
     def statistics(self, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
         """(size, len(STATISTICS)); a resample without events or non-events gives nan (left out of the CI)."""
+        auroc = 0  # column of AUROC in cadft.eval.bootstrap.CI_METRICS (ResampledMetrics weighs the draws itself)
+        delta_auroc = self.auroc_new(w_pos, w_neg)[:, auroc] - self.auroc_reference(w_pos, w_neg)[:, auroc]
+        if self.weights is not None:
+            w_pos, w_neg = w_pos * self.weights[0], w_neg * self.weights[1]
         n_pos, n_neg = w_pos.sum(axis=1).astype(np.float64), w_neg.sum(axis=1).astype(np.float64)
         n_pos[n_pos == 0], n_neg[n_neg == 0] = np.nan, np.nan
         (moved_pos, changed_pos, difference_pos), (moved_neg, changed_neg, difference_neg) = self.pos, self.neg
         nri_events, nri_nonevents = w_pos @ moved_pos / n_pos, -(w_neg @ moved_neg) / n_neg
         continuous_events, continuous_nonevents = w_pos @ changed_pos / n_pos, -(w_neg @ changed_neg) / n_neg
         idi = w_pos @ difference_pos / n_pos - w_neg @ difference_neg / n_neg
-        auroc = 0  # column of AUROC in cadft.eval.bootstrap.CI_METRICS
-        delta_auroc = self.auroc_new(w_pos, w_neg)[:, auroc] - self.auroc_reference(w_pos, w_neg)[:, auroc]
         return np.column_stack(
             [
                 delta_auroc,
@@ -89,11 +101,15 @@ def reclassification(
     resamples: int,
     level: float,
     rng: np.random.Generator,
+    weight: np.ndarray | None = None,
 ) -> dict:
     """{statistic: {value, low, high}} of `new` against `reference` on the same participants (CIs None without
-    resamples), `reclassified`: events and non-events moved up or down a category, and the thresholds."""
+    resamples), `reclassified`: events and non-events moved up or down a category, and the thresholds; IPCW-weighted
+    with `weight`."""
     label = np.asarray(label)
-    changes = _Changes(label, np.asarray(reference, dtype=np.float64), np.asarray(new, dtype=np.float64), thresholds)
+    changes = _Changes(
+        label, np.asarray(reference, dtype=np.float64), np.asarray(new, dtype=np.float64), thresholds, weight
+    )
     point = changes.statistics(np.ones((1, changes.n_pos)), np.ones((1, changes.n_neg)))[0]
     result = {name: {"value": float(value), "low": None, "high": None} for name, value in zip(STATISTICS, point)}
     if resamples and changes.n_pos and changes.n_neg:
@@ -104,6 +120,8 @@ def reclassification(
         for name, lo, hi in zip(STATISTICS, low, high):
             result[name] |= {"low": float(lo), "high": float(hi)}
     (moved_pos, _, _), (moved_neg, _, _) = changes.pos, changes.neg
+    if changes.weights is not None:  # the censored before the horizon (weight 0) have no known outcome to count
+        moved_pos, moved_neg = moved_pos * (changes.weights[0] > 0), moved_neg * (changes.weights[1] > 0)
     result["reclassified"] = {
         "events_up": int((moved_pos > 0).sum()),
         "events_down": int((moved_pos < 0).sum()),

@@ -54,3 +54,18 @@ def test_the_intervals_come_from_paired_resamples_of_the_participants():
     result = reclassification(label, reference, better, THRESHOLDS, resamples=200, level=0.95, rng=rng)
     for name in ("nri", "nri_continuous", "idi", "delta_auroc"):
         assert 0 < result[name]["low"] <= result[name]["value"] <= result[name]["high"], name
+
+
+def test_ipcw_weights_count_as_copies_of_a_participant():
+    """task.censoring=ipcw: a weight of 2 counts a participant twice, a weight of 0 (censored before the horizon)
+    leaves them out, reclassification counts included."""
+    weight = np.array([2.0, 1, 1, 0, 1, 0, 1, 2, 1, 1])
+    copies = np.repeat(np.arange(len(PEOPLE)), weight.astype(int))
+    kwargs = {"resamples": 0, "level": 0.95, "rng": np.random.default_rng(0)}
+    weighted = reclassification(LABEL, REFERENCE, NEW, THRESHOLDS, weight=weight, **kwargs)
+    repeated = reclassification(LABEL[copies], REFERENCE[copies], NEW[copies], THRESHOLDS, **kwargs)
+    for name in ("delta_auroc", "nri", "nri_events", "nri_nonevents", "nri_continuous", "idi"):
+        assert weighted[name]["value"] == pytest.approx(repeated[name]["value"]), name
+    # counts of participants (not weighted), the one moved down with weight 0 left out
+    assert weighted["reclassified"] == {"events_up": 2, "events_down": 1, "nonevents_up": 1, "nonevents_down": 1}
+    assert weighted["nri_events"]["value"] == pytest.approx((2 + 1 - 1) / 4)  # the first event counts twice

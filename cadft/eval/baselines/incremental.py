@@ -14,7 +14,8 @@ Its reference is the same logistic model without the language model's term, fitt
 so the two differ only by the language model. On the same test participants cadft reports the combination minus
 the reference: ΔAUROC, NRI across eval.risk_thresholds, continuous NRI and IDI with paired bootstrap CIs
 (cadft.eval.reclassification), as metrics.json's `incremental`. The combination's validation metrics are in-sample (3
-coefficients fitted there), like any recalibrated model's.
+coefficients fitted there), like any recalibrated model's. Under task.censoring=ipcw both logistic models are fitted,
+and the differences computed, with the IPCW weights, as every other model is.
 
 The language model's scores exist only where it is scored (cadft train, cadft eval: cadft.eval.run passes them to
 cadft.eval.baselines.run); `cadft baselines` leaves these two out.
@@ -27,6 +28,7 @@ import polars as pl
 from sklearn.linear_model import LogisticRegression
 
 from cadft.config.schema import Eval
+from cadft.data.ipcw import weights_of
 from cadft.eval.baselines.common import Scored
 from cadft.eval.recalibration import to_logit
 from cadft.eval.reclassification import reclassification
@@ -46,9 +48,10 @@ def combine(clinical: Scored, llm: tuple[pl.DataFrame, pl.DataFrame], name: str)
         columns[split] = np.column_stack([to_logit(joined["prob"].to_numpy()), to_logit(joined["llm"].to_numpy())])
         columns[split + "_frame"] = joined.drop("llm")
     label = columns["validation_frame"]["label"].to_numpy()
+    weight = weights_of(columns["validation_frame"])  # IPCW (task.censoring=ipcw), as recalibration is fitted
     # Unpenalized: the comparison is with the nested model fitted the same way, and validation is thousands of people.
-    full = LogisticRegression(C=np.inf, max_iter=1000).fit(columns["validation"], label)
-    alone = LogisticRegression(C=np.inf, max_iter=1000).fit(columns["validation"][:, :1], label)
+    full = LogisticRegression(C=np.inf, max_iter=1000).fit(columns["validation"], label, sample_weight=weight)
+    alone = LogisticRegression(C=np.inf, max_iter=1000).fit(columns["validation"][:, :1], label, sample_weight=weight)
     source = COMBINATIONS[name]
 
     def scored(model, width: int, info: dict) -> Scored:
@@ -93,4 +96,5 @@ def incremental_value(
         resamples=settings.bootstrap,
         level=settings.ci_level,
         rng=np.random.default_rng(seed),
+        weight=weights_of(combination),
     )
