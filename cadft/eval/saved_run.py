@@ -165,6 +165,16 @@ def load_prepared_table(run_dir: Path, config: Config) -> tuple[pl.DataFrame, di
     return prepared.table(), prepared.card
 
 
+def _fits_the_scores(saved, run_dir: Path, config: Config) -> bool:
+    """Whether the saved calibrator is the one eval.recalibration fits to these scores: the same method, on scores
+    averaged over the same feature orders (eval.test_time_orders, drawn from the seed) as the run's."""
+
+    def orders(c: Config) -> tuple:
+        return c.eval.test_time_orders, c.seed if c.eval.test_time_orders > 1 else None
+
+    return saved.method == config.eval.recalibration and orders(config) == orders(load_run_config(run_dir, []))
+
+
 def check_target(target: Target, config: Config, overrides: list[str]):
     """The model folder checked against what its run recorded (files, calibrator, what it was trained on) before it
     is loaded (cadft.predict.check); returns its saved calibrator, or None."""
@@ -189,7 +199,8 @@ def evaluate(
     finish: bool = False,
 ) -> tuple[dict, dict]:
     """(metrics, the baselines' metrics), logged to an MLflow run of its own (cadft.eval.evaluation_run); the
-    calibrator saved with the model is reused when eval.recalibration matches. finish=True (`finished_target`): the
+    calibrator saved with the model is reused when eval.recalibration matches and the scores are made as the run made
+    them (_fits_the_scores). finish=True (`finished_target`): the
     run's own eval/ and calibrator, and its metrics logged into the training run."""
     from transformers import AutoTokenizer
 
@@ -203,7 +214,7 @@ def evaluate(
 
     overrides = list(overrides or [])
     saved = check_target(target, config, overrides)
-    recalibrator = saved if saved is not None and saved.method == config.eval.recalibration else None
+    recalibrator = saved if saved is not None and _fits_the_scores(saved, target.run_dir, config) else None
     check_writable(target.out_dir, "output folder (--out)", create=False)  # before the model loads
     if target.out_dir.parent == RunLayout(target.run_dir).evaluations:
         target = dataclasses.replace(target, out_dir=_reserved(target.out_dir))

@@ -5,11 +5,14 @@ the model was trained on (task, features, text template, head, backbone, strateg
 (exit 2) before the model is loaded: an edited config.yaml, a calibrator from another run or with NaN parameters,
 a deleted or replaced adapter would otherwise give other risks without a word.
 
-A model saved before cadft recorded these (no "trained_on" in its cadft_model.json) is applied with a warning.
+A model saved before cadft recorded these (no "trained_on" in its cadft_model.json) is applied with a warning; a key
+its record lacks (added to cadft since, e.g. head.question_first) is compared at the schema's default, what such a model
+was trained with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -97,6 +100,7 @@ def _check_files(model_dir: Path, info: dict, label: str) -> None:
 def _check_config(recorded: dict, config: Config, label: str, config_source: str) -> None:
     expected = flat_config({k: v for k, v in recorded.items() if k != VERSION_KEY})
     actual = flat_config({k: v for k, v in trained_on(config).items() if k != VERSION_KEY})
+    expected |= {key: _schema_default(config, key) for key in actual.keys() - expected.keys()}
     differing = sorted(key for key in expected.keys() | actual.keys() if expected.get(key) != actual.get(key))
     if not differing:
         return
@@ -107,6 +111,18 @@ def _check_config(recorded: dict, config: Config, label: str, config_source: str
         f"model was trained with {_shown(expected.get(key))}{more}; apply the run with the config it was trained "
         "with (restore config.yaml, drop the override) or train again"
     )
+
+
+def _schema_default(config: Config, key: str):
+    """The default the schema gives a dotted config key (None when it has none)."""
+    *path, leaf = key.split(".")
+    node = config
+    for part in path:
+        node = getattr(node, part, None)
+    if not dataclasses.is_dataclass(node):
+        return None
+    field = next((f for f in dataclasses.fields(node) if f.name == leaf), None)
+    return None if field is None or field.default is dataclasses.MISSING else field.default
 
 
 def _shown(value) -> str:

@@ -3,8 +3,9 @@ cannot be applied with a config, calibrator or weights it was not saved with (ca
 
 cadft train writes, once the model is saved (`seal`):
 - "trained_on": the task (its whole definition), the features (their specs), the text template and its settings (the
-  features it writes), the head, the backbone, the strategy and the cadft version: everything that decides how a
-  record becomes a score;
+  features it writes, their titles and clinical categories), the head (the question before or after the record), the
+  backbone, the strategy, whether the training records had their features in orders of their own
+  (train.shuffle_feature_order) and the cadft version: everything that decides how a record becomes a score;
 - "files": the SHA-256 of every file of the model folder (adapter or weights, tokenizer, training sample); the
   calibrator's is added when it is saved, after scoring (`record_file`).
 Hashing reads each file once: ~1 s per GB. The Trainer's checkpoints carry no record of their own (their run's model
@@ -36,6 +37,7 @@ def trained_on(config: Config) -> dict:
         "head": plain(config.head),
         "backbone": plain(config.backbone),
         "model": {"name": config.model.name},
+        "train": {"shuffle_feature_order": config.train.shuffle_feature_order},
         VERSION_KEY: cadft_version(),
     }
 

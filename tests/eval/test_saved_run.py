@@ -61,6 +61,10 @@ def test_the_saved_calibrator_is_reused_and_another_method_is_fitted_again(train
     record_file(trained / "model", "calibrator.json")  # as the run's own (an edit alone is refused: tests/predict)
     eval_main([str(trained), "--out", str(tmp_path / "reused")])
     assert json.loads((tmp_path / "reused" / "metrics.json").read_text())["recalibration"] == edited
+    # other scores (averaged over two feature orders) get a calibrator of their own, fitted on validation
+    eval_main([str(trained), "eval.test_time_orders=2", "eval.bootstrap=0", "--out", str(tmp_path / "orders")])
+    refitted = json.loads((tmp_path / "orders" / "metrics.json").read_text())["recalibration"]
+    assert refitted["method"] == "platt" and refitted["params"] != edited["params"]
     before = _training_run(trained)
     eval_main([str(trained), "eval.recalibration=isotonic", "--out", str(tmp_path / "isotonic")])
     isotonic = json.loads((tmp_path / "isotonic" / "metrics.json").read_text())["recalibration"]

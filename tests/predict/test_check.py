@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from cadft.cli.eval import main as eval_main
 from cadft.cli.predict import main as predict_main
 from cadft.config import CONF_DIR
+from cadft.errors import CadftError
 from cadft.predict.trained_run import TrainedRun
 from cadft.train.provenance import FILES, TRAINED_ON, read_info
 
@@ -109,3 +110,17 @@ def test_eval_refuses_an_override_of_what_the_model_was_trained_on(tiny_run, tmp
     said = _refused(eval_main, [str(tiny_run), "task.name=mi_incident10", "--out", str(tmp_path / "eval")], capsys)
     assert 'the run\'s config.yaml with the overrides does not match the model: task.name is "mi_incident10"' in said
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_key_the_record_lacks_is_checked_at_its_default(tiny_run, tmp_path):
+    """A model saved before a key existed (train.shuffle_feature_order, text.categories) was trained with its default:
+    it passes with the default and is refused with another value."""
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("evaluations")))
+    info = read_info(run / "model")
+    assert info[TRAINED_ON]["train"] == {"shuffle_feature_order": False}
+    del info[TRAINED_ON]["train"], info[TRAINED_ON]["text"]["categories"]
+    (run / "model" / "cadft_model.json").write_text(json.dumps(info))
+    assert TrainedRun(run).recalibrator.method == "platt"
+    _edit_config(run, lambda c: OmegaConf.update(c, "train.shuffle_feature_order", True))
+    with pytest.raises(CadftError, match=r"shuffle_feature_order is true there but the model was trained with false"):
+        TrainedRun(run)
