@@ -124,7 +124,7 @@ def print_leaderboard(board: pl.DataFrame, title: str) -> None:
         table.add_column(column, justify="left" if column in identity else "right")
     for row in display_rows(board, identity):
         table.add_row(*row.values())
-    console = Console(width=200)
+    console = Console(width=230)  # the identity, five values with intervals and six more columns, one line per run
     console.print(table)
     for row in board.filter(pl.col("error").is_not_null()).iter_rows(named=True):
         console.print(f"{run_label(row, identity)} {row['status']}: {row['error']}", soft_wrap=True)
