@@ -22,6 +22,7 @@ OPEN_AND_LOG = """
 import sys
 from pathlib import Path
 from cadft.config.schema import Paths, Tracking
+from cadft.tracking import session
 
 uri, run_dir = sys.argv[1], Path(sys.argv[2])
 tracking = Tracking(uri=uri, experiment="race", artifact_location=None, run_name=None, log_model="none",
