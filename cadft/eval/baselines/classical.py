@@ -113,15 +113,29 @@ def linear_columns(numeric: list[str], categorical: list[str], *, drop_first: bo
 
 
 def logistic_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
-    fitted = fit_logistic(splits, feature_names, settings, seed)
+    return _validation_and_test(fit_logistic(splits, feature_names, settings, seed), splits)
+
+
+def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
+    return _validation_and_test(fit_lightgbm(splits, feature_names, settings, seed), splits)
+
+
+def _validation_and_test(fitted: Fitted, splits: dict[str, pl.DataFrame]):
     return tuple(fitted.probabilities(splits[name]) for name in ("validation", "test")), fitted.tuned
 
 
-def fit_logistic(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int) -> Fitted:
+def _design(splits: dict[str, pl.DataFrame], feature_names: list[str]):
+    """What both fits start from: history items, the splits with their indicator columns, the input columns and which
+    of them are numeric and categorical."""
     _check_trainable(splits)
     items = _history_items(splits["train"], feature_names)
     expanded, feature_names = _with_history_indicators(splits, feature_names)
     numeric, categorical = _feature_kinds(expanded["train"], feature_names)
+    return items, expanded, feature_names, numeric, categorical
+
+
+def fit_logistic(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int) -> Fitted:
+    items, _, feature_names, numeric, categorical = _design(splits, feature_names)
 
     def inputs(rows: pl.DataFrame) -> pl.DataFrame:
         return _with_missing_category(_add_indicators(rows, items).select(feature_names), categorical)
@@ -141,16 +155,8 @@ def fit_logistic(splits: dict[str, pl.DataFrame], feature_names: list[str], sett
     return Fitted(model, inputs, numeric + categorical, numeric, {"C": c, "validation_log_loss": loss})
 
 
-def lightgbm_scores(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int):
-    fitted = fit_lightgbm(splits, feature_names, settings, seed)
-    return tuple(fitted.probabilities(splits[name]) for name in ("validation", "test")), fitted.tuned
-
-
 def fit_lightgbm(splits: dict[str, pl.DataFrame], feature_names: list[str], settings: Baselines, seed: int) -> Fitted:
-    _check_trainable(splits)
-    items = _history_items(splits["train"], feature_names)
-    expanded, feature_names = _with_history_indicators(splits, feature_names)
-    numeric, categorical = _feature_kinds(expanded["train"], feature_names)
+    items, expanded, feature_names, numeric, categorical = _design(splits, feature_names)
     train = _with_missing_category(expanded["train"], categorical)
     # Category codes come from train alone; a label first seen in validation/test becomes NaN (LightGBM: missing).
     codes = {c: {value: i for i, value in enumerate(sorted(train[c].unique().to_list()))} for c in categorical}
