@@ -183,7 +183,7 @@ def test_the_llm_recipe_template_runs_with_its_epoch_chosen_on_validation(run_sw
     assert (params["train.eval_every"], params["train.early_stopping_patience"], params["train.epochs"]) == (
         "epoch",
         "1",
-        "3",
+        "3.0",  # train.epochs is a number of the schema: a float
     )
     assert metrics["train/steps"] in (4, 6) and metrics["train/best_step"] in (2, 4, 6)
     assert (
