@@ -104,8 +104,8 @@ def test_compare_two_runs_in_the_mlflow_ui(run_sweep, tmp_path):
                 executable_path=str(CHROMIUM),
                 headless=True,
                 args=CHROMIUM_ARGS,
-                viewport={"width": 1920, "height": 1080},
-            )  # wide: the grid renders only the columns in view
+                viewport={"width": 2560, "height": 1080},
+            )  # wide: the grid renders only the columns in view (the tags come after the 10 headline metrics)
             page = browser.new_page()
             page.set_default_timeout(UI_WAIT_MS)
             expect.set_options(timeout=UI_WAIT_MS)
