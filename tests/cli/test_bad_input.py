@@ -1,19 +1,18 @@
 """Config mistakes through the real entry points (the front door `python -m cadft <command>`, and the `cadft-<command>`
 aliases): each stops with exit status 2 and one line on stderr naming the key, the value and what is allowed, no
-traceback, nothing written, within 15 s (before data is read or a model is loaded)."""
+traceback, nothing written (no output folder, run folder or MLflow store: it stops before data is read or a model is
+loaded). Not timed: a timed test fails on a loaded machine."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CADFT
 
-TIME_LIMIT_S = 15
 OUT = "OUT"  # replaced by the test's output dir, which must stay absent
 
 TRAIN_CASES = [
@@ -147,15 +146,11 @@ ALIAS_CASES = [  # the same program through its alias script: the error names th
 def _stops_up_front(tmp_path: Path, command: list[str], args: list[str], prog: str, message: str) -> None:
     out = tmp_path / "outputs"
     args = [arg.replace(OUT, str(out)) for arg in args]
-    started = time.perf_counter()
     done = subprocess.run([*command, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    seconds = time.perf_counter() - started
-    print(f"{seconds:5.1f} s  {prog} {' '.join(args)}")
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [f"{prog}: error: {message.replace(OUT, str(out))}"]
     assert list(tmp_path.iterdir()) == []  # no output dir, no run dir, no MLflow store, nothing in the working dir
-    assert seconds < TIME_LIMIT_S
 
 
 @pytest.mark.parametrize(("command", "args", "message"), CASES, ids=[f"{c[0]}:{' '.join(c[1][:3])}" for c in CASES])
