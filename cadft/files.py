@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cadft.errors import CadftError
@@ -129,17 +129,22 @@ def write_failure(err: BaseException, path: str | Path | None = None) -> CadftEr
 
 
 @contextlib.contextmanager
-def writing(path: str | Path) -> Iterator[None]:
-    """Writes into `path` (a file or a folder) whose failure for want of space or permission is one CadftError."""
+def failures_as_errors(translate: Callable[[Exception], CadftError | None]) -> Iterator[None]:
+    """Raise the CadftError `translate` makes of an exception (None: the exception goes on as it is)."""
     try:
         yield
     except CadftError:
         raise
     except Exception as err:
-        failure = write_failure(err, path)
+        failure = translate(err)
         if failure is None:
             raise
         raise failure from None
+
+
+def writing(path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """Writes into `path` (a file or a folder) whose failure for want of space or permission is one CadftError."""
+    return failures_as_errors(lambda err: write_failure(err, path))
 
 
 def with_umask_modes(folder: Path) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cadft.errors import CadftError
+from cadft.files import failures_as_errors
 
 LOCK_SUFFIX = ".lock"
 RETRIES = 3  # tries of a write that found the database locked (each after MLflow's own 20 s wait)
@@ -126,18 +127,9 @@ def retry_if_locked(action: Callable[[], Any], uri: str) -> Any:
     return None  # unreachable: the last attempt returns or raises
 
 
-@contextlib.contextmanager
-def store_failure(uri: str) -> Iterator[None]:
+def store_failure(uri: str) -> contextlib.AbstractContextManager[None]:
     """A local store that cannot be written (a full disk, a read-only file) as one CadftError naming it."""
-    try:
-        yield
-    except CadftError:
-        raise
-    except Exception as err:
-        failure = _failure(err, uri)
-        if failure is None:
-            raise
-        raise failure from None
+    return failures_as_errors(lambda err: _failure(err, uri))
 
 
 def _failure(err: Exception, uri: str) -> CadftError | None:
